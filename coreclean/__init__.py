@@ -1,0 +1,33 @@
+"""coreclean: find and fix mislabeled images in classification datasets.
+
+Public entry points are re-exported here lazily, so ``import coreclean`` never imports torch,
+faiss or matplotlib.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_LAZY_EXPORTS = {
+    "load_embeddings": "coreclean.cache",
+    "read_samples": "coreclean.cache",
+    "embed_dataset": "coreclean.embed",
+    "read_manifest": "coreclean.manifest",
+    "LabelIssueRanker": "coreclean.importance",
+    "estimate_errors_per_class": "coreclean.confident_joint",
+    "SensitivityCoreset": "coreclean.coreset",
+    "inject_noise": "coreclean.noise",
+    "CleaningSession": "coreclean.session",
+}
+
+__all__ = ["__version__", *_LAZY_EXPORTS]
+
+
+def __getattr__(name: str) -> Any:
+    module_name = _LAZY_EXPORTS.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'coreclean' has no attribute {name!r}")
+    return getattr(importlib.import_module(module_name), name)

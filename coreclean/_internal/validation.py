@@ -1,0 +1,110 @@
+"""Input checks shared by every public function: validate once at the boundary, then trust."""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from coreclean.exceptions import InputValidationError
+
+__all__ = ["check_features", "check_labels", "check_sample_weight", "check_random_state", "sklearn_seed"]
+
+
+def check_features(features: object, *, name: str = "features") -> np.ndarray:
+    """Return ``features`` as a C-contiguous float32 (n_samples, n_features) array.
+
+    Raises
+    ------
+    InputValidationError
+        If it is not 2-D, is empty, or holds NaN or infinite values (the message names the first bad rows).
+    """
+    array = np.asarray(features)
+    if array.ndim != 2:
+        raise InputValidationError(
+            f"{name} must be a 2-D array of shape (n_samples, n_features); got shape {array.shape}. "
+            "Reshape a single sample with features.reshape(1, -1)."
+        )
+    if array.shape[0] == 0 or array.shape[1] == 0:
+        raise InputValidationError(f"{name} is empty (shape {array.shape}).")
+    if not np.issubdtype(array.dtype, np.number):
+        raise InputValidationError(f"{name} must be numeric; got dtype {array.dtype}.")
+    array = np.ascontiguousarray(array, dtype=np.float32)
+    finite = _finite_rows(array)
+    if not finite.all():
+        bad = np.flatnonzero(~finite)
+        raise InputValidationError(
+            f"{name} has {bad.size} row(s) with NaN or infinite values (first: {bad[:5].tolist()}). "
+            "Drop or re-embed those samples before scoring."
+        )
+    return array
+
+
+def _finite_rows(array: np.ndarray, chunk_rows: int = 65536) -> np.ndarray:
+    """Row-wise ``isfinite().all()`` in chunks, so a large memmap never needs a full boolean copy."""
+    out = np.empty(array.shape[0], dtype=bool)
+    for start in range(0, array.shape[0], chunk_rows):
+        out[start : start + chunk_rows] = np.isfinite(array[start : start + chunk_rows]).all(axis=1)
+    return out
+
+
+def check_labels(labels: object, n_samples: int, *, n_classes: int | None = None) -> np.ndarray:
+    """Return ``labels`` as an int64 (n_samples,) array of class indices in ``0..n_classes-1``.
+
+    Raises
+    ------
+    InputValidationError
+        On a length mismatch, non-integer values, negative labels, or a label >= ``n_classes``
+        (a label never seen among the class names).
+    """
+    array = np.asarray(labels)
+    if array.ndim != 1:
+        raise InputValidationError(f"labels must be 1-D; got shape {array.shape}.")
+    if array.shape[0] != n_samples:
+        raise InputValidationError(
+            f"labels has {array.shape[0]} entries but features has {n_samples} rows; they must match one to one."
+        )
+    if array.dtype.kind == "f":
+        if not np.all(np.isfinite(array)) or not np.all(array == np.round(array)):
+            raise InputValidationError("labels must be integer class indices; got non-integer floats.")
+    elif array.dtype.kind not in "iub":
+        raise InputValidationError(
+            f"labels must be integer class indices 0..n_classes-1; got dtype {array.dtype}. "
+            "Map class names to indices first (see coreclean.load_embeddings)."
+        )
+    array = array.astype(np.int64)
+    if array.size and array.min() < 0:
+        raise InputValidationError(f"labels must be >= 0; found {int(array.min())}.")
+    if n_classes is not None and array.size and array.max() >= n_classes:
+        raise InputValidationError(
+            f"label {int(array.max())} is not a known class: only {n_classes} classes (0..{n_classes - 1})."
+        )
+    return array
+
+
+def check_sample_weight(sample_weight: object | None, n_samples: int) -> np.ndarray:
+    """Return non-negative float64 weights of length ``n_samples`` (all ones when None)."""
+    if sample_weight is None:
+        return np.ones(n_samples, dtype=np.float64)
+    array = np.asarray(sample_weight, dtype=np.float64)
+    if array.shape != (n_samples,):
+        raise InputValidationError(f"sample_weight must have shape ({n_samples},); got {array.shape}.")
+    if not np.all(np.isfinite(array)) or np.any(array < 0):
+        raise InputValidationError("sample_weight must be finite and >= 0 (0 drops a sample).")
+    return array
+
+
+def check_random_state(random_state: int | np.random.Generator | None) -> np.random.Generator:
+    """Turn ``random_state`` (None, an int or a Generator) into a ``np.random.Generator``."""
+    if isinstance(random_state, np.random.Generator):
+        return random_state
+    if random_state is None or isinstance(random_state, numbers.Integral):
+        return np.random.default_rng(random_state)
+    raise InputValidationError(
+        f"random_state must be None, an int or a numpy Generator; got {type(random_state).__name__}."
+    )
+
+
+def sklearn_seed(rng: np.random.Generator) -> int:
+    """Draw an int seed from ``rng`` for scikit-learn, which accepts no Generator."""
+    return int(rng.integers(0, 2**31 - 1))
