@@ -1,0 +1,168 @@
+"""Sensitivity-sampled coresets for logistic regression: fit on m ≪ n weighted rows, lose little.
+
+Rows are drawn i.i.d. with probability ``p_i = s_i / S`` from the local sensitivity bounds of
+:mod:`coreclean.sensitivity` and carry the weight ``w_i / (m p_i)``, which keeps the coreset's loss an
+unbiased estimate of the full loss at every θ, with small variance where the bound is tight.
+The bound needs a fit θ̂ to centre on: a *pilot* model fitted on a uniform sample supplies it.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from coreclean._internal.validation import (
+    check_features,
+    check_labels,
+    check_random_state,
+    check_sample_weight,
+    sklearn_seed,
+)
+from coreclean.sensitivity import LocalSensitivity, local_sensitivity
+
+__all__ = ["SensitivityCoreset", "sample_coreset_rows", "theta_from_model", "fit_logistic"]
+
+
+def fit_logistic(standardized: np.ndarray, labels: np.ndarray, sample_weight: np.ndarray, *, C: float,
+                 max_iter: int = 500, tol: float = 1e-6, warm_start_from=None):
+    """Fit scikit-learn's L2 logistic regression (multinomial for K > 2) and return it."""
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+
+    model = LogisticRegression(C=C, max_iter=max_iter, tol=tol)
+    if warm_start_from is not None and np.array_equal(warm_start_from.classes_, np.unique(labels)):
+        model.set_params(warm_start=True)
+        model.coef_ = warm_start_from.coef_.copy()
+        model.intercept_ = warm_start_from.intercept_.copy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(standardized, labels, sample_weight=sample_weight)
+    return model
+
+
+def theta_from_model(model, n_classes: int, C: float) -> tuple[np.ndarray, float]:
+    """Return ``(theta, C_multinomial)``: the model as (n_classes, n_features + 1) multinomial coefficients.
+
+    scikit-learn fits two classes as one sigmoid ``u``, penalised ``‖u‖²/2C``; the symmetric softmax
+    ``θ = (−u/2, u/2)`` gives the same probabilities and is the exact minimiser of the multinomial
+    objective with ``C/2``, so the sensitivity bound stays valid. Classes the model never saw get a
+    very negative intercept (probability ≈ 0).
+    """
+    coef = np.hstack([model.coef_, model.intercept_[:, None]]).astype(np.float64)
+    if coef.shape[0] == 1:
+        coef = np.vstack([-coef / 2.0, coef / 2.0])
+        C = C / 2.0
+    theta = np.zeros((n_classes, coef.shape[1]), dtype=np.float64)
+    theta[:, -1] = -30.0
+    theta[model.classes_] = coef
+    return theta, C
+
+
+class _StandardizedRows:
+    """Read-only view of ``standardizer.transform(features[rows])``, materialised one slice at a time."""
+
+    def __init__(self, features: np.ndarray, rows: np.ndarray, standardizer) -> None:
+        self._features, self._rows, self._standardizer = features, rows, standardizer
+        self.shape = (rows.size, features.shape[1])
+
+    def __getitem__(self, item: slice) -> np.ndarray:
+        return self._standardizer.transform(self._features[self._rows[item]])
+
+
+def _draw(sensitivity: np.ndarray, sample_weight: np.ndarray, m: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Draw m rows i.i.d. with p ∝ sensitivity; return unique rows and their summed weights w_i/(m p_i)."""
+    probability = sensitivity / sensitivity.sum()
+    drawn = rng.choice(sensitivity.size, size=m, replace=True, p=probability)
+    rows, counts = np.unique(drawn, return_counts=True)
+    return rows, counts * sample_weight[rows] / (m * probability[rows])
+
+
+def sample_coreset_rows(features, labels, sample_weight, train, *, m, C, standardizer, n_classes, random_state,
+                        radius: float = 0.1):
+    """A coreset of the rows ``train`` for one fit: ``(rows, weights)``, rows indexing ``features``.
+
+    A pilot model on a uniform sample of ``m`` rows (weights scaled to the full total) gives θ̂;
+    the sensitivities of all ``train`` rows around it give the sampling probabilities.
+    """
+    rng = check_random_state(random_state)
+    pilot = np.sort(rng.choice(train, size=min(m, train.size), replace=False))
+    scale = sample_weight[train].sum() / sample_weight[pilot].sum()
+    model = fit_logistic(standardizer.transform(features[pilot]), labels[pilot], sample_weight[pilot] * scale, C=C, tol=1e-4)
+    theta, C_eff = theta_from_model(model, n_classes, C)
+    bound = local_sensitivity(_StandardizedRows(features, train, standardizer), labels[train], sample_weight[train],
+                              theta, C=C_eff, radius=radius)
+    rows, weights = _draw(bound.sensitivity, sample_weight[train], m, rng)
+    return train[rows], weights
+
+
+class SensitivityCoreset:
+    """A weighted coreset for L2 logistic regression, sampled by local sensitivity.
+
+    Parameters
+    ----------
+    n_samples_coreset : int
+        Number of i.i.d. draws m (the coreset has at most m distinct rows).
+    C : float
+        Inverse regularisation strength of the logistic regression (on standardised features).
+    radius : float
+        Size of the parameter region the bound holds on (see :func:`coreclean.sensitivity.local_sensitivity`).
+    pilot_size : int or None
+        Fit θ̂ on a uniform sample of this many rows; None fits it on all rows (exact, slower).
+    random_state : int, Generator or None
+
+    Attributes
+    ----------
+    bound_ : LocalSensitivity
+        Sensitivities ``s_i(r)`` around the reference fit, and their total ``S``.
+    reference_theta_ : ndarray of shape (n_classes, n_features + 1)
+        The reference fit θ̂ (multinomial form, intercept last).
+    indices_ : ndarray of shape (n_distinct,)
+        Rows in the coreset.
+    weights_ : ndarray of shape (n_distinct,)
+        Their coreset weights ``w_i · count_i / (m p_i)``.
+    estimator_ : LogisticRegression
+        The model fitted on the coreset (standardised features: use :meth:`predict_proba`).
+    """
+
+    def __init__(self, n_samples_coreset: int = 1000, *, C: float = 1.0, radius: float = 0.1,
+                 pilot_size: int | None = None, random_state: int | np.random.Generator | None = None) -> None:
+        self.n_samples_coreset = n_samples_coreset
+        self.C = C
+        self.radius = radius
+        self.pilot_size = pilot_size
+        self.random_state = random_state
+
+    def fit(self, features: np.ndarray, labels: np.ndarray, sample_weight: np.ndarray | None = None) -> "SensitivityCoreset":
+        """Compute sensitivities, draw the coreset and fit the model on it. Returns ``self``."""
+        from coreclean.out_of_fold import Standardizer
+
+        features = check_features(features)
+        labels = check_labels(labels, features.shape[0])
+        weight = check_sample_weight(sample_weight, features.shape[0])
+        rng = check_random_state(self.random_state)
+        self.n_classes_ = int(labels.max()) + 1
+        self.standardizer_ = Standardizer().fit(features)
+        standardized = self.standardizer_.transform(features)
+        if self.pilot_size is None or self.pilot_size >= labels.size:
+            reference = fit_logistic(standardized, labels, weight, C=self.C)
+        else:
+            pilot = np.sort(rng.choice(labels.size, size=self.pilot_size, replace=False))
+            scale = weight.sum() / weight[pilot].sum()
+            reference = fit_logistic(standardized[pilot], labels[pilot], weight[pilot] * scale, C=self.C)
+        self.reference_theta_, self.C_multinomial_ = theta_from_model(reference, self.n_classes_, self.C)
+        self.bound_: LocalSensitivity = local_sensitivity(
+            standardized, labels, weight, self.reference_theta_, C=self.C_multinomial_, radius=self.radius
+        )
+        self.indices_, self.weights_ = _draw(self.bound_.sensitivity, weight, self.n_samples_coreset, rng)
+        self.estimator_ = fit_logistic(standardized[self.indices_], labels[self.indices_], self.weights_, C=self.C,
+                                       warm_start_from=reference)
+        return self
+
+    def predict_proba(self, features: np.ndarray) -> np.ndarray:
+        """Class probabilities of the coreset model, shape (n_samples, n_classes)."""
+        from coreclean.out_of_fold import predict_proba_chunked
+
+        features = check_features(features)
+        rows = np.arange(features.shape[0])
+        return predict_proba_chunked(self.estimator_, features, rows, self.standardizer_, self.n_classes_)

@@ -1,0 +1,165 @@
+"""Out-of-fold class probabilities: K logistic regressions on fixed folds, each blind to its own fold.
+
+A model that saw sample i partly memorises i's label, wrong or not; a model fitted without it does
+not. Each sample's probabilities therefore come from the fold model that never saw it. Folds are
+fixed at ``fit`` so that a re-fit after a review batch (``refit``) changes only what the batch
+changed, and starts from the previous solution (warm start) instead of from zero.
+
+Large data: with ``max_fit_samples`` set and more training rows than that, each fold model is
+fitted on a sensitivity coreset of its training rows (see :mod:`coreclean.coreset`), then scores
+every held-out row in chunks.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+
+import numpy as np
+
+from coreclean._internal.validation import check_random_state, sklearn_seed
+
+__all__ = ["OutOfFoldLogistic", "Standardizer", "predict_proba_chunked"]
+
+logger = logging.getLogger(__name__)
+_CHUNK_ROWS = 16384
+
+
+class Standardizer:
+    """Per-feature mean and scale, computed in chunks so a memory-mapped matrix is never copied whole."""
+
+    def fit(self, features: np.ndarray) -> "Standardizer":
+        total = np.zeros(features.shape[1], dtype=np.float64)
+        total_sq = np.zeros(features.shape[1], dtype=np.float64)
+        for start in range(0, features.shape[0], _CHUNK_ROWS):
+            block = np.asarray(features[start : start + _CHUNK_ROWS], dtype=np.float64)
+            total += block.sum(axis=0)
+            total_sq += np.square(block).sum(axis=0)
+        n_samples = features.shape[0]
+        self.mean_ = (total / n_samples).astype(np.float32)
+        variance = np.maximum(total_sq / n_samples - np.square(total / n_samples), 0.0)
+        scale = np.sqrt(variance)
+        self.scale_ = np.where(scale > 1e-12, scale, 1.0).astype(np.float32)
+        return self
+
+    def transform(self, features: np.ndarray) -> np.ndarray:
+        """Return standardised float32 rows (a new array)."""
+        return (np.asarray(features, dtype=np.float32) - self.mean_) / self.scale_
+
+
+def predict_proba_chunked(model, features: np.ndarray, rows: np.ndarray, standardizer: Standardizer, n_classes: int) -> np.ndarray:
+    """Class probabilities of ``model`` for ``features[rows]``, in chunks, as an (len(rows), n_classes) array.
+
+    Classes the model never saw get probability 0.
+    """
+    out = np.zeros((rows.size, n_classes), dtype=np.float32)
+    for start in range(0, rows.size, _CHUNK_ROWS):
+        chunk = rows[start : start + _CHUNK_ROWS]
+        probs = model.predict_proba(standardizer.transform(features[chunk]))
+        out[start : start + chunk.size][:, model.classes_] = probs
+    return out
+
+
+class OutOfFoldLogistic:
+    """K-fold multinomial logistic regression that keeps its folds and models for cheap re-fits.
+
+    Parameters
+    ----------
+    n_folds : int
+        Number of folds (K). Every sample is held out exactly once.
+    C : float
+        Inverse L2 strength, scikit-learn's meaning (on standardised features).
+    max_iter : int
+        L-BFGS iterations per fit.
+    max_fit_samples : int or None
+        Fit each fold model on a sensitivity coreset of this many rows when its training part is
+        larger. None: always fit on all rows.
+    random_state : int, Generator or None
+        Seeds the fold assignment and any coreset sampling.
+
+    Attributes
+    ----------
+    folds_ : ndarray of shape (n_samples,), int
+        Fold of each sample.
+    models_ : list of fitted ``LogisticRegression``
+    probs_ : ndarray of shape (n_samples, n_classes), float32
+        Out-of-fold class probabilities.
+    """
+
+    def __init__(
+        self,
+        *,
+        n_folds: int = 5,
+        C: float = 0.01,
+        max_iter: int = 200,
+        max_fit_samples: int | None = None,
+        random_state: int | np.random.Generator | None = None,
+    ) -> None:
+        self.n_folds = n_folds
+        self.C = C
+        self.max_iter = max_iter
+        self.max_fit_samples = max_fit_samples
+        self.random_state = random_state
+
+    def fit(self, features: np.ndarray, labels: np.ndarray, sample_weight: np.ndarray, *, n_classes: int) -> "OutOfFoldLogistic":
+        """Assign folds (stratified by label), fit one model per fold and compute ``probs_``. Trusts its inputs."""
+        from sklearn.model_selection import StratifiedKFold
+
+        self._rng = check_random_state(self.random_state)
+        self.n_classes_ = n_classes
+        self.standardizer_ = Standardizer().fit(features)
+        n_samples = labels.size
+        n_folds = max(2, min(self.n_folds, n_samples))
+        folds = np.empty(n_samples, dtype=np.int64)
+        splitter = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=sklearn_seed(self._rng))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # classes smaller than n_folds are expected
+            for fold, (_, held_out) in enumerate(splitter.split(np.zeros(n_samples), labels)):
+                folds[held_out] = fold
+        self.folds_ = folds
+        self.models_ = [None] * n_folds
+        self.probs_ = np.zeros((n_samples, n_classes), dtype=np.float32)
+        self._fit_folds(features, labels, sample_weight, range(n_folds))
+        return self
+
+    def refit(self, features: np.ndarray, labels: np.ndarray, sample_weight: np.ndarray, changed: np.ndarray) -> "OutOfFoldLogistic":
+        """Re-fit after the labels or weights of rows ``changed`` changed, warm-starting every affected model.
+
+        A fold model is affected when a changed row is in its training part, i.e. lies in another
+        fold; a batch that touches one fold only leaves that fold's model as it is.
+        """
+        touched_folds = np.unique(self.folds_[changed])
+        affected = [f for f in range(len(self.models_)) if np.any(touched_folds != f)]
+        self._fit_folds(features, labels, sample_weight, affected)
+        return self
+
+    def _fit_folds(self, features, labels, sample_weight, folds) -> None:
+        from sklearn.exceptions import ConvergenceWarning
+        from sklearn.linear_model import LogisticRegression
+
+        for fold in folds:
+            train = np.flatnonzero((self.folds_ != fold) & (sample_weight > 0))
+            held_out = np.flatnonzero(self.folds_ == fold)
+            train, weight = self._training_rows(features, labels, sample_weight, train)
+            previous = self.models_[fold]
+            model = LogisticRegression(C=self.C, max_iter=self.max_iter, tol=1e-4)
+            if previous is not None and np.array_equal(previous.classes_, np.unique(labels[train])):
+                model.set_params(warm_start=True)
+                model.coef_, model.intercept_, model.classes_ = previous.coef_.copy(), previous.intercept_.copy(), previous.classes_
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                model.fit(self.standardizer_.transform(features[train]), labels[train], sample_weight=weight)
+            self.models_[fold] = model
+            self.probs_[held_out] = predict_proba_chunked(model, features, held_out, self.standardizer_, self.n_classes_)
+
+    def _training_rows(self, features, labels, sample_weight, train):
+        """The rows (and weights) a fold model is fitted on: all of them, or a coreset when too many."""
+        if self.max_fit_samples is None or train.size <= self.max_fit_samples:
+            return train, sample_weight[train]
+        from coreclean.coreset import sample_coreset_rows
+
+        rows, weights = sample_coreset_rows(
+            features, labels, sample_weight, train, m=self.max_fit_samples, C=self.C,
+            standardizer=self.standardizer_, n_classes=self.n_classes_, random_state=self._rng,
+        )
+        return rows, weights
