@@ -261,7 +261,9 @@ class ChunkStore:
         if not len(shas) and not failed:
             return
         path = self.chunk_dir / f"chunk-{time.time_ns():020d}-{os.getpid()}.npz"
-        features = np.ascontiguousarray(features, dtype=np.float32).reshape(len(shas), -1)
+        features = np.ascontiguousarray(features, dtype=np.float32)
+        if not len(shas):
+            features = features.reshape(0, 0)
         with atomic_open(path) as handle:
             np.savez(
                 handle,

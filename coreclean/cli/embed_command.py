@@ -1,0 +1,90 @@
+"""``coreclean embed``: turn a dataset (or your own vectors) into a cached embedding set."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from coreclean.exceptions import CorecleanError
+
+__all__ = ["register"]
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``embed`` sub-command to ``subparsers``."""
+    parser = subparsers.add_parser(
+        "embed",
+        help="embed a dataset's images into a resumable cache",
+        description=(
+            "Embed SOURCE (a folder with one sub-folder per class, or a CSV manifest path,label[,id]) with a "
+            "frozen torchvision backbone into --cache DIR. Re-running computes only new or changed images; "
+            "a killed run resumes. Or bring your own vectors: --features X.npy --manifest m.csv."
+        ),
+    )
+    parser.add_argument("source", nargs="?", metavar="SOURCE", help="image folder tree or CSV manifest")
+    parser.add_argument("--cache", required=True, metavar="DIR", help="cache folder (created if needed)")
+    parser.add_argument("--backbone", default="resnet18", help="torchvision classification model (default: resnet18)")
+    parser.add_argument(
+        "--weights", default="DEFAULT",
+        help="DEFAULT (torchvision ImageNet weights, downloaded once), a weights enum name, "
+             "a local state-dict file, or none (random init)",
+    )
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
+    parser.add_argument("--batch-size", type=_positive_int, default=64, help="images per forward pass (default: 64)")
+    parser.add_argument("--workers", type=int, default=None, help="image-decoding processes (default: CPU cores, max 8)")
+    parser.add_argument("--image-size", type=_positive_int, default=224, help="crop size in pixels (default: 224)")
+    parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                        help="auto: bf16 only where validated, else fp32")
+    parser.add_argument("--chunk-size", type=_positive_int, default=4096,
+                        help="vectors per committed chunk: the most work a kill can lose (default: 4096)")
+    byo = parser.add_argument_group("bring your own embeddings")
+    byo.add_argument("--features", metavar="X.npy", help="(n, d) array, row i = manifest row i")
+    byo.add_argument("--manifest", metavar="M.csv", help="CSV path,label[,id] for --features (paths need not exist)")
+    byo.add_argument("--name", default="user", help="prefix of the embedding set's key for --features (default: user)")
+    parser.set_defaults(handler=_run)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.features is not None or args.manifest is not None:
+        return _run_features(args)
+    if args.source is None:
+        raise CorecleanError("give a SOURCE folder or CSV manifest to embed, or --features X.npy --manifest M.csv.")
+    from coreclean.embed import embed_dataset
+
+    result = embed_dataset(
+        args.source,
+        args.cache,
+        backbone=args.backbone,
+        weights=args.weights,
+        device=args.device,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        image_size=args.image_size,
+        precision=args.precision,
+        chunk_size=args.chunk_size,
+        progress=not args.quiet,
+    )
+    skipped = f", {result.n_skipped} skipped (see {args.cache}/errors.csv)" if result.n_skipped else ""
+    print(f"embedded {result.n_samples} images ({result.n_computed} newly computed){skipped} -> {result.path}")
+    return 0
+
+
+def _run_features(args: argparse.Namespace) -> int:
+    if args.features is None or args.manifest is None:
+        raise CorecleanError("--features and --manifest go together: pass both (and no SOURCE).")
+    if args.source is not None:
+        raise CorecleanError("pass either SOURCE or --features/--manifest, not both.")
+    from coreclean.cache import read_cache_info, write_feature_cache
+
+    key = write_feature_cache(args.cache, args.features, args.manifest, name=args.name)
+    info = read_cache_info(args.cache, key=key)
+    skipped = f", {info['n_skipped']} row(s) skipped (see {args.cache}/errors.csv)" if info["n_skipped"] else ""
+    print(f"stored {info['n_samples']} vectors of dimension {info['dim']}{skipped} -> {key}")
+    return 0

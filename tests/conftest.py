@@ -1,0 +1,67 @@
+"""Shared fixtures: tiny generated image datasets (no downloads), in the spirit of torchvision's
+``create_image_folder``. Keep them generic; add new fixtures below."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+SHARED_DIR = Path(__file__).resolve().parents[1].parent / "shared"
+"""The read-only shared material (weights, CIFAR-10), when this checkout sits next to it."""
+
+CLASS_NAMES = ("chat noir", "dog", "ünï cødé")
+"""Class folder names used by :func:`image_folder`: spaces and unicode on purpose."""
+
+
+def write_image(path: Path, rng: np.random.Generator, *, size: int = 12, mode: str = "RGB") -> Path:
+    """Write a random ``size`` x ``size`` image of ``mode`` to ``path`` (format from the suffix)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pixels = rng.integers(0, 256, size=(size, size, 3), dtype=np.uint8)
+    image = Image.fromarray(pixels)
+    if mode != "RGB":
+        image = image.convert(mode)
+    image.save(path)
+    return path
+
+
+def make_image_folder(
+    root: Path, *, class_names: Sequence[str] = CLASS_NAMES, per_class: int = 4, seed: int = 0
+) -> Path:
+    """Create ``root/<class>/img_<k>.(png|jpg)`` with random RGB pixels; return ``root``."""
+    rng = np.random.default_rng(seed)
+    for name in class_names:
+        for k in range(per_class):
+            suffix = ".png" if k % 2 == 0 else ".jpg"
+            write_image(root / name / f"img_{k}{suffix}", rng, size=int(rng.integers(8, 17)))
+    return root
+
+
+@pytest.fixture
+def image_folder(tmp_path: Path) -> Path:
+    """A 3-class folder tree (12 small PNG/JPEG images) with unicode and space class names."""
+    return make_image_folder(tmp_path / "data")
+
+
+@pytest.fixture
+def tiny_embed_options() -> dict:
+    """Options for a fast, offline, deterministic embed: random-init resnet18 at 32 px, fp32, CPU."""
+    return {
+        "backbone": "resnet18",
+        "weights": "none",
+        "image_size": 32,
+        "device": "cpu",
+        "workers": 0,
+        "batch_size": 4,
+        "precision": "fp32",
+        "progress": False,
+    }
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    """A seeded generator for test data."""
+    return np.random.default_rng(0)
