@@ -1,0 +1,369 @@
+"""Where does a cleaning session live on disk? One SQLite file, append-only, one write path.
+
+The file holds the session's settings (``meta``), the snapshot of every sample's label and weight
+when the session started (``samples``), the batches shown to reviewers (``batch_items``), every
+decision (``decisions``) and every round closed or reopened (``rounds``, with the out-of-fold
+probabilities behind its AUROC in ``evaluations``). Nothing is ever updated or deleted: an undo is
+an appended ``decisions`` row with ``action='undo'`` pointing at the decision it revokes, and a
+reopened round is an appended ``rounds`` row with ``event='reopen'``. So the audit trail is
+complete and the current state is a fold over the log.
+
+Every write goes through :meth:`SessionStore._write`, one ``BEGIN IMMEDIATE`` ... ``COMMIT``
+transaction with ``synchronous=FULL`` in WAL mode: a process killed at any moment loses nothing
+that was committed, and a failed write (read-only file, full disk) rolls back and raises
+:class:`coreclean.exceptions.SessionError` with the file named, leaving the database as it was.
+Several processes may open one file; SQLite's locks serialise their writes (``busy_timeout``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import os
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from coreclean.exceptions import SessionError
+
+__all__ = ["SCHEMA", "SCHEMA_VERSION", "ACTIONS", "HIT_ACTIONS", "SessionStore"]
+
+logger = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+
+ACTIONS = ("keep", "relabel", "drop", "downweight", "skip")
+"""What a reviewer can decide about a sample. ``skip`` = unsure: counted neither as a hit nor a miss."""
+
+HIT_ACTIONS = ("relabel", "drop", "downweight")
+"""Decisions that count as an error found (the label, or the sample, was wrong)."""
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL                      -- JSON
+);
+CREATE TABLE IF NOT EXISTS samples (         -- snapshot at session start, row order of the embedding set
+    idx       INTEGER PRIMARY KEY,
+    sample_id TEXT NOT NULL UNIQUE,
+    label     INTEGER NOT NULL,
+    weight    REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS batch_items (     -- what each round showed, so next_batch is idempotent
+    round           INTEGER NOT NULL,
+    position        INTEGER NOT NULL,
+    idx             INTEGER NOT NULL REFERENCES samples(idx),
+    class_index     INTEGER NOT NULL,
+    score           REAL NOT NULL,
+    suggested_label INTEGER NOT NULL,
+    suggested_prob  REAL NOT NULL,
+    shown_at        REAL NOT NULL,
+    PRIMARY KEY (round, idx)
+);
+CREATE TABLE IF NOT EXISTS decisions (       -- append-only; 'undo' rows revoke an earlier row
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    round      INTEGER NOT NULL,
+    idx        INTEGER NOT NULL REFERENCES samples(idx),
+    action     TEXT NOT NULL CHECK (action IN ('keep', 'relabel', 'drop', 'downweight', 'skip', 'undo')),
+    old_label  INTEGER,
+    new_label  INTEGER,
+    weight     REAL,
+    reviewer   TEXT,
+    score      REAL,
+    decided_at REAL NOT NULL,
+    undoes     INTEGER REFERENCES decisions(id)
+);
+CREATE INDEX IF NOT EXISTS decisions_by_round ON decisions (round);
+CREATE TABLE IF NOT EXISTS rounds (          -- append-only; a 'reopen' row revokes the round's last 'close'
+    id             INTEGER PRIMARY KEY AUTOINCREMENT,
+    round          INTEGER NOT NULL,
+    event          TEXT NOT NULL CHECK (event IN ('close', 'reopen')),
+    at             REAL NOT NULL,
+    n_reviewed     INTEGER,
+    n_errors_found INTEGER,
+    n_skipped      INTEGER,
+    hit_rate       REAL,
+    auroc          REAL,
+    auroc_low      REAL,
+    auroc_high     REAL,
+    auroc_change   REAL,
+    change_low     REAL,
+    change_high    REAL,
+    errors_left    REAL,
+    samples_left   INTEGER,
+    base_rate      REAL,
+    plateau        INTEGER,
+    verdict        TEXT,
+    update_seconds REAL,
+    eval_seconds   REAL,
+    evidence       TEXT                      -- JSON
+);
+CREATE TABLE IF NOT EXISTS evaluations (     -- out-of-fold probabilities behind a round's AUROC (paired bootstrap)
+    rounds_id INTEGER PRIMARY KEY REFERENCES rounds(id),
+    probs     BLOB NOT NULL,
+    labels    BLOB NOT NULL,
+    weights   BLOB NOT NULL
+);
+"""
+
+ROUND_COLUMNS = (
+    "round", "at", "n_reviewed", "n_errors_found", "n_skipped", "hit_rate", "auroc", "auroc_low", "auroc_high",
+    "auroc_change", "change_low", "change_high", "errors_left", "samples_left", "base_rate", "plateau", "verdict",
+    "update_seconds", "eval_seconds", "evidence",
+)
+
+
+def _statements(script: str) -> list[str]:
+    """Split a SQL script into whole statements (``executescript`` would commit outside our transaction)."""
+    statements, pending = [], ""
+    for line in script.splitlines(keepends=True):
+        pending += line
+        if sqlite3.complete_statement(pending):
+            statements.append(pending.strip())
+            pending = ""
+    return statements
+
+
+def _array_blob(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, np.ascontiguousarray(array), allow_pickle=False)
+    return buffer.getvalue()
+
+
+def _blob_array(blob: bytes) -> np.ndarray:
+    return np.load(io.BytesIO(blob), allow_pickle=False)
+
+
+class SessionStore:
+    """The SQLite file of one session: reads, and the single transactional write path.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The session file. ``":memory:"`` keeps everything in RAM (simulations, benchmarks).
+    create : bool
+        Create the file and schema if missing; otherwise a missing file is an error.
+    read_only : bool
+        Open with ``mode=ro``: every write raises :class:`SessionError`. Chosen automatically when the
+        file is not writable.
+
+    Raises
+    ------
+    SessionError
+        If the file is missing (and ``create`` is false), is not a coreclean session, has a newer
+        schema, or cannot be opened.
+    """
+
+    def __init__(self, path: str | os.PathLike, *, create: bool = False, read_only: bool = False) -> None:
+        self.path = str(path)
+        self.in_memory = self.path == ":memory:"
+        exists = self.in_memory or Path(self.path).is_file()
+        if not exists and not create:
+            raise SessionError(f"no session file {self.path}; start one with `coreclean session start`.")
+        if exists and not self.in_memory and not os.access(self.path, os.W_OK):
+            read_only = True
+        self.read_only = read_only
+        try:
+            if read_only:
+                uri = Path(self.path).resolve().as_uri() + "?mode=ro"
+                self._conn = sqlite3.connect(uri, uri=True, timeout=30.0, isolation_level=None,
+                                             check_same_thread=False)
+            else:
+                if not self.in_memory:
+                    Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+                self._conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
+                self._conn.execute("PRAGMA journal_mode=WAL")
+                self._conn.execute("PRAGMA synchronous=FULL")
+            self._conn.execute("PRAGMA busy_timeout=30000")
+            self._conn.execute("PRAGMA foreign_keys=ON")
+        except (sqlite3.DatabaseError, OSError) as err:
+            raise SessionError(f"cannot open session file {self.path}: {err}") from err
+        if not read_only:
+            self._create_schema()
+        self._check_schema()
+
+    # ------------------------------------------------------------------ the one write path
+    def check_writable(self) -> None:
+        """Raise :class:`SessionError` now if the file is open read-only (before any costly work)."""
+        if self.read_only:
+            raise SessionError(
+                f"session file {self.path} is open read-only (the file or its folder is not writable); "
+                "nothing was changed. Copy it somewhere writable or fix its permissions."
+            )
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One ``BEGIN IMMEDIATE`` transaction: committed on success, rolled back (and raised) on failure."""
+        if self.read_only:
+            raise SessionError(
+                f"session file {self.path} is open read-only (the file or its folder is not writable); "
+                "nothing was changed. Copy it somewhere writable or fix its permissions."
+            )
+        conn = self._conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.DatabaseError as err:
+            raise SessionError(f"cannot write to session file {self.path}: {err}; nothing was changed.") from err
+        try:
+            yield conn
+            conn.execute("COMMIT")
+        except sqlite3.DatabaseError as err:
+            with contextlib.suppress(sqlite3.DatabaseError):
+                conn.execute("ROLLBACK")
+            hint = " (disk full?)" if "full" in str(err) else (" (read-only?)" if "readonly" in str(err) else "")
+            raise SessionError(
+                f"cannot write to session file {self.path}: {err}{hint}; the transaction was rolled back and "
+                "the session is as it was before."
+            ) from err
+        except BaseException:
+            with contextlib.suppress(sqlite3.DatabaseError):
+                conn.execute("ROLLBACK")
+            raise
+
+    def _create_schema(self) -> None:
+        with self._write() as conn:
+            for statement in _statements(SCHEMA):
+                conn.execute(statement)
+            conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
+                         (json.dumps(SCHEMA_VERSION),))
+
+    def _check_schema(self) -> None:
+        try:
+            row = self._conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        except sqlite3.DatabaseError as err:
+            raise SessionError(f"{self.path} is not a coreclean session file: {err}") from err
+        if row is None:
+            raise SessionError(f"{self.path} is not a coreclean session file (no schema_version).")
+        version = json.loads(row[0])
+        if version > SCHEMA_VERSION:
+            raise SessionError(
+                f"session file {self.path} has schema version {version}, newer than this coreclean's "
+                f"{SCHEMA_VERSION}; upgrade coreclean."
+            )
+
+    def close(self) -> None:
+        """Close the connection (idempotent)."""
+        with contextlib.suppress(sqlite3.ProgrammingError):
+            self._conn.close()
+
+    # ------------------------------------------------------------------ writes
+    def initialize(self, meta: dict[str, Any], sample_ids: Sequence[str], labels: np.ndarray,
+                   weights: np.ndarray) -> None:
+        """Write the settings and the label/weight snapshot of a new session (one transaction)."""
+        with self._write() as conn:
+            if conn.execute("SELECT COUNT(*) FROM samples").fetchone()[0]:
+                raise SessionError(f"session file {self.path} already holds a session; open it instead, or pick a new file.")
+            conn.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                             [(key, json.dumps(value)) for key, value in meta.items()])
+            conn.executemany(
+                "INSERT INTO samples (idx, sample_id, label, weight) VALUES (?, ?, ?, ?)",
+                zip(range(len(sample_ids)), map(str, sample_ids), map(int, labels), map(float, weights)),
+            )
+
+    def add_batch(self, round_number: int, rows: Iterable[tuple[int, int, int, float, int, float]]) -> None:
+        """Record the batch shown in ``round_number``: ``(position, idx, class_index, score, suggested, prob)`` rows."""
+        now = time.time()
+        with self._write() as conn:
+            conn.executemany(
+                "INSERT OR IGNORE INTO batch_items (round, position, idx, class_index, score, suggested_label, "
+                "suggested_prob, shown_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [(round_number, int(p), int(i), int(c), float(s), int(g), float(q), now) for p, i, c, s, g, q in rows],
+            )
+
+    def add_decisions(self, rows: Sequence[dict[str, Any]]) -> list[int]:
+        """Append decisions (and undo records) in one transaction; return their ids."""
+        now = time.time()
+        ids = []
+        with self._write() as conn:
+            for row in rows:
+                cursor = conn.execute(
+                    "INSERT INTO decisions (round, idx, action, old_label, new_label, weight, reviewer, score, "
+                    "decided_at, undoes) VALUES (:round, :idx, :action, :old_label, :new_label, :weight, :reviewer, "
+                    ":score, :decided_at, :undoes)",
+                    {"old_label": None, "new_label": None, "weight": None, "reviewer": None, "score": None,
+                     "undoes": None, "decided_at": now, **row},
+                )
+                ids.append(int(cursor.lastrowid))
+        return ids
+
+    def add_round_event(self, round_number: int, event: str, *, metrics: dict[str, Any] | None = None,
+                        evaluation: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+                        undo_decisions: Sequence[dict[str, Any]] = ()) -> int:
+        """Append a round 'close' (with its metrics and evaluation) or 'reopen' (with undo records), atomically."""
+        metrics = dict(metrics or {})
+        if "evidence" in metrics and not isinstance(metrics["evidence"], str):
+            metrics["evidence"] = json.dumps(metrics["evidence"])
+        columns = ["round", "event", "at", *[k for k in metrics if k in ROUND_COLUMNS and k not in ("round", "at")]]
+        values = [round_number, event, time.time(), *[metrics[k] for k in columns[3:]]]
+        now = time.time()
+        with self._write() as conn:
+            cursor = conn.execute(
+                f"INSERT INTO rounds ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})", values)
+            rounds_id = int(cursor.lastrowid)
+            if evaluation is not None:
+                probs, labels, weights = evaluation
+                conn.execute("INSERT INTO evaluations (rounds_id, probs, labels, weights) VALUES (?, ?, ?, ?)",
+                             (rounds_id, _array_blob(probs.astype(np.float32)), _array_blob(labels.astype(np.int64)),
+                              _array_blob(weights.astype(np.float64))))
+            for row in undo_decisions:
+                conn.execute(
+                    "INSERT INTO decisions (round, idx, action, undoes, reviewer, decided_at) "
+                    "VALUES (:round, :idx, 'undo', :undoes, :reviewer, :decided_at)",
+                    {"reviewer": None, "decided_at": now, **row})
+        return rounds_id
+
+    # ------------------------------------------------------------------ reads
+    def meta(self) -> dict[str, Any]:
+        """All settings as a dict (JSON-decoded)."""
+        return {key: json.loads(value) for key, value in self._conn.execute("SELECT key, value FROM meta")}
+
+    def snapshot(self) -> pd.DataFrame:
+        """The start snapshot: columns idx, sample_id, label, weight, ordered by idx."""
+        return pd.read_sql_query("SELECT idx, sample_id, label, weight FROM samples ORDER BY idx", self._conn)
+
+    def decisions(self) -> pd.DataFrame:
+        """The whole decision log in order, with a ``revoked`` column (True when a later 'undo' row revokes it)."""
+        frame = pd.read_sql_query("SELECT * FROM decisions ORDER BY id", self._conn)
+        revoked = set(frame.loc[frame["action"] == "undo", "undoes"].dropna().astype(int))
+        frame["revoked"] = frame["id"].isin(revoked)
+        return frame
+
+    def live_decisions(self) -> pd.DataFrame:
+        """The decisions in force: not revoked, not undo records, the latest per sample; ordered by id."""
+        frame = self.decisions()
+        live = frame[(frame["action"] != "undo") & ~frame["revoked"]]
+        return live.drop_duplicates("idx", keep="last").sort_values("id").reset_index(drop=True)
+
+    def batch(self, round_number: int) -> pd.DataFrame:
+        """The batch shown in ``round_number`` (empty if none yet), in display order."""
+        return pd.read_sql_query("SELECT * FROM batch_items WHERE round = ? ORDER BY position", self._conn,
+                                 params=(round_number,))
+
+    def shown(self) -> pd.DataFrame:
+        """Every batch item ever shown."""
+        return pd.read_sql_query("SELECT * FROM batch_items ORDER BY round, position", self._conn)
+
+    def round_events(self) -> pd.DataFrame:
+        """The rounds log: every 'close' and 'reopen' row, in order."""
+        return pd.read_sql_query("SELECT * FROM rounds ORDER BY id", self._conn)
+
+    def closed_rounds(self) -> pd.DataFrame:
+        """The closes in force: for each round, its last 'close' unless a later 'reopen' revoked it."""
+        events = self.round_events()
+        if events.empty:
+            return events
+        last = events.drop_duplicates("round", keep="last")
+        return last[last["event"] == "close"].sort_values("round").reset_index(drop=True)
+
+    def evaluation(self, rounds_id: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """``(probs, labels, weights)`` stored with round-log row ``rounds_id``, or None."""
+        row = self._conn.execute("SELECT probs, labels, weights FROM evaluations WHERE rounds_id = ?",
+                                 (int(rounds_id),)).fetchone()
+        return None if row is None else tuple(_blob_array(blob) for blob in row)  # type: ignore[return-value]
