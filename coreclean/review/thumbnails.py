@@ -23,7 +23,7 @@ from pathlib import Path
 from PIL import Image
 
 from coreclean._internal.atomic import atomic_open
-from coreclean._internal.hashing import sha256_file
+from coreclean._internal.hashing import sha256_file, sha256_text
 from coreclean.images import UnreadableImageError, load_rgb
 
 __all__ = ["ThumbnailCache", "ThumbnailError", "THUMBNAIL_SIZES"]
@@ -70,7 +70,7 @@ class ThumbnailCache:
         self._memory: OrderedDict[str, bytes] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, path: str | os.PathLike, *, sha256: str, size: int = 256) -> bytes:
+    def get(self, path: str | os.PathLike, *, sha256: str = "", size: int = 256) -> bytes:
         """Return the JPEG bytes of ``path``'s thumbnail, at most ``size`` pixels on its longest side.
 
         Parameters
@@ -78,7 +78,9 @@ class ThumbnailCache:
         path : str or os.PathLike
             The image file (already checked by :class:`coreclean.review.security.FileGuard`).
         sha256 : str
-            The hex sha256 its bytes had when embedded; the key of the cache.
+            The hex sha256 its bytes had when embedded; the key of the cache. Empty when unknown
+            (an embedding set made from user-provided features): the file is then keyed by its
+            real path, size and modification time, and its bytes are not checked.
         size : int
             Requested longest side, snapped up to one of :data:`THUMBNAIL_SIZES`.
 
@@ -89,7 +91,14 @@ class ThumbnailCache:
             404 if it cannot be read.
         """
         size = snap_size(size)
-        key = f"{sha256}-{size}"
+        if sha256:
+            key = f"{sha256}-{size}"
+        else:
+            try:
+                stat = os.stat(path)
+            except OSError as err:
+                raise ThumbnailError(404, f"cannot read the image file ({type(err).__name__})") from err
+            key = f"{sha256_text(f'{os.path.realpath(path)}|{stat.st_size}|{stat.st_mtime_ns}')}-{size}"
         with self._lock:
             data = self._memory.get(key)
             if data is not None:
