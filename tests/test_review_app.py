@@ -4,22 +4,94 @@ from __future__ import annotations
 
 import io
 import json
-import os
+import shutil
+import socket
+import sqlite3
 import sys
+import threading
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
+import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
 
-from coreclean.review import make_app
+from coreclean.review import make_app, make_server
 from coreclean.review.security import FileGuard, FileRefused, allowed_host_names, new_token, token_matches
 from coreclean.review.thumbnails import ThumbnailCache, ThumbnailError
 
 sys.path.insert(0, str(Path(__file__).parent))
-from conftest import make_image_folder  # noqa: E402
+from conftest import CLASS_NAMES, make_image_folder  # noqa: E402
+
+CLEANED = list(CLASS_NAMES[:2])
+"""Classes the test session cleans ("chat noir", "dog"); the third ("ünï cødé") is only a label."""
+
+
+def build_session(root: Path, *, per_class: int = 8, batch_size: int = 3) -> Path:
+    """Make a small dataset with a few flipped labels, its feature cache and a started session; return the file.
+
+    The features are class centres plus noise (no torch): separable enough that the flipped
+    samples top the ranking. Sample ids are ``<class>/<file>``, unicode and spaces included.
+    """
+    from coreclean.cache import write_feature_cache
+    from coreclean.session import CleaningSession
+
+    make_image_folder(root / "data", per_class=per_class, seed=1)
+    paths = sorted((root / "data").rglob("img_*"))
+    true = np.array([CLASS_NAMES.index(path.parent.name) for path in paths])
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(len(CLASS_NAMES), 8)) * 4
+    features = (centres[true] + rng.normal(size=(len(paths), 8))).astype(np.float32)
+    noisy = true.copy()
+    for k in (0, per_class + 1, 2 * per_class + 2):  # one flip per class
+        noisy[k] = (true[k] + 1) % len(CLASS_NAMES)
+    manifest = pd.DataFrame({"path": [str(path) for path in paths],
+                             "label": [CLASS_NAMES[c] for c in noisy],
+                             "id": [f"{path.parent.name}/{path.name}" for path in paths]})
+    write_feature_cache(root / "cache", features, manifest)
+    session = CleaningSession.start(root / "cache", root / "review.session", classes=CLEANED,
+                                    batch_size=batch_size, n_boot=20, n_folds=3)
+    session.close()
+    return root / "review.session"
+
+
+def count_decisions(session_path: Path) -> int:
+    """Decision rows committed to the file, read through a connection of our own."""
+    with sqlite3.connect(session_path) as conn:
+        return conn.execute("SELECT COUNT(*) FROM decisions").fetchone()[0]
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One started session per module (building it costs ~1 s); tests that write copy it."""
+    return build_session(tmp_path_factory.mktemp("review"))
+
+
+def copy_session(template: Path, directory: Path) -> Path:
+    target = directory / template.name
+    shutil.copyfile(template, target)  # closed, so the WAL is checkpointed into the main file
+    return target
+
+
+@pytest.fixture
+def client(template: Path, tmp_path: Path):
+    """A client for a fresh app on a private copy of the session."""
+    app = make_app(copy_session(template, tmp_path))
+    yield Client(app, token=app.token)
+    app.close()
+
+
+@pytest.fixture(scope="module")
+def shared(template: Path, tmp_path_factory: pytest.TempPathFactory):
+    """One app for the tests that only read or are refused (they must write nothing)."""
+    path = copy_session(template, tmp_path_factory.mktemp("shared"))
+    app = make_app(path)
+    yield Client(app, token=app.token), path
+    app.close()
 
 
 # ------------------------------------------------------------------ a tiny WSGI client
@@ -143,3 +215,310 @@ def test_undecodable_file_with_matching_hash_is_422(tmp_path):
     with pytest.raises(ThumbnailError) as info:
         ThumbnailCache().get(bad, sha256=sha256_file(bad), size=64)
     assert info.value.status == 422
+
+
+# ------------------------------------------------------------------ the app over a real session
+def test_state_shows_the_batch_with_labels_suggestions_scores_and_typical_images(shared):
+    client, _ = shared
+    response = client.get("/api/state")
+    assert response.status_code == 200, response.body
+    assert response.headers["Cache-Control"] == "no-store"
+    state = response.json()
+    assert state["round"] == 1 and state["n_batch"] == 3 * len(CLEANED) and state["n_decided"] == 0
+    assert state["class_names"] == sorted(CLASS_NAMES)
+    row = state["batch"][0]
+    assert set(row) >= {"id", "label", "suggested_label", "suggested_prob", "score", "class", "decision"}
+    assert "path" not in row  # the page never learns file paths
+    assert row["label"] in CLEANED and 0 <= row["suggested_prob"] <= 1
+    for name in {r["label"] for r in state["batch"]} | {r["suggested_label"] for r in state["batch"]}:
+        assert 1 <= len(state["typical"][name]) <= 4
+    assert state["rounds"][0]["round"] == 0  # the baseline
+    typical = client.get("/api/typical?class=" + quote(CLASS_NAMES[2])).json()
+    assert typical["class"] == CLASS_NAMES[2] and typical["ids"]
+
+
+def test_images_are_served_by_id_as_jpeg_thumbnails(shared):
+    client, _ = shared
+    sample_id = client.get("/api/state").json()["batch"][0]["id"]
+    response = client.get(f"/api/image?id={quote(sample_id)}&size=64")
+    assert response.status_code == 200, response.body
+    assert response.headers["Content-Type"] == "image/jpeg"
+    with Image.open(io.BytesIO(response.body)) as image:
+        assert image.format == "JPEG"
+    assert client.get(f"/api/image?id={quote(sample_id)}&size=big").status_code == 400
+
+
+def test_every_request_needs_the_token(shared):
+    client, path = shared
+    before = count_decisions(path)
+    sample_id = client.get("/api/state").json()["batch"][0]["id"]
+    requests = [("GET", "/"), ("GET", "/static/review.js"), ("GET", "/api/state"),
+                ("GET", f"/api/image?id={quote(sample_id)}"), ("GET", "/api/typical?class=dog"),
+                ("POST", "/api/decide"), ("POST", "/api/undo"), ("POST", "/api/round"), ("GET", "/nope")]
+    for bad in (None, "", "wrong", client.token[:-1], client.token.upper()):
+        for method, url in requests:
+            response = client.request(method, url, token=bad, json_body={"id": sample_id, "action": "keep"}
+                                      if method == "POST" else None)
+            assert response.status_code == 403, (bad, method, url)
+            assert "token" in response.json()["error"]
+    assert count_decisions(path) == before
+    # The header works as well as the query parameter.
+    assert client.get("/api/state", token=None, headers={"X-Coreclean-Token": client.token}).status_code == 200
+
+
+def test_page_and_static_files_and_their_security_headers(shared):
+    client, _ = shared
+    page = client.get("/")
+    assert page.status_code == 200 and page.headers["Content-Type"].startswith("text/html")
+    assert f'content="{client.token}"'.encode() in page.body and b"{{token}}" not in page.body
+    assert "default-src 'none'" in page.headers["Content-Security-Policy"]
+    assert page.headers["Referrer-Policy"] == "no-referrer"
+    assert page.headers["X-Frame-Options"] == "DENY"
+    assert client.get("/static/review.js").headers["Content-Type"].startswith("text/javascript")
+    assert client.get("/static/review.css").headers["Content-Type"].startswith("text/css")
+    for url in ("/static/../app.py", "/static/%2e%2e/app.py", "/static/..%2fapp.py", "/static/review.html",
+                "/static/", "/static//etc/passwd", "/../../etc/passwd", "/api/image/../../etc/passwd",
+                "/api", "/api/state/", "/index.html"):
+        assert client.get(url).status_code == 404, url
+    assert client.request("POST", "/").status_code == 405
+    assert client.request("DELETE", "/api/state").status_code == 405
+    assert client.get("/api/decide").status_code == 405
+
+
+def test_images_cannot_leave_the_dataset(shared, template):
+    client, _ = shared
+    data = template.parent / "data"
+    outside = template.parent / "outside.png"
+    Image.new("RGB", (8, 8), (1, 2, 3)).save(outside)
+    for sample_id in ("../outside.png", str(outside), "/etc/passwd", "../../../../etc/passwd",
+                      "dog/../../outside.png", "", "dog", "nope.png", "%2e%2e/outside.png", "dog/img_0.png\x00"):
+        response = client.get(f"/api/image?id={quote(sample_id)}")
+        assert response.status_code == 404, sample_id
+    # A dataset file swapped for a symlink out of the dataset root is refused, cached or not.
+    victim = data / "dog" / "img_0.png"
+    assert client.get(f"/api/image?id={quote('dog/img_0.png')}").status_code == 200
+    saved = victim.read_bytes()
+    victim.unlink()
+    victim.symlink_to(outside)
+    try:
+        response = client.get(f"/api/image?id={quote('dog/img_0.png')}")
+        assert response.status_code == 403 and "outside the dataset root" in response.json()["error"]
+    finally:
+        victim.unlink()
+        victim.write_bytes(saved)
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "status"),
+    [
+        (b"{not json", "application/json", 400),
+        (b"\xff\xfe", "application/json", 400),
+        (b"[]", "application/json", 400),
+        (b'"keep"', "application/json", 400),
+        (b"null", "application/json", 400),
+        (b'{"id": "x", "action": "keep"}', "text/plain", 415),
+        (b'{"id": "x", "action": "keep"}', "application/x-www-form-urlencoded", 415),
+        (b'{"id": "x", "action": "keep"}', "", 415),
+        (b'{"action": "keep"}', "application/json", 400),
+        (b'{"id": "ID", "action": "keep", "extra": 1}', "application/json", 400),
+        (b'{"id": "ID", "action": "approve"}', "application/json", 400),
+        (b'{"id": "ID", "action": ["keep"]}', "application/json", 400),
+        (b'{"id": 7, "action": "keep"}', "application/json", 400),
+        (b'{"id": "no/such.png", "action": "keep"}', "application/json", 404),
+        (b'{"id": "ID", "action": "relabel"}', "application/json", 400),
+        (b'{"id": "ID", "action": "relabel", "new_label": "wolf"}', "application/json", 400),
+        (b'{"id": "ID", "action": "relabel", "new_label": 1}', "application/json", 400),
+        (b'{"id": "ID", "action": "keep", "new_label": "dog"}', "application/json", 400),
+        (b'{"id": "ID", "action": "keep", "weight": 0.5}', "application/json", 400),
+        (b'{"id": "ID", "action": "downweight", "weight": true}', "application/json", 400),
+        (b'{"id": "ID", "action": "downweight", "weight": 7}', "application/json", 400),
+        (b'{"id": "ID", "action": "downweight", "weight": "half"}', "application/json", 400),
+        (b'{"id": "ID", "action": "keep"}' + b" " * 20000, "application/json", 413),
+    ],
+)
+def test_malformed_decisions_are_refused_and_write_nothing(shared, body, content_type, status):
+    client, path = shared
+    batch = client.get("/api/state").json()["batch"]
+    body = body.replace(b"ID", batch[0]["id"].encode())
+    before = count_decisions(path)
+    response = client.request("POST", "/api/decide", body=body, content_type=content_type)
+    assert response.status_code == status, response.body
+    assert response.json()["error"]
+    assert count_decisions(path) == before
+    assert client.get("/api/state").json()["n_decided"] == 0
+
+
+def test_relabel_to_the_current_label_is_refused_by_the_session(shared):
+    client, path = shared
+    row = client.get("/api/state").json()["batch"][0]
+    response = client.post("/api/decide", {"id": row["id"], "action": "relabel", "new_label": row["label"]})
+    assert response.status_code == 400 and "use keep" in response.json()["error"]
+    assert count_decisions(path) == 0
+
+
+@pytest.mark.parametrize("length", ["-1", "abc", "99"])
+def test_bad_content_length_is_refused(shared, length):
+    client, path = shared
+    response = client.request("POST", "/api/undo", body=b"{}", content_type="application/json",
+                              content_length=length)
+    assert response.status_code == 400
+    assert count_decisions(path) == 0
+
+
+def test_undo_and_round_refuse_what_cannot_be_done(shared):
+    client, path = shared
+    assert client.post("/api/undo", {"scope": "everything"}).status_code == 400
+    nothing = client.post("/api/undo", {"scope": "decision"})
+    assert nothing.status_code == 409 and "no decision to undo" in nothing.json()["error"]
+    early = client.post("/api/round", {})
+    assert early.status_code == 409 and "not decided yet" in early.json()["error"]
+    assert client.post("/api/round", {"force": True}).status_code == 400
+    assert client.get("/api/typical").status_code == 400
+    assert client.get("/api/typical?class=wolf").status_code == 404
+    assert count_decisions(path) == 0
+
+
+def test_host_header_is_checked_when_given(template, tmp_path):
+    app = make_app(copy_session(template, tmp_path), allowed_hosts=allowed_host_names("127.0.0.1", 8000))
+    try:
+        client = Client(app, token=app.token)
+        assert client.get("/api/state").status_code == 200
+        for host in ("evil.example:8000", "127.0.0.1:9999", "", "127.0.0.1.evil.example:8000"):
+            client.host = host
+            assert client.get("/api/state").status_code == 421, host
+    finally:
+        app.close()
+
+
+def test_decisions_land_in_the_database_as_made_and_survive_a_restart(client, template, tmp_path):
+    path = tmp_path / template.name
+    batch = client.get("/api/state").json()["batch"]
+    first, second, third = batch[0], batch[1], batch[2]
+    other = next(name for name in CLASS_NAMES if name != first["label"])
+    steps = [
+        ({"id": first["id"], "action": "relabel", "new_label": other}, 1),
+        ({"id": second["id"], "action": "drop"}, 2),
+        ({"id": third["id"], "action": "downweight", "weight": 0.25}, 3),
+        ({"id": batch[3]["id"], "action": "skip"}, 4),
+    ]
+    for body, n_rows in steps:
+        response = client.post("/api/decide", body)
+        assert response.status_code == 200, response.body
+        assert count_decisions(path) == n_rows  # committed before the answer
+    state = response.json()
+    assert state["n_decided"] == 4
+    decisions = {row["id"]: row["decision"] for row in state["batch"]}
+    assert decisions[first["id"]] == {"action": "relabel", "new_label": other, "weight": None}
+    assert decisions[third["id"]]["weight"] == 0.25
+    # Changing one's mind is a new decision that supersedes the old one.
+    assert client.post("/api/decide", {"id": second["id"], "action": "keep"}).json()["n_decided"] == 4
+    undone = client.post("/api/undo", {"scope": "decision"}).json()
+    assert {row["id"]: row["decision"] for row in undone["batch"]}[second["id"]]["action"] == "drop"
+    with sqlite3.connect(path) as conn:
+        rows = conn.execute("SELECT action, reviewer FROM decisions ORDER BY id").fetchall()
+    assert [action for action, _ in rows] == ["relabel", "drop", "downweight", "skip", "keep", "undo"]
+    assert {reviewer for _, reviewer in rows} == {"review-page"}
+    # "Kill the server": a new app on the same file shows the batch where it was left.
+    client.app.close()
+    reopened = make_app(path)
+    try:
+        again = Client(reopened, token=reopened.token).get("/api/state").json()
+        assert [row["id"] for row in again["batch"]] == [row["id"] for row in batch]
+        assert again["n_decided"] == 4
+        assert {row["id"]: row["decision"] for row in again["batch"]} == \
+            {row["id"]: row["decision"] for row in undone["batch"]}
+    finally:
+        reopened.close()
+
+
+def test_closing_the_round_rescores_and_offers_the_next_batch(client):
+    state = client.get("/api/state").json()
+    for row in state["batch"]:
+        body = {"id": row["id"], "action": "keep"}
+        if row["suggested_label"] != row["label"]:
+            body = {"id": row["id"], "action": "relabel", "new_label": row["suggested_label"]}
+        assert client.post("/api/decide", body).status_code == 200
+    response = client.post("/api/round", {})
+    assert response.status_code == 200, response.body
+    result, after = response.json()["result"], response.json()["state"]
+    assert result["round"] == 1 and result["n_reviewed"] == len(state["batch"])
+    assert 0 <= result["hit_rate"] <= 1 and 0 <= result["auroc"] <= 1
+    assert isinstance(result["verdict"], str) and isinstance(result["plateau"], bool)
+    assert after["round"] == 2 and [r["round"] for r in after["rounds"]] == [0, 1]
+    assert not {r["id"] for r in after["batch"]} & {r["id"] for r in state["batch"]}
+    # Undoing the round brings the old batch back, decisions revoked.
+    reopened = client.post("/api/undo", {"scope": "round"}).json()
+    assert reopened["round"] == 1 and reopened["n_decided"] == 0
+    assert [r["id"] for r in reopened["batch"]] == [r["id"] for r in state["batch"]]
+
+
+def test_a_crashing_handler_answers_500_and_the_app_keeps_serving(client, monkeypatch):
+    def broken() -> dict:
+        raise RuntimeError("boom")
+
+    session = client.app._call(lambda: client.app._session)
+    monkeypatch.setattr(session, "status", broken)
+    response = client.get("/api/state")
+    assert response.status_code == 500 and "boom" not in response.json()["error"]
+    monkeypatch.undo()
+    assert client.get("/api/state").status_code == 200
+
+
+def test_threaded_server_answers_concurrent_requests_and_survives_garbage(template, tmp_path):
+    server = make_server(copy_session(template, tmp_path), port=0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        host, port = server.server_address[:2]
+        assert server.url.startswith(f"http://127.0.0.1:{port}/?token=")
+        with socket.create_connection((host, port), timeout=5) as raw:  # not HTTP at all
+            raw.sendall(b"\x16\x03\x01 garbage\r\n\r\n")
+            raw.recv(1024)
+        with socket.create_connection((host, port), timeout=5) as raw:  # a client that hangs up mid-request
+            raw.sendall(b"POST /api/decide HTTP/1.1\r\nContent-Length: 100\r\n\r\n{")
+        base = f"http://127.0.0.1:{port}"
+        results: list[int] = []
+
+        def fetch(url: str) -> None:
+            with urllib.request.urlopen(url, timeout=10) as response:
+                results.append(response.status)
+
+        token = quote(server.get_app().token)
+        threads = [threading.Thread(target=fetch, args=(f"{base}/api/state?token={token}",)) for _ in range(6)]
+        for worker in threads:
+            worker.start()
+        for worker in threads:
+            worker.join()
+        assert results == [200] * 6
+        with pytest.raises(urllib.error.HTTPError) as info:
+            urllib.request.urlopen(f"{base}/api/state", timeout=10)
+        assert info.value.code == 403
+        request = urllib.request.Request(f"{base}/api/state?token={token}", headers={"Host": "attacker.example"})
+        with pytest.raises(urllib.error.HTTPError) as info:
+            urllib.request.urlopen(request, timeout=10)
+        assert info.value.code == 421
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+def test_cli_prints_the_url_first(template, tmp_path, monkeypatch, capsys):
+    from coreclean.cli import main
+    from coreclean.review import ReviewServer
+
+    monkeypatch.setattr(ReviewServer, "serve_forever", lambda self, poll_interval=0.5: None)
+    opened: list[str] = []
+    monkeypatch.setattr("webbrowser.open", opened.append)
+    path = copy_session(template, tmp_path)
+    assert main(["review", str(path), "--no-browser"]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first.startswith("http://127.0.0.1:") and "/?token=" in first
+    assert opened == []
+
+
+def test_cli_refuses_a_missing_session(tmp_path, capsys):
+    from coreclean.cli import main
+
+    assert main(["review", str(tmp_path / "missing.session"), "--no-browser"]) == 2
+    assert "no session file" in capsys.readouterr().err
