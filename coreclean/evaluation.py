@@ -260,7 +260,8 @@ class Verdict:
 
 
 def plateau_verdict(*, n_reviewed: int, n_errors_found: int, errors_left: float, samples_left: int,
-                    auroc_change: tuple[float, float, float] | None = None, min_lift: float = 2.0,
+                    auroc_change: tuple[float, float, float] | None = None, base_rate: float | None = None,
+                    min_lift: float = 2.0,
                     min_errors_left: float = 1.0) -> Verdict:
     """Decide whether a cleaning session has plateaued after a round.
 
@@ -276,6 +277,9 @@ def plateau_verdict(*, n_reviewed: int, n_errors_found: int, errors_left: float,
         Unreviewed (kept) samples of those classes.
     auroc_change : (change, low, high), optional
         The paired-bootstrap AUROC change of the round (supporting evidence only).
+    base_rate : float, optional
+        The hit rate random review would have had in this round: errors left / samples left at the
+        round's *start*. Default: ``errors_left / samples_left`` (after the round).
     min_lift : float
         A round whose hit rate is below ``min_lift`` times the base rate found no more than random
         review (roughly) would: plateau.
@@ -287,7 +291,8 @@ def plateau_verdict(*, n_reviewed: int, n_errors_found: int, errors_left: float,
     Verdict
     """
     hit_rate = n_errors_found / n_reviewed if n_reviewed else float("nan")
-    base_rate = errors_left / samples_left if samples_left else 0.0
+    if base_rate is None:
+        base_rate = errors_left / samples_left if samples_left else 0.0
     if base_rate > 0 and n_reviewed:
         lift = hit_rate / base_rate
     else:

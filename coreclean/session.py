@@ -82,7 +82,8 @@ class RoundResult:
         Estimated label errors left among the unreviewed samples of the classes being cleaned.
     samples_left : int
     base_rate : float
-        ``errors_left / samples_left``: the hit rate random review would get.
+        ``errors_left / samples_left`` after the round: the hit rate random review would get next.
+        (The verdict compares the round's hit rate with the base rate at the round's start.)
     verdict : Verdict
         The plateau call and its evidence.
     update_seconds, eval_seconds : float
@@ -387,7 +388,7 @@ class CleaningSession:
         if reviewed.size:
             ranker.verify(reviewed)
             ranker.rescore()
-        logger.info("fitted the %s ranker on %d samples in %.1f s", self._meta["method"], labels.size,
+        logger.debug("fitted the %s ranker on %d samples in %.1f s", self._meta["method"], labels.size,
                     time.perf_counter() - start)
         self._ranker = ranker
         return ranker
@@ -698,8 +699,11 @@ class CleaningSession:
                               f"samples (base rate {base:.1%})",
                               evidence={"errors_left": errors_left, "samples_left": samples_left, "base_rate": base})
         else:
+            before = self._store.closed_rounds()
+            before = before[before["round"] < round_number]
+            base_before = float(before.iloc[-1]["base_rate"]) if len(before) else None
             verdict = plateau_verdict(n_reviewed=n_reviewed, n_errors_found=n_found, errors_left=errors_left,
-                                      samples_left=samples_left, auroc_change=change)
+                                      samples_left=samples_left, auroc_change=change, base_rate=base_before)
         result = RoundResult(
             round=round_number, n_reviewed=n_reviewed, n_errors_found=n_found,
             n_skipped=int((~reviewed_mask).sum()), hit_rate=n_found / n_reviewed if n_reviewed else float("nan"),
@@ -724,7 +728,7 @@ class CleaningSession:
             self._ranker = None  # it already holds this round's changes; refit from the file on next use
             self._evaluator = None
             raise
-        logger.info("round %d: %s", round_number, verdict.summary)
+        logger.debug("round %d: %s", round_number, verdict.summary)
         return result
 
     def _errors_left(self, ranker, labels: np.ndarray, weights: np.ndarray, live: pd.DataFrame) -> tuple[float, int]:

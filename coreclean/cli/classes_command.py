@@ -1,0 +1,70 @@
+"""``coreclean classes``: which class to clean first (accuracy, AUROC, most-confused partner, estimated errors)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+__all__ = ["register"]
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``classes`` sub-command to ``subparsers``."""
+    parser = subparsers.add_parser(
+        "classes",
+        help="rank classes by how much cleaning they need",
+        description=(
+            "Fit a cross-validated logistic regression on the cached embeddings and print, per class, its "
+            "accuracy, one-vs-rest AUROC, the class it is most confused with and the estimated number of "
+            "label errors. The first row is the class to clean first."
+        ),
+    )
+    parser.add_argument("--cache", required=True, metavar="DIR", help="cache folder written by `coreclean embed`")
+    parser.add_argument("--key", default=None, help="embedding set key (default: the most recent)")
+    parser.add_argument("--folds", type=int, default=5, help="cross-validation folds (default: 5)")
+    parser.add_argument("--C", type=float, default=0.01, dest="C", help="inverse L2 strength (default: 0.01)")
+    parser.add_argument("--seed", type=int, default=0, help="fold seed (default: 0)")
+    output = parser.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="print JSON records instead of a table")
+    output.add_argument("--csv", metavar="FILE", help="also write the table as CSV to FILE ('-' for stdout)")
+    parser.set_defaults(handler=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from coreclean.class_report import class_report_from_cache
+
+    report = class_report_from_cache(args.cache, key=args.key, n_folds=args.folds, C=args.C, random_state=args.seed)
+    if args.json:
+        print(json.dumps(report.to_dict(orient="records"), indent=2, ensure_ascii=False))
+        return 0
+    if args.csv == "-":
+        print(report.to_csv(index=False), end="")
+        return 0
+    print(format_report(report))
+    if args.csv:
+        report.to_csv(args.csv, index=False)
+        print(f"wrote {args.csv}")
+    return 0
+
+
+def format_report(report) -> str:
+    """The report as an aligned text table, with a hint naming the class to clean first."""
+    shown = report.copy()
+    shown["accuracy"] = shown["accuracy"].map("{:.3f}".format)
+    shown["auroc"] = shown["auroc"].map("{:.4f}".format)
+    shown["confusion_rate"] = shown["confusion_rate"].map("{:.1%}".format)
+    shown["estimated_errors"] = shown["estimated_errors"].map("{:.0f}".format)
+    shown["estimated_error_rate"] = shown["estimated_error_rate"].map("{:.1%}".format)
+    shown = shown.rename(columns={"confusion_rate": "confused_%", "estimated_errors": "est_errors",
+                                  "estimated_error_rate": "est_error_%"})
+    first = report.iloc[0]
+    hint = (f"\nclean first: {first['class']!r} (~{first['estimated_errors']:.0f} errors, most confused with "
+            f"{first['confused_with']!r}): coreclean session start --class {_quote(first['class'])} ...")
+    return shown.to_string(index=False) + hint
+
+
+def _quote(text: str) -> str:
+    import shlex
+
+    return shlex.quote(str(text))

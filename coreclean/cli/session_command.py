@@ -1,0 +1,257 @@
+"""``coreclean session``: clean classes round by round, headless (CSV in, CSV out), resumable and audited.
+
+Sub-commands: ``start``, ``next``, ``apply``, ``status``, ``export``, ``undo``. They all work on one
+session file (``--session FILE``); see :class:`coreclean.session.CleaningSession`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+from coreclean.exceptions import CorecleanError
+
+__all__ = ["register"]
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``session`` sub-command (and its own sub-commands) to ``subparsers``."""
+    parser = subparsers.add_parser(
+        "session",
+        help="clean classes round by round (start, next, apply, status, export, undo)",
+        description=(
+            "A cleaning session is one SQLite file. `start` creates it; `next` shows (and writes as CSV + PNG) "
+            "the round's most suspicious samples; fill in the CSV's action/new_label columns and `apply` it, "
+            "which also closes the round (ranking update, AUROC, plateau verdict); `status` shows the rounds; "
+            "`export` writes the cleaned labels and a label patch; `undo` revokes the last decision or round."
+        ),
+    )
+    commands = parser.add_subparsers(dest="session_command", metavar="ACTION")
+    parser.set_defaults(handler=lambda args: _usage(parser))
+
+    start = commands.add_parser("start", help="start a session on a cache", description="Start a cleaning session.")
+    start.add_argument("--cache", required=True, metavar="DIR", help="cache folder written by `coreclean embed`")
+    start.add_argument("--class", dest="classes", action="append", required=True, metavar="NAME",
+                       help="a class to clean (repeat for several; each gets --batch samples per round)")
+    start.add_argument("--against", metavar="NAME", help="rank by the probability of being this partner class")
+    start.add_argument("--batch", type=_positive_int, default=50, help="samples per class per round (default: 50)")
+    start.add_argument("--session", metavar="FILE", help="session file (default: CACHE/sessions/<classes>.session)")
+    start.add_argument("--method", default="coreclean", help="ranker (default: coreclean; 'random' for a baseline)")
+    start.add_argument("--no-evaluate", action="store_true", help="skip the cross-validated AUROC at each round")
+    start.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    start.set_defaults(handler=_start)
+
+    next_ = commands.add_parser("next", help="show the round's batch; write it as CSV and a contact sheet",
+                                description="Show the open round's batch and write it as CSV + PNG for review.")
+    _session_arguments(next_)
+    next_.add_argument("--out", metavar="DIR", help="where to write round-N.csv / round-N.png "
+                       "(default: next to the session file)")
+    next_.add_argument("--no-sheet", action="store_true", help="do not draw the contact sheet")
+    next_.set_defaults(handler=_next)
+
+    apply = commands.add_parser("apply", help="apply a filled-in decisions CSV (all or nothing) and close the round",
+                                description="Validate DECISIONS.csv (id,action[,new_label,weight]) as a whole, "
+                                            "record it, then close the round.")
+    _session_arguments(apply)
+    apply.add_argument("decisions", metavar="DECISIONS.csv")
+    apply.add_argument("--reviewer", help="name recorded with each decision")
+    apply.add_argument("--no-close", action="store_true", help="record the decisions but keep the round open")
+    apply.set_defaults(handler=_apply)
+
+    status = commands.add_parser("status", help="the rounds as a table, and plots",
+                                 description="Print the rounds and write rounds.png.")
+    _session_arguments(status)
+    status.add_argument("--plots", metavar="FILE", help="PNG to write (default: <session>-rounds.png)")
+    status.set_defaults(handler=_status)
+
+    export = commands.add_parser("export", help="write cleaned labels, a label patch and the audit trail",
+                                 description="Write labels.csv, label_patch.csv, decisions.csv and rounds.csv; with "
+                                             "--manifest also the cleaned manifest.")
+    _session_arguments(export)
+    export.add_argument("--out", required=True, metavar="DIR")
+    export.add_argument("--manifest", metavar="SOURCE",
+                        help="the original dataset (CSV or folder) to write a cleaned manifest.csv for "
+                             "(default: the source the cache was embedded from, if it still exists)")
+    export.set_defaults(handler=_export)
+
+    undo = commands.add_parser("undo", help="revoke the last decision (or the last round)",
+                               description="Append undo records for the last decision, or with --round for the "
+                                           "open round's decisions (or, if it has none, reopen the last round).")
+    _session_arguments(undo)
+    undo.add_argument("--round", action="store_true", help="undo the whole round")
+    undo.set_defaults(handler=_undo)
+
+
+def _session_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--session", required=True, metavar="FILE", help="the session file")
+    parser.add_argument("--cache", metavar="DIR", help="the cache, if it moved since `session start`")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _usage(parser: argparse.ArgumentParser) -> int:
+    parser.print_help()
+    return 2
+
+
+def _open(args: argparse.Namespace, *, read_only: bool = False):
+    from coreclean.session import CleaningSession
+
+    return CleaningSession.open(args.session, cache_dir=args.cache, read_only=read_only)
+
+
+def _start(args: argparse.Namespace) -> int:
+    from coreclean.session import CleaningSession
+
+    path = args.session
+    if path is None:
+        slug = re.sub(r"[^A-Za-z0-9._+-]+", "-", "+".join(args.classes)).strip("-") or "session"
+        if args.against:
+            slug += "-vs-" + re.sub(r"[^A-Za-z0-9._-]+", "-", args.against)
+        path = str(Path(args.cache) / "sessions" / f"{slug}.session")
+    session = CleaningSession.start(args.cache, path, classes=args.classes, against=args.against,
+                                    batch_size=args.batch, method=args.method, evaluate=not args.no_evaluate,
+                                    random_state=args.seed)
+    with session:
+        baseline = session.rounds().iloc[0]
+        print(f"started {path}: cleaning {', '.join(session.classes)}"
+              + (f" against {session.against}" if session.against else "")
+              + f", {session.batch_size} per class per round")
+        print(f"{baseline['verdict']}" + (f"; CV AUROC {baseline['auroc']:.4f}"
+                                                    if _finite(baseline["auroc"]) else ""))
+        print(f"next: coreclean session next --session {path}")
+    return 0
+
+
+def _next(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from coreclean.session import BATCH_COLUMNS
+
+    with _open(args) as session:
+        batch = session.next_batch()
+        if batch.empty:
+            print("nothing left to review in this session's classes.")
+            return 0
+        out = Path(args.out) if args.out else Path(session.path).with_name(Path(session.path).stem + "-review")
+        out.mkdir(parents=True, exist_ok=True)
+        csv_path = out / f"round-{session.round}.csv"
+        sheet = batch[BATCH_COLUMNS].copy()
+        pd.DataFrame(sheet).to_csv(csv_path, index=False)
+        shown = batch[["position", "id", "label", "suggested_label", "suggested_prob", "score", "action"]].copy()
+        shown["suggested_prob"] = shown["suggested_prob"].map("{:.2f}".format)
+        shown["score"] = shown["score"].map("{:.3f}".format)
+        print(shown.to_string(index=False, max_rows=60))
+        print(f"round {session.round}: {len(batch)} samples -> {csv_path}")
+        if not args.no_sheet:
+            from coreclean.plots import contact_sheet
+
+            png = contact_sheet(batch, out / f"round-{session.round}.png")
+            print(f"contact sheet -> {png}")
+        print("fill in action (keep/relabel/drop/downweight/skip) and new_label, then: "
+              f"coreclean session apply --session {session.path} {csv_path}")
+    return 0
+
+
+def _apply(args: argparse.Namespace) -> int:
+    with _open(args) as session:
+        n_applied = session.apply(args.decisions, reviewer=args.reviewer)
+        print(f"recorded {n_applied} decision(s) in round {session.round}")
+        if args.no_close:
+            return 0
+        batch = session.next_batch()
+        undecided = int((batch["action"] == "").sum()) if len(batch) else 0
+        if undecided:
+            print(f"{undecided} sample(s) of the batch left undecided; they can come back in a later round")
+        result = session.close_round()
+        print(_result_line(result))
+    return 0
+
+
+def _result_line(result) -> str:
+    auroc = f"; CV AUROC {result.auroc:.4f} [{result.auroc_low:.4f}, {result.auroc_high:.4f}]" if _finite(result.auroc) else ""
+    return (f"round {result.round} closed: {result.n_errors_found} error(s) in {result.n_reviewed} reviewed{auroc}\n"
+            f"verdict: {result.verdict.summary}")
+
+
+def _status(args: argparse.Namespace) -> int:
+    from coreclean.plots import plot_rounds
+
+    with _open(args, read_only=True) as session:
+        status = session.status()
+        rounds = session.rounds()
+        print(f"{session.path}: cleaning {', '.join(status['classes'])}"
+              + (f" against {status['against']}" if status["against"] else "")
+              + f"; round {status['round']} open ({status['pending_decisions']} decision(s) pending, "
+                f"{status['batch_shown']} shown)")
+        print(format_rounds(rounds))
+        if status["last_verdict"]:
+            print(f"verdict: {status['last_verdict']}")
+        png = args.plots or str(Path(session.path).with_name(Path(session.path).stem + "-rounds.png"))
+        try:
+            print(f"plots -> {plot_rounds(rounds, png, title=', '.join(status['classes']))}")
+        except OSError as err:
+            raise CorecleanError(f"cannot write plots to {png}: {err}; pass --plots FILE somewhere writable.") from err
+    return 0
+
+
+def format_rounds(rounds) -> str:
+    """The rounds table as aligned text."""
+    table = rounds[["round", "n_reviewed", "n_errors_found", "hit_rate", "base_rate", "errors_left", "auroc",
+                    "auroc_change", "plateau", "update_seconds", "eval_seconds"]].copy()
+    table.columns = ["round", "reviewed", "found", "hit_rate", "base_rate", "est_left", "cv_auroc", "auroc_change",
+                     "plateau", "update_s", "eval_s"]
+    table["found_total"] = rounds["errors_found_total"]
+    for column, fmt in (("hit_rate", "{:.0%}"), ("base_rate", "{:.1%}"), ("est_left", "{:.0f}"),
+                        ("cv_auroc", "{:.4f}"), ("auroc_change", "{:+.4f}"), ("update_s", "{:.2f}"),
+                        ("eval_s", "{:.2f}")):
+        table[column] = [fmt.format(v) if _finite(v) else "-" for v in table[column]]
+    return table.to_string(index=False)
+
+
+def _export(args: argparse.Namespace) -> int:
+    from coreclean.export import apply_label_patch, write_manifest
+
+    with _open(args, read_only=True) as session:
+        paths = session.export(args.out)
+        source = args.manifest
+        if source is None:
+            from coreclean.cache import read_cache_info
+
+            source = read_cache_info(session.cache_dir, key=session._meta["cache_key"]).get("source")  # noqa: SLF001
+            if source is not None and not Path(source).exists():
+                source = None
+        n_changed = sum(1 for _ in open(paths["patch"], encoding="utf-8")) - 1
+        for name, path in paths.items():
+            print(f"{name}: {path}")
+        if source is not None:
+            manifest = apply_label_patch(source, paths["patch"])
+            print(f"manifest: {write_manifest(manifest, Path(args.out) / 'manifest.csv')} "
+                  f"(the original {source} with the patch applied)")
+        print(f"{n_changed} sample(s) changed")
+    return 0
+
+
+def _undo(args: argparse.Namespace) -> int:
+    with _open(args) as session:
+        revoked = session.undo("round" if args.round else "decision")
+        for row in revoked.itertuples(index=False):
+            detail = f" -> {row.new_label}" if row.action == "relabel" else ""
+            print(f"revoked decision {row.decision_id} (round {row.round}): {row.action} {row.id}{detail}")
+        print(f"round {session.round} is open")
+    return 0
+
+
+def _finite(value: Any) -> bool:
+    try:
+        return value is not None and math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
