@@ -71,6 +71,8 @@ class OutOfFoldLogistic:
         Inverse L2 strength, scikit-learn's meaning (on standardised features).
     max_iter : int
         L-BFGS iterations per fit.
+    tol : float
+        L-BFGS gradient tolerance; a warm-started re-fit lands within it of a fresh fit.
     max_fit_samples : int or None
         Fit each fold model on a sensitivity coreset of this many rows when its training part is
         larger. None: always fit on all rows.
@@ -92,34 +94,42 @@ class OutOfFoldLogistic:
         n_folds: int = 5,
         C: float = 0.01,
         max_iter: int = 200,
+        tol: float = 1e-5,
         max_fit_samples: int | None = None,
         random_state: int | np.random.Generator | None = None,
     ) -> None:
         self.n_folds = n_folds
         self.C = C
         self.max_iter = max_iter
+        self.tol = tol
         self.max_fit_samples = max_fit_samples
         self.random_state = random_state
 
-    def fit(self, features: np.ndarray, labels: np.ndarray, sample_weight: np.ndarray, *, n_classes: int) -> "OutOfFoldLogistic":
-        """Assign folds (stratified by label), fit one model per fold and compute ``probs_``. Trusts its inputs."""
+    def fit(self, features: np.ndarray, labels: np.ndarray, sample_weight: np.ndarray, *, n_classes: int,
+            folds: np.ndarray | None = None) -> "OutOfFoldLogistic":
+        """Fit one model per fold and compute ``probs_``. Trusts its inputs.
+
+        ``folds`` gives each sample's fold (0..K-1); by default folds are drawn stratified by label.
+        """
         from sklearn.model_selection import StratifiedKFold
 
         self._rng = check_random_state(self.random_state)
         self.n_classes_ = n_classes
         self.standardizer_ = Standardizer().fit(features)
         n_samples = labels.size
-        n_folds = max(2, min(self.n_folds, n_samples))
-        folds = np.empty(n_samples, dtype=np.int64)
-        splitter = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=sklearn_seed(self._rng))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # classes smaller than n_folds are expected
-            for fold, (_, held_out) in enumerate(splitter.split(np.zeros(n_samples), labels)):
-                folds[held_out] = fold
-        self.folds_ = folds
-        self.models_ = [None] * n_folds
+        seed = sklearn_seed(self._rng)
+        if folds is None:
+            n_folds = max(2, min(self.n_folds, n_samples))
+            folds = np.empty(n_samples, dtype=np.int64)
+            splitter = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # classes smaller than n_folds are expected
+                for fold, (_, held_out) in enumerate(splitter.split(np.zeros(n_samples), labels)):
+                    folds[held_out] = fold
+        self.folds_ = np.asarray(folds, dtype=np.int64)
+        self.models_ = [None] * (int(self.folds_.max()) + 1)
         self.probs_ = np.zeros((n_samples, n_classes), dtype=np.float32)
-        self._fit_folds(features, labels, sample_weight, range(n_folds))
+        self._fit_folds(features, labels, sample_weight, range(len(self.models_)))
         return self
 
     def refit(self, features: np.ndarray, labels: np.ndarray, sample_weight: np.ndarray, changed: np.ndarray) -> "OutOfFoldLogistic":
@@ -142,7 +152,7 @@ class OutOfFoldLogistic:
             held_out = np.flatnonzero(self.folds_ == fold)
             train, weight = self._training_rows(features, labels, sample_weight, train)
             previous = self.models_[fold]
-            model = LogisticRegression(C=self.C, max_iter=self.max_iter, tol=1e-4)
+            model = LogisticRegression(C=self.C, max_iter=self.max_iter, tol=self.tol)
             if previous is not None and np.array_equal(previous.classes_, np.unique(labels[train])):
                 model.set_params(warm_start=True)
                 model.coef_, model.intercept_, model.classes_ = previous.coef_.copy(), previous.intercept_.copy(), previous.classes_

@@ -1,0 +1,124 @@
+"""Every way coreclean can order samples for review, behind one signature, in one registry.
+
+A ranker is ``fn(signals: SignalSet, rng: Generator) -> RankerOutput``: scores where higher means
+review sooner, and class probabilities where the ranker has them (for suggested labels). The
+benchmark harness loops over :data:`REGISTRY`; :class:`coreclean.importance.LabelIssueRanker`
+picks one by name. Baselines are here so that they share the default's folds and neighbours.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from coreclean.pooling import LogLinearPool
+from coreclean.signal_set import SignalSet
+from coreclean.signals import normalized_margin_score, self_confidence_score
+
+__all__ = ["RankerOutput", "REGISTRY", "register_ranker", "DEFAULT_METHOD"]
+
+DEFAULT_METHOD = "coreclean"
+
+
+@dataclass(frozen=True)
+class RankerOutput:
+    """Scores (higher = review sooner), and class probabilities if the ranker has any."""
+
+    scores: np.ndarray
+    probs: np.ndarray | None = None
+
+
+Ranker = Callable[[SignalSet, np.random.Generator], RankerOutput]
+REGISTRY: dict[str, Ranker] = {}
+
+
+def register_ranker(name: str) -> Callable[[Ranker], Ranker]:
+    """Decorator adding a ranker to :data:`REGISTRY` under ``name``; refuses duplicates."""
+
+    def decorator(fn: Ranker) -> Ranker:
+        if name in REGISTRY:
+            raise ValueError(f"a ranker is already registered under the name {name!r}")
+        REGISTRY[name] = fn
+        return fn
+
+    return decorator
+
+
+def pooled_probs(signals: SignalSet) -> np.ndarray:
+    """Log-linear pool of the out-of-fold LR and the similarity-weighted kNN vote, fitted on the given labels."""
+    sources = [signals.out_of_fold.probs_, signals.neighbor_probs(signals.config.temperature)]
+    pool = LogLinearPool().fit(sources, signals.labels, signals.fit_weight)
+    return pool.predict_proba(sources)
+
+
+@register_ranker("coreclean")
+def _coreclean(signals: SignalSet, rng: np.random.Generator) -> RankerOutput:
+    """Default: self-confidence of the pooled LR + kNN probabilities."""
+    probs = pooled_probs(signals)
+    return RankerOutput(self_confidence_score(probs, signals.labels), probs)
+
+
+@register_ranker("random")
+def _random(signals: SignalSet, rng: np.random.Generator) -> RankerOutput:
+    """Review in random order (the seed articles' baseline)."""
+    return RankerOutput(rng.random(signals.n_samples))
+
+
+@register_ranker("self_confidence")
+def _self_confidence(signals: SignalSet, rng: np.random.Generator) -> RankerOutput:
+    """cleanlab's self-confidence on out-of-fold LR probabilities."""
+    probs = signals.out_of_fold.probs_
+    return RankerOutput(self_confidence_score(probs, signals.labels), probs)
+
+
+@register_ranker("normalized_margin")
+def _normalized_margin(signals: SignalSet, rng: np.random.Generator) -> RankerOutput:
+    """cleanlab's normalised margin on out-of-fold LR probabilities."""
+    probs = signals.out_of_fold.probs_
+    return RankerOutput(normalized_margin_score(probs, signals.labels), probs)
+
+
+@register_ranker("knn_disagreement")
+def _knn_disagreement(signals: SignalSet, rng: np.random.Generator) -> RankerOutput:
+    """Share of the k nearest neighbours (cosine, self excluded, equal votes) whose label differs."""
+    probs = signals.neighbor_probs(None)
+    return RankerOutput(self_confidence_score(probs, signals.labels), probs)
+
+
+@register_ranker("in_sample_loss")
+def _in_sample_loss(signals: SignalSet, rng: np.random.Generator) -> RankerOutput:
+    """Loss of the given label under a model that saw it: s_i(0) of the local sensitivity."""
+    from coreclean.out_of_fold import predict_proba_chunked
+
+    probs = predict_proba_chunked(signals.in_sample, signals.features, np.arange(signals.n_samples),
+                                  signals.standardizer, signals.n_classes)
+    return RankerOutput(self_confidence_score(probs, signals.labels), probs)
+
+
+@register_ranker("local_sensitivity")
+def _local_sensitivity(signals: SignalSet, rng: np.random.Generator) -> RankerOutput:
+    """In-sample local sensitivity s_i(r) (method.md §3): loss plus r·√leverage, a valid bound."""
+    from coreclean.coreset import _StandardizedRows, theta_from_model
+    from coreclean.sensitivity import local_sensitivity
+
+    theta, C = theta_from_model(signals.in_sample, signals.n_classes, signals.config.C)
+    rows = _StandardizedRows(signals.features, np.arange(signals.n_samples), signals.standardizer)
+    bound = local_sensitivity(rows, signals.labels, signals.sample_weight, theta, C=C, radius=signals.config.radius)
+    return RankerOutput(bound.sensitivity)
+
+
+@register_ranker("class_leverage")
+def _class_leverage(signals: SignalSet, rng: np.random.Generator) -> RankerOutput:
+    """DataHeroes-style per-class leverage: ‖U_i‖² of the class's SVD (plus a constant column) + 2 w_i / W_c."""
+    scores = np.zeros(signals.n_samples)
+    for label in np.unique(signals.labels):
+        members = np.flatnonzero((signals.labels == label) & (signals.sample_weight > 0))
+        if members.size == 0:
+            continue
+        block = np.hstack([signals.standardizer.transform(signals.features[members]), np.ones((members.size, 1), np.float32)])
+        u = np.linalg.svd(block.astype(np.float64), full_matrices=False)[0]
+        weight = signals.sample_weight[members]
+        scores[members] = np.square(u).sum(axis=1) + 2.0 * weight / weight.sum()
+    return RankerOutput(scores)

@@ -1,0 +1,130 @@
+"""The shared, lazily computed ingredients every ranker draws on, kept for cheap updates.
+
+One :class:`SignalSet` per dataset holds the out-of-fold logistic regressions (fixed folds), the kNN
+graph (label-blind, so computed once) and the in-sample fit, each computed on first use. After a
+review batch, :meth:`SignalSet.update` re-fits what depends on the changed labels or weights,
+warm-started, and leaves the rest alone. All rankers of one benchmark run therefore see the same
+embeddings, folds and neighbours.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from functools import cached_property
+
+import numpy as np
+
+from coreclean._internal.knn import knn_graph
+from coreclean._internal.validation import check_random_state
+from coreclean.out_of_fold import OutOfFoldLogistic, Standardizer
+from coreclean.signals import neighbor_label_distribution
+
+__all__ = ["SignalSet", "SignalConfig"]
+
+logger = logging.getLogger(__name__)
+
+
+class SignalConfig:
+    """Settings of the signals; see :class:`coreclean.importance.LabelIssueRanker` for their meaning."""
+
+    def __init__(self, *, n_folds: int, C: float, n_neighbors: int, temperature: float | None,
+                 max_fit_samples: int | None, radius: float, trusted_weight: float, random_state: int,
+                 folds: np.ndarray | None = None) -> None:
+        self.n_folds = n_folds
+        self.C = C
+        self.n_neighbors = n_neighbors
+        self.temperature = temperature
+        self.max_fit_samples = max_fit_samples
+        self.radius = radius
+        self.trusted_weight = trusted_weight
+        self.random_state = random_state
+        self.folds = folds
+
+
+class SignalSet:
+    """Lazily computed signals over ``features`` with the *current* labels, weights and trust flags.
+
+    The arrays ``labels``, ``sample_weight`` and ``trusted`` are the caller's and are read at each
+    (re)computation, so a caller edits them in place and then calls :meth:`update`.
+    """
+
+    def __init__(self, features: np.ndarray, labels: np.ndarray, sample_weight: np.ndarray, trusted: np.ndarray,
+                 n_classes: int, config: SignalConfig) -> None:
+        self.features = features
+        self.labels = labels
+        self.sample_weight = sample_weight
+        self.trusted = trusted
+        self.n_classes = n_classes
+        self.config = config
+        self.timings: dict[str, float] = {}
+
+    @property
+    def n_samples(self) -> int:
+        return self.labels.size
+
+    @property
+    def fit_weight(self) -> np.ndarray:
+        """Weights for model fits: the sample weight, times ``trusted_weight`` for reviewed samples."""
+        return self.sample_weight * np.where(self.trusted, self.config.trusted_weight, 1.0)
+
+    def _timed(self, name: str, start: float) -> None:
+        self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - start
+
+    @cached_property
+    def out_of_fold(self) -> OutOfFoldLogistic:
+        """K-fold logistic regressions; ``.probs_`` are the out-of-fold class probabilities."""
+        start = time.perf_counter()
+        model = OutOfFoldLogistic(n_folds=self.config.n_folds, C=self.config.C, max_fit_samples=self.config.max_fit_samples,
+                                  random_state=self.config.random_state)
+        model.fit(self.features, self.labels, self.fit_weight, n_classes=self.n_classes, folds=self.config.folds)
+        self._timed("out_of_fold", start)
+        return model
+
+    @cached_property
+    def neighbors(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(indices, similarities)`` of each sample's nearest neighbours, itself excluded."""
+        start = time.perf_counter()
+        graph = knn_graph(self.features, self.config.n_neighbors, random_state=self.config.random_state)
+        self._timed("neighbors", start)
+        return graph
+
+    def neighbor_probs(self, temperature: float | None) -> np.ndarray:
+        """Neighbours' (current) label distribution; cheap, recomputed on every call."""
+        indices, similarities = self.neighbors
+        return neighbor_label_distribution(indices, similarities, self.labels, self.sample_weight, self.n_classes,
+                                           temperature=temperature)
+
+    @cached_property
+    def standardizer(self) -> Standardizer:
+        return Standardizer().fit(self.features)
+
+    @cached_property
+    def in_sample(self):
+        """A logistic regression fitted on all kept samples (a sensitivity coreset of them when large)."""
+        from coreclean.coreset import fit_logistic, sample_coreset_rows
+
+        start = time.perf_counter()
+        kept = np.flatnonzero(self.sample_weight > 0)
+        weight = self.fit_weight
+        if self.config.max_fit_samples is not None and kept.size > self.config.max_fit_samples:
+            rng = check_random_state(self.config.random_state)
+            rows, row_weight = sample_coreset_rows(
+                self.features, self.labels, weight, kept, m=self.config.max_fit_samples, C=self.config.C,
+                standardizer=self.standardizer, n_classes=self.n_classes, random_state=rng, radius=self.config.radius)
+        else:
+            rows, row_weight = kept, weight[kept]
+        model = fit_logistic(self.standardizer.transform(self.features[rows]), self.labels[rows], row_weight,
+                             C=self.config.C, tol=1e-4)
+        self._timed("in_sample", start)
+        return model
+
+    def update(self, changed: np.ndarray) -> None:
+        """Bring every computed signal up to date after labels/weights/trust of rows ``changed`` changed."""
+        if changed.size == 0:
+            return
+        if "out_of_fold" in self.__dict__:
+            start = time.perf_counter()
+            self.out_of_fold.refit(self.features, self.labels, self.fit_weight, changed)
+            self._timed("out_of_fold_update", start)
+        self.__dict__.pop("in_sample", None)  # refitted on demand

@@ -1,0 +1,63 @@
+"""A sensitivity coreset approximates the full logistic loss better than a uniform sample of equal size."""
+
+import numpy as np
+import pytest
+
+from coreclean.coreset import SensitivityCoreset, fit_logistic, theta_from_model
+from coreclean.noise import inject_noise
+from coreclean.sensitivity import augmented, multinomial_losses
+
+
+@pytest.fixture(scope="module")
+def noisy_mixture():
+    rng = np.random.default_rng(0)
+    n_classes, n_features, n_samples = 5, 10, 3000
+    centers = rng.standard_normal((n_classes, n_features)) * 1.5
+    labels = rng.integers(0, n_classes, n_samples)
+    features = (centers[labels] + rng.standard_normal((n_samples, n_features))).astype(np.float32)
+    noisy, _ = inject_noise(labels, rate=0.05, n_classes=n_classes, random_state=0)
+    return features, noisy
+
+
+def test_coreset_beats_uniform_over_20_seeds(noisy_mixture):
+    features, labels = noisy_mixture
+    m, C = 300, 1.0
+    errors = {"coreset_theta": [], "uniform_theta": [], "coreset_fit": [], "uniform_fit": []}
+    for seed in range(20):
+        coreset = SensitivityCoreset(m, C=C, radius=0.01, random_state=seed).fit(features, labels)
+        x_aug = augmented(coreset.standardizer_.transform(features)).astype(np.float64)
+        rng = np.random.default_rng(100 + seed)
+        drawn = rng.choice(labels.size, size=m, replace=True)
+        uniform_rows, counts = np.unique(drawn, return_counts=True)
+        uniform_weights = counts * labels.size / m
+        theta = coreset.reference_theta_
+        for _ in range(5):  # random parameters inside the region the bound covers
+            direction = rng.standard_normal(theta.shape)
+            a_norm = np.sqrt(np.sum(np.square(coreset.bound_.curvature_factor.T @ direction.T)))
+            point = theta + direction / a_norm * coreset.bound_.radius * rng.random() ** (1 / direction.size)
+            losses = multinomial_losses(x_aug, labels, point)
+            errors["coreset_theta"].append(abs(coreset.weights_ @ losses[coreset.indices_] / losses.sum() - 1))
+            errors["uniform_theta"].append(abs(uniform_weights @ losses[uniform_rows] / losses.sum() - 1))
+        # each sample's own fit, judged on the full data
+        full = multinomial_losses(x_aug, labels, theta).sum()
+        own, _ = theta_from_model(coreset.estimator_, 5, C)
+        uniform_model = fit_logistic(x_aug[uniform_rows, :-1], labels[uniform_rows], uniform_weights, C=C)
+        uniform_theta, _ = theta_from_model(uniform_model, 5, C)
+        errors["coreset_fit"].append(multinomial_losses(x_aug, labels, own).sum() / full - 1)
+        errors["uniform_fit"].append(multinomial_losses(x_aug, labels, uniform_theta).sum() / full - 1)
+    assert np.median(errors["coreset_theta"]) < 0.8 * np.median(errors["uniform_theta"])
+    assert np.median(errors["coreset_fit"]) < 0.6 * np.median(errors["uniform_fit"])
+
+
+def test_coreset_weights_are_unbiased_for_the_total_weight(noisy_mixture):
+    features, labels = noisy_mixture
+    totals = [SensitivityCoreset(400, random_state=s).fit(features, labels).weights_.sum() for s in range(10)]
+    assert np.mean(totals) == pytest.approx(labels.size, rel=0.1)
+
+
+def test_predict_proba_shape(noisy_mixture):
+    features, labels = noisy_mixture
+    coreset = SensitivityCoreset(200, random_state=0).fit(features, labels)
+    probs = coreset.predict_proba(features[:7])
+    assert probs.shape == (7, 5)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
