@@ -11,6 +11,7 @@ import sys
 import threading
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -31,11 +32,13 @@ CLEANED = list(CLASS_NAMES[:2])
 """Classes the test session cleans ("chat noir", "dog"); the third ("ünï cødé") is only a label."""
 
 
-def build_session(root: Path, *, per_class: int = 8, batch_size: int = 3) -> Path:
+def build_session(root: Path, *, per_class: int = 8, batch_size: int = 3,
+                  draw: Callable[[Path, int, np.random.Generator], None] | None = None) -> Path:
     """Make a small dataset with a few flipped labels, its feature cache and a started session; return the file.
 
     The features are class centres plus noise (no torch): separable enough that the flipped
     samples top the ranking. Sample ids are ``<class>/<file>``, unicode and spaces included.
+    ``draw(path, class_index, rng)``, when given, redraws each image (e.g. bigger, for a screenshot).
     """
     from coreclean.cache import write_feature_cache
     from coreclean.session import CleaningSession
@@ -44,6 +47,9 @@ def build_session(root: Path, *, per_class: int = 8, batch_size: int = 3) -> Pat
     paths = sorted((root / "data").rglob("img_*"))
     true = np.array([CLASS_NAMES.index(path.parent.name) for path in paths])
     rng = np.random.default_rng(0)
+    if draw is not None:
+        for path, class_index in zip(paths, true):
+            draw(path, int(class_index), rng)
     centres = rng.normal(size=(len(CLASS_NAMES), 8)) * 4
     features = (centres[true] + rng.normal(size=(len(paths), 8))).astype(np.float32)
     noisy = true.copy()

@@ -318,6 +318,7 @@
   }
 
   async function undo() {
+    if (state.round !== null) { await undoRound(); return; }  // the batch is closed: undo its round
     await run(async () => {
       const before = new Map(batch().map((r) => [r.id, decisionText(r.decision)]));
       state.data = await api("POST", "/api/undo", { scope: "decision" });
@@ -346,8 +347,9 @@
     toast("batch done: re-scoring…");
     const answer = await api("POST", "/api/round", {});
     state.round = answer.result || {};
-    state.data = answer.state;
-    state.closedBatch = true;
+    // Keep the finished batch on screen until the reviewer asks for the next one.
+    state.data = Object.assign({}, state.data, { rounds: answer.state.rounds, status: answer.state.status });
+    $("toast").hidden = true;
     render();
     renderRound(state.round);
     $("round-panel").scrollIntoView({ block: "nearest" });

@@ -1,0 +1,214 @@
+"""The review page in a real headless Chromium: review a batch with the keyboard, check the database.
+
+Needs Debian's ``chromium`` and ``chromium-driver`` and the ``selenium`` client (the ``browser``
+extra); ``bash scripts/install_browser.sh`` installs them. Skipped with the reason when missing.
+This is the one test that starts a real server process (``coreclean review --no-browser``). It
+also saves the screenshot the README shows, ``docs/review-page.png``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_review_app import CLASS_NAMES, build_session  # noqa: E402
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+SCREENSHOT = Path(__file__).resolve().parents[1] / "docs" / "review-page.png"
+INSTALL_HINT = "run `bash scripts/install_browser.sh` (apt chromium chromium-driver, pip selenium)"
+
+pytestmark = pytest.mark.browser
+
+
+def _draw_shape(path: Path, class_index: int, rng: np.random.Generator) -> None:
+    """A 96 px picture a person can judge: a dark disc, an orange square or a blue triangle on noise."""
+    size = 96
+    background = rng.integers(200, 250, size=(size, size, 3), dtype=np.uint8)
+    image = Image.fromarray(background)
+    draw = ImageDraw.Draw(image)
+    half = int(rng.integers(20, 34))
+    cx, cy = (int(v) for v in rng.integers(half + 4, size - half - 4, size=2))
+    box = (cx - half, cy - half, cx + half, cy + half)
+    jitter = int(rng.integers(-20, 20))
+    if class_index == 0:
+        draw.ellipse(box, fill=(40 + jitter, 40 + jitter, 50 + jitter))
+    elif class_index == 1:
+        draw.rectangle(box, fill=(230, 140 + jitter, 40))
+    else:
+        draw.polygon([(cx, cy - half), (cx - half, cy + half), (cx + half, cy + half)], fill=(50, 90 + jitter, 220))
+    image.save(path)
+
+
+def _browser_or_skip():
+    missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.exists()]
+    if missing:
+        pytest.skip(f"no system browser ({', '.join(missing)} missing): {INSTALL_HINT}")
+    webdriver = pytest.importorskip("selenium.webdriver", reason=f"selenium is not installed: {INSTALL_HINT}")
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    profile = tempfile.mkdtemp(prefix="coreclean-chromium-")
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-dev-shm-usage", f"--user-data-dir={profile}", "--window-size=1360,1320"):
+        options.add_argument(flag)
+    try:
+        driver = webdriver.Chrome(options=options, service=Service(executable_path=str(CHROMEDRIVER)))
+    except Exception as err:  # selenium raises many kinds; any of them means "no usable browser here"
+        shutil.rmtree(profile, ignore_errors=True)
+        pytest.skip(f"cannot start headless chromium: {type(err).__name__}: {str(err).splitlines()[0]}")
+    return driver, profile
+
+
+def _start_server(session: Path) -> tuple[subprocess.Popen, str]:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "coreclean", "-q", "review", str(session), "--no-browser", "--port", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    url = process.stdout.readline().strip()  # the first line of output is the URL
+    if not url.startswith("http://127.0.0.1:"):
+        process.kill()
+        raise AssertionError(f"expected the URL first, got {url!r}; stderr: {process.stderr.read()}")
+    return process, url
+
+
+def _wait(driver, script: str, *, timeout: float = 30.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = driver.execute_script(script)
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for: {script}; page says: "
+                                 f"{driver.execute_script('return document.body.innerText')[:500]}")
+        time.sleep(0.05)
+
+
+READY = "return window.corecleanReview && window.corecleanReview.ready()"
+STATE = "return window.corecleanReview.state()"
+
+
+def _press(driver, *keys: str) -> None:
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    for key in keys:
+        ActionChains(driver).send_keys(key).perform()
+        _wait(driver, READY)
+
+
+def _focused(driver) -> dict:
+    state = driver.execute_script(STATE)
+    return state["data"]["batch"][state["focus"]]
+
+
+def _live_decisions(session: Path) -> dict[str, tuple[str, str | None]]:
+    """The decisions in force, read straight from the session file: id -> (action, new label)."""
+    from coreclean.session import CleaningSession
+
+    with CleaningSession.open(session, read_only=True) as reader:
+        log = reader.decisions()
+    live = log[(log["action"] != "undo") & ~log["revoked"]].drop_duplicates("id", keep="last")
+    return {row.id: (row.action, row.new_label or None) for row in live.itertuples()}
+
+
+def test_review_a_batch_with_the_keyboard(tmp_path):
+    from selenium.webdriver.common.keys import Keys
+
+    driver, profile = _browser_or_skip()
+    process = None
+    try:
+        session = build_session(tmp_path, per_class=10, batch_size=3, draw=_draw_shape)
+        process, url = _start_server(session)
+        driver.get(url)
+        _wait(driver, READY)
+        batch = driver.execute_script(STATE)["data"]["batch"]
+        assert len(batch) == 6 and driver.find_elements("css selector", ".card.focused")
+        _wait(driver, "return [...document.images].every((img) => img.complete && img.naturalWidth > 0)")
+
+        # 1: relabel to any class by typing part of its name (completion), Enter.
+        target = _focused(driver)
+        other = next(name for name in CLASS_NAMES if name not in (target["label"], target["suggested_label"]))
+        _press(driver, "l")
+        driver.find_element("id", "relabel-input").send_keys(other[:2], Keys.ENTER)
+        _wait(driver, READY)
+        expected = {target["id"]: ("relabel", other)}
+        # 2: drop, 3: skip (unsure).
+        expected[_focused(driver)["id"]] = ("drop", None)
+        _press(driver, "d")
+        expected[_focused(driver)["id"]] = ("skip", None)
+        _press(driver, "s")
+        # 4: keep, then undo it; the focus goes back to it.
+        kept = _focused(driver)["id"]
+        _press(driver, "k")
+        assert _live_decisions(session).get(kept) == ("keep", None)
+        _press(driver, "u")
+        assert _focused(driver)["id"] == kept and kept not in _live_decisions(session)
+        # Arrow keys move; back to the undecided one.
+        _press(driver, Keys.ARROW_LEFT)
+        assert _focused(driver)["id"] != kept
+        _press(driver, Keys.ARROW_RIGHT)
+        assert _focused(driver)["id"] == kept
+        row = _focused(driver)
+        if row["suggested_label"] != row["label"]:
+            expected[kept] = ("relabel", row["suggested_label"])
+            _press(driver, "r")
+        else:
+            expected[kept] = ("keep", None)
+            _press(driver, "k")
+        assert _live_decisions(session) == expected  # every decision is in the file as it is made
+
+        # Closing the tab loses nothing: a fresh page shows the batch where it was left.
+        driver.get(url)
+        _wait(driver, READY)
+        state = driver.execute_script(STATE)
+        assert state["data"]["n_decided"] == 4 and not state["data"]["batch"][state["focus"]]["decision"]
+        assert len(driver.find_elements("css selector", ".card .badge")) == 4
+        assert driver.find_element("id", "progress-text").text == "4 / 6 decided"
+
+        # The last two: keep and downweight; the page then closes the round by itself.
+        expected[_focused(driver)["id"]] = ("keep", None)
+        _press(driver, "k")
+        expected[_focused(driver)["id"]] = ("downweight", None)
+        _press(driver, "w")
+        _wait(driver, "return !document.getElementById('round-panel').hidden")
+        assert _live_decisions(session) == expected
+        verdict = driver.find_element("id", "round-verdict").text
+        assert verdict and "Round 1 closed" in driver.find_element("id", "round-title").text
+        assert driver.find_elements("css selector", "#round-chart svg circle")
+        SCREENSHOT.parent.mkdir(exist_ok=True)
+        driver.execute_script("window.scrollTo(0, 0)")
+        assert driver.save_screenshot(str(SCREENSHOT))
+
+        with sqlite3.connect(session) as conn:
+            closes = conn.execute("SELECT round, hit_rate, auroc FROM rounds WHERE event = 'close'").fetchall()
+        assert [r[0] for r in closes] == [0, 1] and closes[1][1] is not None
+
+        # n: the next batch, new samples.
+        _press(driver, "n")
+        state = driver.execute_script(STATE)
+        assert state["round"] is None and state["data"]["round"] == 2
+        assert not {r["id"] for r in state["data"]["batch"]} & {r["id"] for r in batch}
+        errors = [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+        assert not errors, errors
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+        if process is not None:
+            process.terminate()
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
