@@ -46,16 +46,11 @@ def _run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from coreclean.review import make_server
-    from coreclean.review.security import is_loopback_host
 
     session_path = Path(args.session).expanduser()
     if not session_path.is_file():
         raise CorecleanError(f"no session file {session_path}; start one with `coreclean session start`.")
-    host = "127.0.0.1" if args.host is None else args.host
-    if not is_loopback_host(host):
-        print(f"coreclean review: warning: listening on {host}, not loopback. Anyone who can reach this machine "
-              "and learns the URL can change the session; the token travels unencrypted (plain HTTP).",
-              file=sys.stderr)
+    host = "127.0.0.1" if args.host is None else args.host  # make_server warns when it is not loopback
     thumbnails = args.thumbnail_cache or session_path.with_name(session_path.name + ".thumbnails")
     try:
         server = make_server(session_path, host=host, port=args.port, thumbnail_dir=thumbnails)
