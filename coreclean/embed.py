@@ -28,17 +28,18 @@ from torch.utils.data import DataLoader, Dataset
 from coreclean.backbones import FeatureExtractor, Preprocess, build_feature_extractor, default_preprocess
 from coreclean.cache import ChunkStore, make_key, publish_embedding_set, samples_frame, write_errors
 from coreclean.exceptions import CorecleanError, ManifestError, WeightsError
-from coreclean.manifest import Manifest, Problem, read_manifest
+from coreclean.manifest import Problem, read_manifest
 from coreclean._internal.hashing import hash_files
 
 __all__ = ["EmbedResult", "embed_dataset", "resolve_device", "resolve_precision", "BF16_VALIDATED"]
 
 logger = logging.getLogger(__name__)
 
-BF16_VALIDATED = frozenset({("mobilenet_v2", "cpu"), ("resnet18", "cpu")})
+BF16_VALIDATED: frozenset[tuple[str, str]] = frozenset()
 """(backbone, device type) pairs where bf16 autocast was measured to keep cosine >= 0.999 with fp32
-features and to run faster (benchmarks/results/embed_speed.json); ``precision="auto"`` picks bf16
-only for these, and only on CPUs with native bf16 support."""
+features; ``precision="auto"`` picks bf16 only for these. Empty for now: on CPU, mobilenet_v2 with
+ImageNet weights ran 2.5x faster in bf16 but its features fell to cosine 0.90 (min) / 0.98 (mean)
+at 128 px (benchmarks/results/embed_speed.json), so auto means fp32 until a pair passes."""
 
 
 class EmbedResult(NamedTuple):
@@ -118,7 +119,9 @@ def embed_dataset(
         If the backbone or weights cannot be built or loaded.
     """
     if batch_size < 1 or chunk_size < 1 or image_size < 8:
-        raise ValueError("batch_size and chunk_size must be >= 1 and image_size >= 8.")
+        raise CorecleanError(
+            f"batch_size and chunk_size must be >= 1 and image_size >= 8; got {batch_size}, {chunk_size}, {image_size}."
+        )
     cache_dir = Path(cache_dir).expanduser()
     manifest = read_manifest(source)
     torch_device = resolve_device(device)
@@ -345,8 +348,8 @@ def _forward(model: nn.Module, preprocess: Preprocess, batch: torch.Tensor, devi
         ) from err
     if isinstance(output, (tuple, list)):
         output = output[0]
-    if output.ndim > 2:
-        output = output.flatten(2).mean(2) if output.ndim > 2 else output
+    if output.ndim > 2:  # a head-less model that stops before pooling
+        output = output.flatten(2).mean(2)
     return np.ascontiguousarray(output.float().cpu().numpy(), dtype=np.float32)
 
 

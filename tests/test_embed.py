@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import SHARED_DIR, make_image_folder, write_image
+from conftest import SHARED_DIR, write_image
 from coreclean import embed_dataset, load_embeddings, read_samples
 from coreclean.backbones import build_feature_extractor, default_preprocess
 from coreclean.cache import ChunkStore, list_embedding_sets
