@@ -17,7 +17,7 @@ import pandas as pd
 
 from coreclean._internal.validation import check_features, check_labels
 from coreclean.confident_joint import estimate_errors_per_class
-from coreclean.evaluation import FoldedEvaluator, auroc_per_class
+from coreclean.evaluation import FoldedEvaluator, auroc_per_class, limit_threads
 
 __all__ = ["class_report", "class_report_from_cache", "REPORT_COLUMNS"]
 
@@ -33,6 +33,7 @@ def class_report(
     n_folds: int = 5,
     C: float = 0.01,
     random_state: int | np.random.Generator | None = 0,
+    n_threads: int | None = None,
 ) -> pd.DataFrame:
     """Rank the classes by how much cleaning they need.
 
@@ -48,6 +49,8 @@ def class_report(
         Inverse L2 strength of the logistic regression on standardised features.
     random_state : int, Generator or None
         Seeds the folds.
+    n_threads : int, optional
+        Cap OpenMP/BLAS threads (see :func:`coreclean.evaluation.limit_threads`).
 
     Returns
     -------
@@ -65,8 +68,9 @@ def class_report(
     labels = check_labels(labels, features.shape[0], n_classes=n_classes)
     n_classes = n_classes if n_classes is not None else int(labels.max()) + 1
     names = list(class_names) if class_names is not None else [str(k) for k in range(n_classes)]
-    probs = FoldedEvaluator(n_folds=n_folds, C=C, random_state=random_state).fit(
-        features, labels, n_classes=n_classes).probs_
+    with limit_threads(n_threads):
+        probs = FoldedEvaluator(n_folds=n_folds, C=C, random_state=random_state).fit(
+            features, labels, n_classes=n_classes).probs_
     return _compute_report(probs, labels, names)
 
 
@@ -96,10 +100,11 @@ def _compute_report(probs: np.ndarray, labels: np.ndarray, names: list[str]) -> 
 
 
 def class_report_from_cache(cache_dir: str | os.PathLike, *, key: str | None = None, n_folds: int = 5, C: float = 0.01,
-                            random_state: int | np.random.Generator | None = 0) -> pd.DataFrame:
+                            random_state: int | np.random.Generator | None = 0,
+                            n_threads: int | None = None) -> pd.DataFrame:
     """:func:`class_report` of the embedding set in ``cache_dir`` (the most recent one, or ``key``)."""
     from coreclean.cache import load_embeddings
 
     embeddings = load_embeddings(cache_dir, key=key)
     return class_report(embeddings.features, embeddings.labels, class_names=embeddings.class_names,
-                        n_folds=n_folds, C=C, random_state=random_state)
+                        n_folds=n_folds, C=C, random_state=random_state, n_threads=n_threads)

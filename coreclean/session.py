@@ -39,6 +39,7 @@ from coreclean.evaluation import (
     FoldedEvaluator,
     Verdict,
     bootstrap_auroc,
+    limit_threads,
     make_folds,
     paired_auroc_change,
     plateau_verdict,
@@ -133,9 +134,11 @@ class CleaningSession:
     """
 
     # ------------------------------------------------------------------ construction
-    def __init__(self, store: SessionStore, *, cache_dir: str | os.PathLike | None = None) -> None:
+    def __init__(self, store: SessionStore, *, cache_dir: str | os.PathLike | None = None,
+                 n_threads: int | None = None) -> None:
         """Use :meth:`start` or :meth:`open`; this wraps an already opened store."""
         self._store = store
+        self.n_threads = n_threads
         self._meta = store.meta()
         cache_dir = Path(cache_dir) if cache_dir is not None else Path(self._meta["cache_dir"])
         self._load_cache(cache_dir)
@@ -190,6 +193,7 @@ class CleaningSession:
         key: str | None = None,
         ranker_params: dict[str, Any] | None = None,
         random_state: int = 0,
+        n_threads: int | None = None,
     ) -> "CleaningSession":
         """Start a session in a new file ``path`` on the embedding set in ``cache_dir``.
 
@@ -218,6 +222,9 @@ class CleaningSession:
         ranker_params : dict, optional
             Extra :class:`LabelIssueRanker` parameters (``n_folds``, ``C``, ...).
         random_state : int
+        n_threads : int, optional
+            Cap OpenMP/BLAS threads during fits (1 is much faster on a busy machine; see
+            :func:`coreclean.evaluation.limit_threads`). Not stored: pass it again to :meth:`open`.
 
         Returns
         -------
@@ -271,7 +278,7 @@ class CleaningSession:
         try:
             store.initialize(meta, [str(s) for s in embeddings.sample_ids], start_labels,
                              np.ones(start_labels.size, dtype=np.float64))
-            session = cls(store, cache_dir=cache_dir)
+            session = cls(store, cache_dir=cache_dir, n_threads=n_threads)
             session._close(0)  # round 0: the baseline
         except BaseException:
             store.close()
@@ -280,7 +287,7 @@ class CleaningSession:
 
     @classmethod
     def open(cls, path: str | os.PathLike, *, cache_dir: str | os.PathLike | None = None,
-             read_only: bool = False) -> "CleaningSession":
+             read_only: bool = False, n_threads: int | None = None) -> "CleaningSession":
         """Reopen the session in file ``path``.
 
         Parameters
@@ -290,6 +297,8 @@ class CleaningSession:
             Where the cache is now (default: where it was at start). Its fingerprint must match.
         read_only : bool
             Open for reading only (status, export); writes raise :class:`SessionError`.
+        n_threads : int, optional
+            Cap OpenMP/BLAS threads during fits (see :meth:`start`).
 
         Raises
         ------
@@ -298,7 +307,7 @@ class CleaningSession:
         """
         store = SessionStore(path, read_only=read_only)
         try:
-            return cls(store, cache_dir=cache_dir)
+            return cls(store, cache_dir=cache_dir, n_threads=n_threads)
         except BaseException:
             store.close()
             raise
@@ -383,11 +392,12 @@ class CleaningSession:
         start = time.perf_counter()
         ranker = LabelIssueRanker(self._meta["method"], random_state=self._meta["random_state"],
                                   **self._meta["ranker_params"])
-        ranker.fit(self._features, labels, weights, n_classes=len(self._class_names))
         reviewed = applied.loc[applied["action"].isin(["keep", "relabel", "downweight"]), "idx"].to_numpy(np.int64)
-        if reviewed.size:
-            ranker.verify(reviewed)
-            ranker.rescore()
+        with limit_threads(self.n_threads):
+            ranker.fit(self._features, labels, weights, n_classes=len(self._class_names))
+            if reviewed.size:
+                ranker.verify(reviewed)
+                ranker.rescore()
         logger.debug("fitted the %s ranker on %d samples in %.1f s", self._meta["method"], labels.size,
                     time.perf_counter() - start)
         self._ranker = ranker
@@ -648,6 +658,10 @@ class CleaningSession:
         return self._close(self.round, evaluate=evaluate)
 
     def _close(self, round_number: int, *, evaluate: bool | None = None) -> RoundResult:
+        with limit_threads(self.n_threads):
+            return self._close_round(round_number, evaluate=evaluate)
+
+    def _close_round(self, round_number: int, *, evaluate: bool | None) -> RoundResult:
         self._store.check_writable()
         evaluate = self._meta["evaluate"] if evaluate is None else evaluate
         live = self._store.live_decisions()

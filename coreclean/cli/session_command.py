@@ -42,6 +42,7 @@ def register(subparsers: Any) -> None:
     start.add_argument("--method", default="coreclean", help="ranker (default: coreclean; 'random' for a baseline)")
     start.add_argument("--no-evaluate", action="store_true", help="skip the cross-validated AUROC at each round")
     start.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    start.add_argument("--threads", type=_positive_int, help="cap OpenMP/BLAS threads (1 is fastest on a busy machine)")
     start.set_defaults(handler=_start)
 
     next_ = commands.add_parser("next", help="show the round's batch; write it as CSV and a contact sheet",
@@ -88,6 +89,7 @@ def register(subparsers: Any) -> None:
 def _session_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--session", required=True, metavar="FILE", help="the session file")
     parser.add_argument("--cache", metavar="DIR", help="the cache, if it moved since `session start`")
+    parser.add_argument("--threads", type=_positive_int, help="cap OpenMP/BLAS threads (1 is fastest on a busy machine)")
 
 
 def _positive_int(text: str) -> int:
@@ -105,7 +107,7 @@ def _usage(parser: argparse.ArgumentParser) -> int:
 def _open(args: argparse.Namespace, *, read_only: bool = False):
     from coreclean.session import CleaningSession
 
-    return CleaningSession.open(args.session, cache_dir=args.cache, read_only=read_only)
+    return CleaningSession.open(args.session, cache_dir=args.cache, read_only=read_only, n_threads=args.threads)
 
 
 def _start(args: argparse.Namespace) -> int:
@@ -119,7 +121,7 @@ def _start(args: argparse.Namespace) -> int:
         path = str(Path(args.cache) / "sessions" / f"{slug}.session")
     session = CleaningSession.start(args.cache, path, classes=args.classes, against=args.against,
                                     batch_size=args.batch, method=args.method, evaluate=not args.no_evaluate,
-                                    random_state=args.seed)
+                                    random_state=args.seed, n_threads=args.threads)
     with session:
         baseline = session.rounds().iloc[0]
         print(f"started {path}: cleaning {', '.join(session.classes)}"
