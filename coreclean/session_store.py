@@ -185,6 +185,8 @@ class SessionStore:
             self._conn.execute("PRAGMA foreign_keys=ON")
         except (sqlite3.DatabaseError, OSError) as err:
             raise SessionError(f"cannot open session file {self.path}: {err}") from err
+        if exists:
+            self._check_schema()  # before any write: never add tables to a foreign database
         if not read_only:
             self._create_schema()
         self._check_schema()

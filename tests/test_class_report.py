@@ -1,0 +1,42 @@
+"""The `classes` table: which class to clean first."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from coreclean.class_report import REPORT_COLUMNS, class_report, class_report_from_cache
+from coreclean.cli import main
+from test_session import make_cache
+
+
+def test_noisiest_class_comes_first(tmp_path):
+    rng = np.random.default_rng(0)
+    true = np.repeat(np.arange(3), 120)
+    features = (rng.normal(size=(3, 10))[true] * 2 + rng.normal(size=(360, 10))).astype(np.float32)
+    labels = true.copy()
+    bad = rng.choice(np.flatnonzero(true == 2), 30, replace=False)  # 30 "fox" images labelled "cat"
+    labels[bad] = 0
+    report = class_report(features, labels, class_names=["cat", "dog", "fox"])
+    assert list(report.columns) == REPORT_COLUMNS
+    first = report.iloc[0]
+    assert first["class"] == "cat" and first["confused_with"] == "fox"
+    assert 10 <= first["estimated_errors"] <= 45  # an estimate of the 30 planted
+    assert report["n_samples"].sum() == 360
+    assert report.set_index("class").loc["cat", "accuracy"] < report.set_index("class").loc["dog", "accuracy"]
+
+
+def test_from_cache_and_cli(tmp_path, capsys):
+    cache = make_cache(tmp_path, n_per_class=60)[0]
+    report = class_report_from_cache(cache, n_threads=1)
+    assert sorted(report["class"]) == ["cat", "dog", "fox"]
+    assert main(["classes", "--cache", str(cache), "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "clean first:" in out and "confused_with" in out
+    assert main(["classes", "--cache", str(cache), "--json", "--threads", "1"]) == 0
+    records = json.loads(capsys.readouterr().out)
+    assert records[0]["class"] == report.iloc[0]["class"]
+    assert main(["classes", "--cache", str(tmp_path / "nope")]) == 2
+    assert "no embedding set" in capsys.readouterr().err

@@ -1,0 +1,83 @@
+"""Cross-validated AUROC on fixed folds, bootstrap intervals, the plateau verdict."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from coreclean.evaluation import (
+    FoldedEvaluator,
+    auroc,
+    auroc_per_class,
+    bootstrap_auroc,
+    make_folds,
+    paired_auroc_change,
+    plateau_verdict,
+)
+
+
+@pytest.fixture
+def data():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 3, 400)
+    features = (rng.normal(size=(3, 8))[labels] + rng.normal(size=(400, 8)) * 1.5).astype(np.float32)
+    return features, labels
+
+
+def test_auroc_matches_sklearn_with_weights(data):
+    features, labels = data
+    probs = FoldedEvaluator(random_state=0).fit(features, labels).probs_
+    weights = np.random.default_rng(1).random(labels.size)
+    assert auroc(probs, labels) == pytest.approx(roc_auc_score(labels, probs, multi_class="ovr"))
+    assert auroc(probs, labels, weights) == pytest.approx(
+        roc_auc_score(labels, probs, multi_class="ovr", sample_weight=weights))
+    weights[:50] = 0.0  # dropped samples are left out
+    keep = weights > 0
+    assert auroc_per_class(probs, labels, weights)[1] == pytest.approx(
+        roc_auc_score(labels[keep] == 1, probs[keep, 1], sample_weight=weights[keep]))
+
+
+def test_folds_are_fixed_and_stratified(data):
+    _, labels = data
+    folds = make_folds(labels, 5, random_state=0)
+    assert np.array_equal(folds, make_folds(labels, 5, random_state=0))
+    for k in range(3):
+        counts = np.bincount(folds[labels == k], minlength=5)
+        assert counts.max() - counts.min() <= 1
+    evaluator = FoldedEvaluator(folds=folds)
+    evaluator.fit(data[0], labels)
+    evaluator.fit(data[0], (labels + 1) % 3)
+    assert np.array_equal(evaluator.folds_, folds)
+
+
+def test_bootstrap_interval_and_paired_change(data):
+    features, labels = data
+    probs = FoldedEvaluator(random_state=0).fit(features, labels).probs_
+    point, low, high = bootstrap_auroc(probs, labels, n_boot=100, random_state=0)
+    assert low < point < high
+    ones = np.ones(labels.size)
+    assert paired_auroc_change((probs, labels, ones), (probs, labels, ones), n_boot=50, random_state=0) == (0.0, 0.0, 0.0)
+    noisy = labels.copy()
+    noisy[:60] = (noisy[:60] + 1) % 3
+    noisy_probs = FoldedEvaluator(random_state=0).fit(features, noisy).probs_
+    change, low, high = paired_auroc_change((noisy_probs, noisy, ones), (probs, labels, ones), n_boot=100,
+                                            random_state=0)
+    assert low > 0 and low <= change <= high  # fixing 60 labels raises AUROC, and the paired interval sees it
+
+
+def test_plateau_verdict_rests_on_hit_rate_and_errors_left():
+    going = plateau_verdict(n_reviewed=50, n_errors_found=30, errors_left=40, samples_left=500,
+                            auroc_change=(0.0, -0.001, 0.001))
+    assert not going.plateau and going.summary.startswith("keep going")
+    flat_hits = plateau_verdict(n_reviewed=50, n_errors_found=4, errors_left=40, samples_left=500,
+                                auroc_change=(0.01, 0.005, 0.02))
+    assert flat_hits.plateau  # AUROC still rising does not overrule a hit rate at the base rate
+    assert "one more round may pay" in flat_hits.summary and "no longer beats random" in flat_hits.summary
+    assert flat_hits.evidence["auroc_trend"] == "rising"
+    done = plateau_verdict(n_reviewed=50, n_errors_found=2, errors_left=0.3, samples_left=400)
+    assert done.plateau and "few or no errors left" in done.summary
+    confirm = plateau_verdict(n_reviewed=50, n_errors_found=40, errors_left=0.0, samples_left=400)
+    assert not confirm.plateau and "confirm" in confirm.summary
+    before = plateau_verdict(n_reviewed=50, n_errors_found=10, errors_left=5, samples_left=400, base_rate=0.15)
+    assert before.plateau and before.evidence["base_rate"] == 0.15
