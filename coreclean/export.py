@@ -73,7 +73,7 @@ def export_session(session: "CleaningSession", out_dir: str | os.PathLike) -> di
     atomic_write_text(paths["patch"], patch[PATCH_COLUMNS].to_csv(index=False))
     atomic_write_text(paths["decisions"], session.decisions().to_csv(index=False))
     atomic_write_text(paths["rounds"], session.rounds().to_csv(index=False))
-    logger.info("exported %d changed of %d samples to %s", int(changed.sum()), labels.size, out_dir)
+    logger.debug("exported %d changed of %d samples to %s", int(changed.sum()), labels.size, out_dir)
     return paths
 
 

@@ -28,7 +28,7 @@ import logging
 import math
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -106,7 +106,6 @@ class RoundResult:
     verdict: Verdict
     update_seconds: float
     eval_seconds: float
-    extra: dict = field(default_factory=dict)
 
 
 class CleaningSession:
@@ -116,6 +115,8 @@ class CleaningSession:
     ---------------------------------
     path : str
         The session file.
+    cache_dir : Path
+        The cache in use; ``cache_key`` names its embedding set.
     class_names : list of str
         All classes of the embedding set.
     classes : list of str
@@ -328,6 +329,11 @@ class CleaningSession:
         return self._store.path
 
     @property
+    def cache_key(self) -> str:
+        """The embedding set's key in ``cache_dir`` (pass to :func:`coreclean.cache.read_samples`)."""
+        return str(self._meta["cache_key"])
+
+    @property
     def class_names(self) -> list[str]:
         return list(self._class_names)
 
@@ -431,8 +437,9 @@ class CleaningSession:
             for class_index in self._class_indices():
                 members = np.flatnonzero((labels == class_index) & (weights > 0) & ~decided)
                 top = members[np.argsort(-scores[members], kind="stable")][: self.batch_size]
-                rows.extend((len(rows) + k, int(i), class_index, float(scores[i]), int(ranker.suggested_labels_[i]),
-                             float(ranker.suggested_probs_[i])) for k, i in enumerate(top))
+                offset = len(rows)
+                rows.extend([(offset + k, int(i), class_index, float(scores[i]), int(ranker.suggested_labels_[i]),
+                              float(ranker.suggested_probs_[i])) for k, i in enumerate(top)])
             if rows:
                 self._store.add_batch(round_number, rows)
             stored = self._store.batch(round_number)

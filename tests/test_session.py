@@ -98,6 +98,7 @@ def test_next_batch_is_idempotent_and_per_class(toy, tmp_path):
         assert len(first) == 30 and set(first["class"]) == {"cat", "dog"}
         assert (first.groupby("class").size() == 15).all()
         assert list(first.columns[:4]) == ["round", "position", "index", "id"]
+        assert first["position"].tolist() == list(range(30))
         session.decide(first["id"][0], "relabel", new_label="fox", reviewer="ann")
         again = session.next_batch()
         assert again["id"].tolist() == first["id"].tolist()
