@@ -164,10 +164,10 @@ class SessionStore:
     def __init__(self, path: str | os.PathLike, *, create: bool = False, read_only: bool = False) -> None:
         self.path = str(path)
         self.in_memory = self.path == ":memory:"
-        exists = self.in_memory or Path(self.path).is_file()
-        if not exists and not create:
+        exists = not self.in_memory and Path(self.path).is_file()
+        if not exists and not create and not self.in_memory:
             raise SessionError(f"no session file {self.path}; start one with `coreclean session start`.")
-        if exists and not self.in_memory and not os.access(self.path, os.W_OK):
+        if exists and not os.access(self.path, os.W_OK):
             read_only = True
         self.read_only = read_only
         try:

@@ -306,3 +306,13 @@ def test_reopened_session_continues(toy, tmp_path):
         rounds = session.rounds()
         assert rounds["round"].tolist() == [0, 1, 2]
         assert isinstance(result.verdict.summary, str) and "base rate" in result.verdict.summary
+
+
+def test_in_memory_session_for_simulations(toy):
+    """The benchmark path: noisy labels given directly, no file, no evaluation (regression: ':memory:' was refused)."""
+    cache, _, true, noisy = toy
+    with coreclean.CleaningSession.start(cache, ":memory:", classes=CLASS_NAMES, batch_size=10, labels=noisy,
+                                         evaluate=False) as session:
+        reviewer = SimulatedReviewer(session.sample_ids, true, session.class_names)
+        rounds = run_simulation(session, reviewer, 1)
+        assert rounds["n_reviewed"].tolist() == [0, 30] and rounds["n_errors_found"].iloc[1] >= 20
