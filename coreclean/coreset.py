@@ -8,8 +8,6 @@ The bound needs a fit θ̂ to centre on: a *pilot* model fitted on a uniform sam
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 
 from coreclean._internal.validation import (
@@ -19,43 +17,28 @@ from coreclean._internal.validation import (
     check_sample_weight,
     sklearn_seed,
 )
+from coreclean.logistic import MultinomialLogistic
 from coreclean.sensitivity import LocalSensitivity, local_sensitivity
 
 __all__ = ["SensitivityCoreset", "sample_coreset_rows", "theta_from_model", "fit_logistic"]
 
 
 def fit_logistic(standardized: np.ndarray, labels: np.ndarray, sample_weight: np.ndarray, *, C: float,
-                 max_iter: int = 500, tol: float = 1e-6, warm_start_from=None):
-    """Fit scikit-learn's L2 logistic regression (multinomial for K > 2) and return it."""
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.linear_model import LogisticRegression
-
-    model = LogisticRegression(C=C, max_iter=max_iter, tol=tol)
-    if warm_start_from is not None and np.array_equal(warm_start_from.classes_, np.unique(labels)):
-        model.set_params(warm_start=True)
-        model.coef_ = warm_start_from.coef_.copy()
-        model.intercept_ = warm_start_from.intercept_.copy()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        model.fit(standardized, labels, sample_weight=sample_weight)
-    return model
+                 max_iter: int = 500, tol: float = 1e-6, warm_start_from: MultinomialLogistic | None = None) -> MultinomialLogistic:
+    """Fit the L2 multinomial logistic regression of :mod:`coreclean.logistic` and return it."""
+    return MultinomialLogistic(C=C, max_iter=max_iter, tol=tol).fit(standardized, labels, sample_weight,
+                                                                     warm_start=warm_start_from)
 
 
-def theta_from_model(model, n_classes: int, C: float) -> tuple[np.ndarray, float]:
-    """Return ``(theta, C_multinomial)``: the model as (n_classes, n_features + 1) multinomial coefficients.
+def theta_from_model(model: MultinomialLogistic, n_classes: int, C: float) -> tuple[np.ndarray, float]:
+    """Return ``(theta, C)``: the model as (n_classes, n_features + 1) coefficients, intercept last.
 
-    scikit-learn fits two classes as one sigmoid ``u``, penalised ``‖u‖²/2C``; the symmetric softmax
-    ``θ = (−u/2, u/2)`` gives the same probabilities and is the exact minimiser of the multinomial
-    objective with ``C/2``, so the sensitivity bound stays valid. Classes the model never saw get a
-    very negative intercept (probability ≈ 0).
+    Classes the model never saw get a very negative intercept (probability ≈ 0).
     """
-    coef = np.hstack([model.coef_, model.intercept_[:, None]]).astype(np.float64)
-    if coef.shape[0] == 1:
-        coef = np.vstack([-coef / 2.0, coef / 2.0])
-        C = C / 2.0
-    theta = np.zeros((n_classes, coef.shape[1]), dtype=np.float64)
+    theta = np.zeros((n_classes, model.coef_.shape[1] + 1), dtype=np.float64)
     theta[:, -1] = -30.0
-    theta[model.classes_] = coef
+    theta[model.classes_, :-1] = model.coef_
+    theta[model.classes_, -1] = model.intercept_
     return theta, C
 
 
@@ -121,7 +104,7 @@ class SensitivityCoreset:
         Rows in the coreset.
     weights_ : ndarray of shape (n_distinct,)
         Their coreset weights ``w_i · count_i / (m p_i)``.
-    estimator_ : LogisticRegression
+    estimator_ : MultinomialLogistic
         The model fitted on the coreset (standardised features: use :meth:`predict_proba`).
     """
 

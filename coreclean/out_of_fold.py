@@ -83,7 +83,7 @@ class OutOfFoldLogistic:
     ----------
     folds_ : ndarray of shape (n_samples,), int
         Fold of each sample.
-    models_ : list of fitted ``LogisticRegression``
+    models_ : list of fitted :class:`coreclean.logistic.MultinomialLogistic`
     probs_ : ndarray of shape (n_samples, n_classes), float32
         Out-of-fold class probabilities.
     """
@@ -144,21 +144,14 @@ class OutOfFoldLogistic:
         return self
 
     def _fit_folds(self, features, labels, sample_weight, folds) -> None:
-        from sklearn.exceptions import ConvergenceWarning
-        from sklearn.linear_model import LogisticRegression
+        from coreclean.logistic import MultinomialLogistic
 
         for fold in folds:
             train = np.flatnonzero((self.folds_ != fold) & (sample_weight > 0))
             held_out = np.flatnonzero(self.folds_ == fold)
             train, weight = self._training_rows(features, labels, sample_weight, train)
-            previous = self.models_[fold]
-            model = LogisticRegression(C=self.C, max_iter=self.max_iter, tol=self.tol)
-            if previous is not None and np.array_equal(previous.classes_, np.unique(labels[train])):
-                model.set_params(warm_start=True)
-                model.coef_, model.intercept_, model.classes_ = previous.coef_.copy(), previous.intercept_.copy(), previous.classes_
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", ConvergenceWarning)
-                model.fit(self.standardizer_.transform(features[train]), labels[train], sample_weight=weight)
+            model = MultinomialLogistic(C=self.C, max_iter=self.max_iter, tol=self.tol)
+            model.fit(self.standardizer_.transform(features[train]), labels[train], weight, warm_start=self.models_[fold])
             self.models_[fold] = model
             self.probs_[held_out] = predict_proba_chunked(model, features, held_out, self.standardizer_, self.n_classes_)
 
