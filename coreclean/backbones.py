@@ -117,9 +117,15 @@ class FeatureExtractor:
     head: str
 
 
+#: A model-free backbone: the resized image's pixels, flattened. For tiny images (the demo's digits)
+#: and as a floor to compare learned features against.
+PIXELS = "pixels"
+_PIXELS_DEFAULT_SIZE = 16
+
+
 def list_backbones() -> list[str]:
-    """Return the names of torchvision's classification models (valid ``backbone`` values)."""
-    return sorted(torchvision.models.list_models(module=torchvision.models))
+    """Return the valid ``backbone`` values: torchvision's classification models, and ``"pixels"``."""
+    return sorted([*torchvision.models.list_models(module=torchvision.models), PIXELS])
 
 
 def default_preprocess(backbone: str, *, image_size: int | None = None) -> Preprocess:
@@ -130,6 +136,8 @@ def default_preprocess(backbone: str, *, image_size: int | None = None) -> Prepr
     crop size and scales the resize size with it.
     """
     crop, resize, mean, std, interp = 224, 256, _IMAGENET_MEAN, _IMAGENET_STD, "bilinear"
+    if backbone == PIXELS:
+        crop = resize = _PIXELS_DEFAULT_SIZE
     try:
         preset = torchvision.models.get_model_weights(backbone).DEFAULT.transforms()
         crop, resize = int(preset.crop_size[0]), int(preset.resize_size[0])
@@ -180,7 +188,11 @@ def build_feature_extractor(backbone: str = "resnet18", *, weights: str | os.Pat
             + (f", e.g. {', '.join(close)}" if close else " such as resnet18 or mobilenet_v2") + "."
         )
     spec = "none" if weights is None else str(weights)
-    if spec.lower() == "none":
+    if backbone == PIXELS:
+        if spec.lower() not in ("none", "default"):
+            raise WeightsError("the pixels backbone has no weights; pass --weights none (or leave the default).")
+        model, head, weights_id, weights_source = nn.Flatten(), "none", "none", "raw pixels"
+    elif spec.lower() == "none":
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(_RANDOM_INIT_SEED)
             model = torchvision.models.get_model(backbone, weights=None)

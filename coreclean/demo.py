@@ -8,8 +8,7 @@ session twice with a simulated reviewer who knows the truth: once ranked by core
 random order. Both sessions are real session files, so ``coreclean session status`` works on them.
 
 Backbone: ResNet18 with ImageNet weights when they are already in torchvision's cache (or given as
-``weights``); otherwise raw pixels (the ``pixels`` backbone), which suit these tiny images; if this
-coreclean has no ``pixels`` backbone, a randomly initialised ResNet18.
+``weights``); otherwise raw pixels (the ``pixels`` backbone), which suit these tiny images.
 """
 
 from __future__ import annotations
@@ -108,13 +107,8 @@ def choose_backbone(weights: str | os.PathLike | None = None) -> tuple[str, str 
     cached = Path(torch.hub.get_dir()) / "checkpoints" / RESNET18_CHECKPOINT
     if cached.is_file():
         return "resnet18", str(cached), 32, f"ResNet18 with the ImageNet weights cached at {cached}"
-    from coreclean.backbones import list_backbones
-
-    if "pixels" in list_backbones():
-        return "pixels", None, 16, (f"no ResNet18 weights in {cached.parent} (the demo never downloads): "
-                                    "using raw pixels at 16x16, which suit these tiny digits")
-    return "resnet18", "none", 32, (f"no ResNet18 weights in {cached.parent} (the demo never downloads) and no pixels "
-                                    "backbone here: using a randomly initialised ResNet18")
+    return "pixels", None, 16, (f"no ResNet18 weights in {cached.parent} (the demo never downloads): "
+                                "using raw pixels at 16x16, which suit these tiny digits")
 
 
 def run_demo(
