@@ -3,7 +3,7 @@
 Needs Debian's ``chromium`` and ``chromium-driver`` and the ``selenium`` client (the ``browser``
 extra); ``bash scripts/install_browser.sh`` installs them. Skipped with the reason when missing.
 This is the one test that starts a real server process (``coreclean review --no-browser``). It
-also saves the screenshot the README shows, ``docs/review-page.png``.
+also takes a screenshot; with ``CORECLEAN_SCREENSHOT=1`` it overwrites the README's ``docs/review-page.png``.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from test_review_app import CLASS_NAMES, build_session  # noqa: E402
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
-SCREENSHOT = Path(__file__).resolve().parents[1] / "docs" / "review-page.png"
+README_SCREENSHOT = Path(__file__).resolve().parents[1] / "docs" / "review-page.png"
 INSTALL_HINT = "run `bash scripts/install_browser.sh` (apt chromium chromium-driver, pip selenium)"
 
 pytestmark = pytest.mark.browser
@@ -190,7 +190,8 @@ def test_review_a_batch_with_the_keyboard(tmp_path):
         assert driver.find_elements("css selector", "#round-chart svg circle")
         SCREENSHOT.parent.mkdir(exist_ok=True)
         driver.execute_script("window.scrollTo(0, 0)")
-        assert driver.save_screenshot(str(SCREENSHOT))
+        screenshot = README_SCREENSHOT if os.environ.get("CORECLEAN_SCREENSHOT") else tmp_path / "review-page.png"
+        assert driver.save_screenshot(str(screenshot))
 
         with sqlite3.connect(session) as conn:
             closes = conn.execute("SELECT round, hit_rate, auroc FROM rounds WHERE event = 'close'").fetchall()
