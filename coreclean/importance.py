@@ -44,6 +44,9 @@ class LabelIssueRanker:
         Folds of the out-of-fold logistic regressions.
     C : float
         Inverse L2 strength of the logistic regressions (on standardised features).
+    n_components : int or None
+        The logistic regressions see the top principal components of the features (None: all
+        columns); the neighbours always use the full features.
     n_neighbors : int
         Neighbours per sample for the kNN signals.
     temperature : float or None
@@ -88,6 +91,7 @@ class LabelIssueRanker:
         *,
         n_folds: int = 5,
         C: float = 0.01,
+        n_components: int | None = 256,
         n_neighbors: int = 10,
         temperature: float | None = 0.05,
         max_fit_samples: int | None = 100_000,
@@ -100,6 +104,7 @@ class LabelIssueRanker:
         self.method = method
         self.n_folds = n_folds
         self.C = C
+        self.n_components = n_components
         self.n_neighbors = n_neighbors
         self.temperature = temperature
         self.max_fit_samples = max_fit_samples
@@ -133,7 +138,8 @@ class LabelIssueRanker:
         self.trusted_ = np.zeros(labels.size, dtype=bool)
         config = SignalConfig(n_folds=self.n_folds, C=self.C, n_neighbors=self.n_neighbors, temperature=self.temperature,
                               max_fit_samples=self.max_fit_samples, radius=self.radius, trusted_weight=self.trusted_weight,
-                              random_state=sklearn_seed(self._rng), folds=self.folds)
+                              random_state=sklearn_seed(self._rng), folds=self.folds,
+                              n_components=self.n_components)
         self.signals_ = SignalSet(features, self.labels_, self.sample_weight_, self.trusted_, self.n_classes_, config)
         self._pending = np.zeros(labels.size, dtype=bool)
         self._score()

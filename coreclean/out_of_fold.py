@@ -128,6 +128,7 @@ class OutOfFoldLogistic:
                     folds[held_out] = fold
         self.folds_ = np.asarray(folds, dtype=np.int64)
         self.models_ = [None] * (int(self.folds_.max()) + 1)
+        self._coreset_rows: list[tuple[np.ndarray, np.ndarray] | None] = [None] * len(self.models_)
         self.probs_ = np.zeros((n_samples, n_classes), dtype=np.float32)
         self._fit_folds(features, labels, sample_weight, range(len(self.models_)))
         return self
@@ -140,20 +141,39 @@ class OutOfFoldLogistic:
         """
         touched_folds = np.unique(self.folds_[changed])
         affected = [f for f in range(len(self.models_)) if np.any(touched_folds != f)]
-        self._fit_folds(features, labels, sample_weight, affected)
+        self._fit_folds(features, labels, sample_weight, affected, changed=changed)
         return self
 
-    def _fit_folds(self, features, labels, sample_weight, folds) -> None:
+    def _fit_folds(self, features, labels, sample_weight, folds, *, changed: np.ndarray | None = None) -> None:
         from coreclean.logistic import MultinomialLogistic
 
         for fold in folds:
-            train = np.flatnonzero((self.folds_ != fold) & (sample_weight > 0))
             held_out = np.flatnonzero(self.folds_ == fold)
-            train, weight = self._training_rows(features, labels, sample_weight, train)
+            if changed is not None and self._coreset_rows[fold] is not None:
+                train, weight = self._updated_coreset(fold, changed, sample_weight)
+            else:
+                train = np.flatnonzero((self.folds_ != fold) & (sample_weight > 0))
+                train, weight = self._training_rows(features, labels, sample_weight, train)
+                self._coreset_rows[fold] = (train, weight) if train.size < np.count_nonzero(self.folds_ != fold) else None
             model = MultinomialLogistic(C=self.C, max_iter=self.max_iter, tol=self.tol)
             model.fit(self.standardizer_.transform(features[train]), labels[train], weight, warm_start=self.models_[fold])
             self.models_[fold] = model
             self.probs_[held_out] = predict_proba_chunked(model, features, held_out, self.standardizer_, self.n_classes_)
+
+    def _updated_coreset(self, fold: int, changed: np.ndarray, sample_weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The fold's coreset after a review batch: changed rows leave the sampled part and enter exactly.
+
+        The loss splits into the changed rows (now summed exactly, with their current weights) and
+        the rest (still estimated by the sampled rows), so the coreset stays an estimate of the full
+        loss without a new sensitivity pass over every row.
+        """
+        rows, weights = self._coreset_rows[fold]
+        exact = changed[(self.folds_[changed] != fold) & (sample_weight[changed] > 0)]
+        keep = ~np.isin(rows, changed)
+        rows = np.concatenate([rows[keep], exact])
+        weights = np.concatenate([weights[keep], sample_weight[exact]])
+        self._coreset_rows[fold] = (rows, weights)
+        return rows, weights
 
     def _training_rows(self, features, labels, sample_weight, train):
         """The rows (and weights) a fold model is fitted on: all of them, or a coreset when too many."""

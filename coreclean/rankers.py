@@ -92,7 +92,7 @@ def _in_sample_loss(signals: SignalSet, rng: np.random.Generator) -> RankerOutpu
     """Loss of the given label under a model that saw it: s_i(0) of the local sensitivity."""
     from coreclean.out_of_fold import predict_proba_chunked
 
-    probs = predict_proba_chunked(signals.in_sample, signals.features, np.arange(signals.n_samples),
+    probs = predict_proba_chunked(signals.in_sample, signals.model_features, np.arange(signals.n_samples),
                                   signals.standardizer, signals.n_classes)
     return RankerOutput(self_confidence_score(probs, signals.labels), probs)
 
@@ -104,7 +104,7 @@ def _local_sensitivity(signals: SignalSet, rng: np.random.Generator) -> RankerOu
     from coreclean.sensitivity import local_sensitivity
 
     theta, C = theta_from_model(signals.in_sample, signals.n_classes, signals.config.C)
-    rows = _StandardizedRows(signals.features, np.arange(signals.n_samples), signals.standardizer)
+    rows = _StandardizedRows(signals.model_features, np.arange(signals.n_samples), signals.standardizer)
     bound = local_sensitivity(rows, signals.labels, signals.sample_weight, theta, C=C, radius=signals.config.radius)
     return RankerOutput(bound.sensitivity)
 
@@ -117,8 +117,8 @@ def _class_leverage(signals: SignalSet, rng: np.random.Generator) -> RankerOutpu
         members = np.flatnonzero((signals.labels == label) & (signals.sample_weight > 0))
         if members.size == 0:
             continue
-        block = np.hstack([signals.standardizer.transform(signals.features[members]), np.ones((members.size, 1), np.float32)])
-        u = np.linalg.svd(block.astype(np.float64), full_matrices=False)[0]
+        block = np.hstack([np.asarray(signals.features[members], dtype=np.float64), np.ones((members.size, 1))])
+        u = np.linalg.svd(block, full_matrices=False)[0]
         weight = signals.sample_weight[members]
         scores[members] = np.square(u).sum(axis=1) + 2.0 * weight / weight.sum()
     return RankerOutput(scores)

@@ -18,6 +18,7 @@ import numpy as np
 from coreclean._internal.knn import knn_graph
 from coreclean._internal.validation import check_random_state
 from coreclean.out_of_fold import OutOfFoldLogistic, Standardizer
+from coreclean.projection import PCAProjection
 from coreclean.signals import neighbor_label_distribution
 
 __all__ = ["SignalSet", "SignalConfig"]
@@ -30,7 +31,7 @@ class SignalConfig:
 
     def __init__(self, *, n_folds: int, C: float, n_neighbors: int, temperature: float | None,
                  max_fit_samples: int | None, radius: float, trusted_weight: float, random_state: int,
-                 folds: np.ndarray | None = None) -> None:
+                 folds: np.ndarray | None = None, n_components: int | None = None) -> None:
         self.n_folds = n_folds
         self.C = C
         self.n_neighbors = n_neighbors
@@ -40,6 +41,7 @@ class SignalConfig:
         self.trusted_weight = trusted_weight
         self.random_state = random_state
         self.folds = folds
+        self.n_components = n_components
 
 
 class SignalSet:
@@ -72,12 +74,20 @@ class SignalSet:
         self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - start
 
     @cached_property
+    def model_features(self) -> np.ndarray:
+        """What the logistic regressions see: the top principal components, or the features themselves."""
+        start = time.perf_counter()
+        projected = PCAProjection(self.config.n_components).fit(self.features).transform(self.features)
+        self._timed("projection", start)
+        return projected
+
+    @cached_property
     def out_of_fold(self) -> OutOfFoldLogistic:
         """K-fold logistic regressions; ``.probs_`` are the out-of-fold class probabilities."""
         start = time.perf_counter()
         model = OutOfFoldLogistic(n_folds=self.config.n_folds, C=self.config.C, max_fit_samples=self.config.max_fit_samples,
                                   random_state=self.config.random_state)
-        model.fit(self.features, self.labels, self.fit_weight, n_classes=self.n_classes, folds=self.config.folds)
+        model.fit(self.model_features, self.labels, self.fit_weight, n_classes=self.n_classes, folds=self.config.folds)
         self._timed("out_of_fold", start)
         return model
 
@@ -97,7 +107,8 @@ class SignalSet:
 
     @cached_property
     def standardizer(self) -> Standardizer:
-        return Standardizer().fit(self.features)
+        """Per-column scaling of :attr:`model_features`."""
+        return Standardizer().fit(self.model_features)
 
     @cached_property
     def in_sample(self):
@@ -110,11 +121,11 @@ class SignalSet:
         if self.config.max_fit_samples is not None and kept.size > self.config.max_fit_samples:
             rng = check_random_state(self.config.random_state)
             rows, row_weight = sample_coreset_rows(
-                self.features, self.labels, weight, kept, m=self.config.max_fit_samples, C=self.config.C,
+                self.model_features, self.labels, weight, kept, m=self.config.max_fit_samples, C=self.config.C,
                 standardizer=self.standardizer, n_classes=self.n_classes, random_state=rng, radius=self.config.radius)
         else:
             rows, row_weight = kept, weight[kept]
-        model = fit_logistic(self.standardizer.transform(self.features[rows]), self.labels[rows], row_weight,
+        model = fit_logistic(self.standardizer.transform(self.model_features[rows]), self.labels[rows], row_weight,
                              C=self.config.C, tol=1e-4)
         self._timed("in_sample", start)
         return model
@@ -125,6 +136,6 @@ class SignalSet:
             return
         if "out_of_fold" in self.__dict__:
             start = time.perf_counter()
-            self.out_of_fold.refit(self.features, self.labels, self.fit_weight, changed)
+            self.out_of_fold.refit(self.model_features, self.labels, self.fit_weight, changed)
             self._timed("out_of_fold_update", start)
         self.__dict__.pop("in_sample", None)  # refitted on demand
