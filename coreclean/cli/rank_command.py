@@ -1,0 +1,235 @@
+"""``coreclean rank``: which samples are most likely mislabelled? One CSV row per sample, most suspicious first.
+
+Input is a cache written by ``coreclean embed`` (``--cache DIR``) or your own vectors
+(``--features X.npy --labels labels.csv|labels.npy``). The table is
+:meth:`coreclean.importance.LabelIssueRanker.to_frame` with class names: ``id, label, score,
+rank_in_class, suggested_label, suggested_prob`` and the out-of-fold signals (``predicted_label,
+predicted_confidence, margin, given_label_prob``); higher ``score`` = review sooner.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Any
+
+from coreclean.exceptions import CorecleanError, InputValidationError
+
+__all__ = ["register"]
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``rank`` sub-command to ``subparsers``."""
+    parser = subparsers.add_parser(
+        "rank",
+        help="rank samples by how likely their label is wrong (CSV, most suspicious first)",
+        description=(
+            "Score every sample of an embedding set by how likely its label is wrong and write the ranking as "
+            "CSV (higher score = review sooner), with a suggested label and the out-of-fold model's signals. "
+            "Input: --cache DIR (from `coreclean embed`), or your own vectors with --features X.npy --labels FILE "
+            "(a CSV with one column of labels, names or integers, or columns id,label; or a .npy of labels)."
+        ),
+    )
+    source = parser.add_argument_group("input (one of)")
+    source.add_argument("--cache", metavar="DIR", help="cache folder written by `coreclean embed`")
+    source.add_argument("--key", default=None, help="embedding set key in --cache (default: the most recent)")
+    source.add_argument("--features", metavar="X.npy", help="(n_samples, n_features) array of your own embeddings")
+    source.add_argument("--labels", metavar="FILE",
+                        help="labels for --features: CSV (one column of names or integers, or columns id,label) "
+                             "or .npy; row i labels features row i")
+    parser.add_argument("--out", required=True, metavar="FILE", help="ranking CSV to write")
+    parser.add_argument("--method", default="coreclean",
+                        help="ranker from coreclean.rankers.REGISTRY (default: coreclean; e.g. self_confidence, "
+                             "knn_disagreement, random)")
+    parser.add_argument("--class", dest="class_name", metavar="NAME", help="write only samples labelled NAME")
+    parser.add_argument("--top", type=_positive_int, metavar="N", help="write only the N most suspicious rows")
+    parser.add_argument("--folds", type=_positive_int, default=5, help="out-of-fold models (default: 5)")
+    parser.add_argument("--neighbors", type=_positive_int, default=10, help="neighbours per sample (default: 10)")
+    parser.add_argument("--components", type=_non_negative_int, default=256,
+                        help="principal components the logistic regressions see; 0 = all columns (default: 256)")
+    parser.add_argument("--random-state", type=int, default=0, help="seed of folds and coresets (default: 0)")
+    parser.add_argument("--threads", type=_positive_int, help="cap OpenMP/BLAS threads (1 is fastest on a busy machine)")
+    parser.set_defaults(handler=_run)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def _run(args: argparse.Namespace) -> int:
+    from coreclean.evaluation import limit_threads
+    from coreclean.importance import LabelIssueRanker
+    from coreclean.rankers import REGISTRY
+
+    if args.method not in REGISTRY:
+        raise InputValidationError(f"unknown method {args.method!r}; choose one of {', '.join(sorted(REGISTRY))}.")
+    if args.folds < 2:
+        raise InputValidationError(f"--folds must be at least 2; got {args.folds}.")
+    sample_ids, features, labels, class_names = _load_input(args)
+    class_index = None
+    if args.class_name is not None:
+        if args.class_name not in class_names:
+            shown = ", ".join(repr(name) for name in class_names[:20]) + (" ..." if len(class_names) > 20 else "")
+            raise InputValidationError(f"no class {args.class_name!r}; the classes are {shown}.")
+        class_index = class_names.index(args.class_name)
+    ranker = LabelIssueRanker(args.method, n_folds=args.folds, n_neighbors=args.neighbors,
+                              n_components=args.components or None, random_state=args.random_state)
+    with limit_threads(args.threads):
+        ranker.fit(features, labels, n_classes=len(class_names))
+    frame = ranker.to_frame(sample_ids=sample_ids, class_names=class_names)
+    if class_index is not None:
+        frame = frame[frame["label"] == class_names[class_index]]
+    if args.top is not None:
+        frame = frame.head(args.top)
+    out = Path(args.out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        frame.to_csv(out, index=False)
+    except OSError as err:
+        raise CorecleanError(f"cannot write the ranking to {out}: {err}; pass --out somewhere writable.") from err
+    print(format_summary(ranker, class_names, sample_ids, class_index))
+    print(f"ranked {labels.size} samples of {len(class_names)} classes with {args.method!r} in "
+          f"{ranker.last_update_seconds_:.1f} s -> {out} ({len(frame)} rows)")
+    return 0
+
+
+def format_summary(ranker, class_names: list[str], sample_ids, class_index: int | None = None) -> str:
+    """Per class: kept samples, estimated errors, and the most suspicious sample with its suggested label."""
+    import numpy as np
+    import pandas as pd
+
+    errors = ranker.errors_per_class()
+    kept = ranker.sample_weight_ > 0
+    sizes = np.bincount(ranker.labels_[kept], minlength=len(class_names))
+    rows = []
+    for k in range(len(class_names)) if class_index is None else [class_index]:
+        order = ranker.ranking(k)
+        if order.size:
+            top = order[0]
+            suggestion = class_names[ranker.suggested_labels_[top]]
+            top_text = f"{sample_ids[top]} -> {suggestion} ({ranker.suggested_probs_[top]:.2f})"
+        else:
+            top_text = "-"
+        rows.append({"class": class_names[k], "n": int(sizes[k]), "est_errors": f"{errors[k]:.0f}",
+                     "top_suggestion": top_text})
+    return pd.DataFrame(rows).to_string(index=False)
+
+
+def _load_input(args: argparse.Namespace):
+    """``(sample_ids, features, labels, class_names)`` from ``--cache`` or ``--features/--labels``."""
+    import numpy as np
+
+    if args.cache is not None:
+        if args.features is not None or args.labels is not None:
+            raise CorecleanError("pass either --cache or --features/--labels, not both.")
+        from coreclean.cache import load_embeddings
+
+        embeddings = load_embeddings(args.cache, key=args.key)
+        return embeddings.sample_ids, embeddings.features, embeddings.labels, list(embeddings.class_names)
+    if args.features is None or args.labels is None:
+        raise CorecleanError("give --cache DIR, or --features X.npy with --labels FILE.")
+    features = _load_features(args.features)
+    ids, labels, class_names = read_labels(args.labels)
+    if labels.size != features.shape[0]:
+        raise InputValidationError(
+            f"{args.labels} has {labels.size} labels but {args.features} has {features.shape[0]} rows; "
+            "label i must belong to features row i."
+        )
+    return (ids if ids is not None else np.arange(labels.size)), features, labels, class_names
+
+
+def _load_features(path: str | os.PathLike):
+    import numpy as np
+
+    try:
+        features = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError) as err:
+        raise InputValidationError(f"cannot read {path} as a .npy array: {err}; save it with numpy.save.") from err
+    if not isinstance(features, np.ndarray) or features.ndim != 2 or not np.issubdtype(features.dtype, np.number):
+        shape = getattr(features, "shape", None)
+        raise InputValidationError(
+            f"{path} must hold a 2-D numeric array (n_samples, n_features); got shape {shape}"
+            f"{'' if shape is None else f', dtype {features.dtype}'}."
+        )
+    if features.dtype != np.float32:
+        features = np.ascontiguousarray(features, dtype=np.float32)
+    return features
+
+
+def read_labels(path: str | os.PathLike):
+    """Read a labels file: ``(ids or None, labels int64 (n_samples,), class_names)``.
+
+    A CSV holds one column of labels (an optional header ``label``), or columns ``id,label``; a
+    .npy holds a 1-D array. Integer labels k name class ``str(k)`` (0..max); other labels are class
+    names, numbered in sorted order.
+    """
+    import numpy as np
+    import pandas as pd
+
+    path = Path(path)
+    ids = None
+    if path.suffix.lower() == ".npy":
+        try:
+            values = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as err:
+            raise InputValidationError(f"cannot read {path} as a .npy array: {err}; save it with numpy.save.") from err
+        if values.ndim != 1:
+            raise InputValidationError(f"{path} must hold a 1-D array of labels; got shape {values.shape}.")
+        if values.dtype.kind == "f":
+            if not np.all(np.isfinite(values)) or not np.all(values == np.round(values)):
+                raise InputValidationError(f"{path} holds non-integer numbers; labels must be integers or names.")
+            values = values.astype(np.int64)
+        texts = values.astype(str)
+    else:
+        try:
+            table = pd.read_csv(path, dtype=str, header=None, keep_default_na=False, encoding="utf-8-sig")
+        except (OSError, ValueError, pd.errors.ParserError) as err:
+            raise InputValidationError(f"cannot read labels file {path}: {err}") from err
+        header = [str(v).strip().lower() for v in table.iloc[0]] if len(table) else []
+        if table.shape[1] == 2 and header == ["id", "label"]:
+            ids = table.iloc[1:, 0].to_numpy(dtype=object)
+            texts = table.iloc[1:, 1].to_numpy(dtype=str)
+        elif table.shape[1] == 1:
+            texts = table.iloc[1:, 0].to_numpy(dtype=str) if header == ["label"] else table.iloc[:, 0].to_numpy(dtype=str)
+        else:
+            raise InputValidationError(
+                f"{path} must have one column of labels or the two columns id,label (with that header); "
+                f"got {table.shape[1]} columns."
+            )
+        texts = np.char.strip(texts.astype(str))
+    if texts.size == 0:
+        raise InputValidationError(f"{path} holds no labels.")
+    empty = np.flatnonzero(texts == "")
+    if empty.size:
+        raise InputValidationError(f"{path} has {empty.size} empty label(s) (first at row {int(empty[0])}).")
+    if all(_is_int(t) for t in np.unique(texts)):
+        labels = texts.astype(np.int64)
+        if labels.min() < 0:
+            raise InputValidationError(f"{path} has negative integer labels; use 0..n_classes-1 or class names.")
+        class_names = [str(k) for k in range(int(labels.max()) + 1)]
+    else:
+        class_names, labels = np.unique(texts, return_inverse=True)
+        class_names = [str(name) for name in class_names]
+        labels = labels.astype(np.int64)
+    if ids is not None and len(set(ids)) != ids.size:
+        raise InputValidationError(f"{path} has duplicate ids; each id must name one sample.")
+    return ids, labels, class_names
+
+
+def _is_int(text: str) -> bool:
+    try:
+        int(text)
+    except ValueError:
+        return False
+    return True
