@@ -16,7 +16,7 @@ __all__ = ["knn_graph", "EXACT_SEARCH_LIMIT"]
 logger = logging.getLogger(__name__)
 
 #: Above this many samples, an IVF index (approximate) replaces the exact flat index.
-EXACT_SEARCH_LIMIT = 200_000
+EXACT_SEARCH_LIMIT = 100_000
 _CHUNK_ROWS = 8192
 
 
