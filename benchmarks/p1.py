@@ -1,0 +1,165 @@
+"""P1: the DataHeroes protocol on CIFAR-10 (confusable pairs), through cleaning sessions.
+
+1. An LR (inverse-class-frequency weights) fitted on the clean train labels; the 3 largest
+   off-diagonal cells of the row-normalised *test* confusion matrix give the pairs a -> b.
+2. For each pair, 200 random train samples of class a are labelled b (600 errors); the seed draws them.
+3. One :class:`coreclean.CleaningSession` per ranker (``method=``) over the target classes b, with
+   99 reviews per round (33 per target class), 10 rounds; a simulated reviewer relabels to the truth
+   and the session updates its ranking after each round.
+4. Per round: errors found (cumulative), hit rate, the session's update wall time, and on the
+   evaluated seeds the CV AUROC of the session (fixed folds) and the test AUROC / accuracy of an LR
+   refitted on the current labels.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks.common import TestModel, clean_nan, machine_info, mean_sd, write_json
+from benchmarks.data import Backbone, load_cifar10
+
+logger = logging.getLogger(__name__)
+
+METHODS = ("coreclean", "random", "self_confidence", "class_leverage")
+DATAHEROES = {"reviewed": [99, 396, 990], "coreset": [30, 111, 199], "random": [2, 16, 39]}
+GOALS = {"found_at_99": 60, "found_at_396": 250, "found_at_990": 400, "found_at_990_stretch": 500}
+
+
+def confusable_pairs(test_model: TestModel, clean: np.ndarray, n_classes: int, n_pairs: int = 3) -> dict[str, Any]:
+    """The ``n_pairs`` largest off-diagonal cells (true a -> predicted b) of the normalised test confusion matrix."""
+    model = test_model.fit(clean)
+    predicted = test_model.predict_proba(model).argmax(axis=1)
+    confusion = np.zeros((n_classes, n_classes))
+    np.add.at(confusion, (test_model.test_labels, predicted), 1.0)
+    normalised = confusion / confusion.sum(axis=1, keepdims=True)
+    off = normalised.copy()
+    np.fill_diagonal(off, -1.0)
+    flat = np.argsort(-off, axis=None, kind="stable")[:n_pairs]
+    pairs = [tuple(int(v) for v in np.unravel_index(i, off.shape)) for i in flat]
+    return {"pairs": pairs, "cells": [float(normalised[a, b]) for a, b in pairs],
+            "test_accuracy_clean": float((predicted == test_model.test_labels).mean())}
+
+
+def flip_protocol(clean: np.ndarray, pairs: list[tuple[int, int]], n_per_pair: int, seed: int) -> np.ndarray:
+    """Label ``n_per_pair`` random, not yet flipped samples of each source class a as b."""
+    rng = np.random.default_rng(seed)
+    noisy = clean.copy()
+    for source, target in pairs:
+        members = np.flatnonzero((clean == source) & (noisy == clean))
+        noisy[rng.choice(members, size=n_per_pair, replace=False)] = target
+    return noisy
+
+
+def session_run(dataset, noisy: np.ndarray, clean: np.ndarray, targets: list[int], *, method: str, seed: int,
+                n_rounds: int, per_class: int, evaluate: bool, test_model: TestModel | None,
+                n_threads: int | None) -> dict[str, Any]:
+    from coreclean.session import CleaningSession
+    from coreclean.simulated_reviewer import SimulatedReviewer
+
+    start = time.perf_counter()
+    names = [dataset.class_names[t] for t in targets]
+    rounds: list[dict[str, Any]] = []
+    with CleaningSession.start(dataset.cache_dir, ":memory:", classes=names, batch_size=per_class, method=method,
+                               evaluate=evaluate, labels=noisy, key=dataset.cache_key, random_state=seed,
+                               n_threads=n_threads) as session:
+        fit_seconds = time.perf_counter() - start
+        reviewer = SimulatedReviewer(session.sample_ids, clean, session.class_names)
+        baseline = session.rounds().iloc[0]
+        round0 = {"round": 0, "reviewed": 0, "found": 0, "hit_rate": None, "update_seconds": fit_seconds,
+                  "cv_auroc": None if not evaluate else float(baseline["auroc"])}
+        if test_model is not None:
+            round0.update({f"test_{k}": v for k, v in test_model.evaluate(noisy).items() if k != "seconds"})
+        rounds.append(round0)
+        found = reviewed = 0
+        for _ in range(n_rounds):
+            batch = session.next_batch()
+            if batch.empty:
+                break
+            session.apply(reviewer.review(batch))
+            result = session.close_round()
+            found += result.n_errors_found
+            reviewed += result.n_reviewed
+            row = {"round": result.round, "reviewed": reviewed, "found": found, "hit_rate": result.hit_rate,
+                   "update_seconds": result.update_seconds, "cv_auroc": result.auroc if evaluate else None,
+                   "eval_seconds": result.eval_seconds, "verdict": result.verdict.summary}
+            if test_model is not None:
+                row.update({f"test_{k}": v for k, v in test_model.evaluate(session.labels, session.weights).items()
+                            if k != "seconds"})
+            rounds.append(row)
+            logger.info("P1 %s seed %d round %d: %d/%d found (%.1f s update)", method, seed, result.round, found,
+                        reviewed, result.update_seconds)
+    return {"method": method, "seed": seed, "rounds": rounds, "reviewed": [r["reviewed"] for r in rounds[1:]],
+            "found": [r["found"] for r in rounds[1:]], "fit_seconds": fit_seconds,
+            "wall_seconds": time.perf_counter() - start}
+
+
+def run(out_dir: Path, *, seeds: list[int], methods: tuple[str, ...] = METHODS, backbone: Backbone | None = None,
+        n_rounds: int = 10, per_round: int = 99, n_per_pair: int = 200, eval_seeds: list[int] | None = None,
+        n_threads: int | None = 1, command: str = "", budget_notes: list[str] | None = None) -> dict[str, Any]:
+    """Run P1 and write ``p1.json`` into ``out_dir``."""
+    start = time.perf_counter()
+    dataset = load_cifar10(backbone)
+    clean = dataset.labels
+    test_model = TestModel(dataset.features, dataset.test_features, dataset.test_labels, n_classes=dataset.n_classes,
+                           n_threads=n_threads)
+    chosen = confusable_pairs(test_model, clean, dataset.n_classes)
+    pairs = chosen["pairs"]
+    targets = list(dict.fromkeys(b for _, b in pairs))
+    per_class = per_round // len(targets)
+    eval_seeds = seeds[:1] if eval_seeds is None else eval_seeds
+    names = dataset.class_names
+    results: dict[str, Any] = {
+        "protocol": "P1", "command": command, "backbone": dataset.backbone, "seeds": seeds, "eval_seeds": eval_seeds,
+        "machine_start": machine_info(), "notes": list(budget_notes or []),
+        "pairs": [{"true": names[a], "labelled": names[b], "test_confusion": c}
+                  for (a, b), c in zip(pairs, chosen["cells"])],
+        "target_classes": [names[t] for t in targets], "per_class_per_round": per_class, "n_rounds": n_rounds,
+        "n_errors": n_per_pair * len(pairs), "dataheroes": DATAHEROES, "goals": GOALS, "runs": [], "rankers": {},
+    }
+    from benchmarks.fast_rankers import swap_check
+
+    results["fast_rankers_check_max_abs_difference"] = swap_check(dataset.features, dataset.labels)
+    noisy_by_seed = {seed: flip_protocol(clean, pairs, n_per_pair, 1000 + seed) for seed in seeds}
+    results["noise_seeds"] = [1000 + s for s in seeds]
+    test_noisy = {}
+    for seed in eval_seeds:
+        test_noisy[seed] = test_model.evaluate(noisy_by_seed[seed])
+    results["test_clean_labels"] = test_model.evaluate(clean)
+    for method in methods:
+        for seed in seeds:
+            evaluate = seed in eval_seeds
+            run_result = session_run(dataset, noisy_by_seed[seed], clean, targets, method=method, seed=seed,
+                                     n_rounds=n_rounds, per_class=per_class, evaluate=evaluate,
+                                     test_model=test_model if evaluate else None, n_threads=n_threads)
+            results["runs"].append(run_result)
+            results["rankers"] = _aggregate(results["runs"])
+            results["wall_seconds"] = time.perf_counter() - start
+            write_json(out_dir / "p1.json", clean_nan(results))  # partial results survive a kill
+    results["wall_seconds"] = time.perf_counter() - start
+    results["machine_end"] = machine_info()
+    write_json(out_dir / "p1.json", clean_nan(results))
+    return results
+
+
+def _aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per ranker: cumulative ``reviewed`` / ``found`` per round (mean over seeds) and the per-seed lists."""
+    out: dict[str, Any] = {}
+    for method in dict.fromkeys(r["method"] for r in runs):
+        mine = [r for r in runs if r["method"] == method]
+        n = min(len(r["found"]) for r in mine)
+        found = np.asarray([r["found"][:n] for r in mine], dtype=np.float64)
+        out[method] = {
+            "reviewed": mine[0]["reviewed"][:n],
+            "found": found.mean(axis=0).round(2).tolist(),
+            "found_sd": (found.std(axis=0, ddof=1) if len(mine) > 1 else np.zeros(n)).round(2).tolist(),
+            "per_seed": {str(r["seed"]): {"reviewed": r["reviewed"], "found": r["found"]} for r in mine},
+            "update_seconds": mean_sd([x["update_seconds"] for r in mine for x in r["rounds"][1:]]),
+            "fit_seconds": mean_sd([r["fit_seconds"] for r in mine]),
+            "wall_seconds": mean_sd([r["wall_seconds"] for r in mine]),
+        }
+    return out

@@ -1,0 +1,70 @@
+"""Keep the benchmark harness working: a digits slice of P3 end to end, and the CIFAR-10 order mapping.
+
+Writes only into ``tmp_path``; the CIFAR test skips when ``../shared`` is absent.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+
+
+def test_p3_digits_slice_and_report(tmp_path: Path) -> None:
+    from benchmarks import p3, report
+
+    rankers = ["coreclean", "random", "self_confidence", "class_leverage"]
+    result = p3.run(tmp_path, seeds=[0], rankers=rankers, datasets=("digits",), noise=("uniform10",), n_threads=1,
+                    command="pytest smoke")
+    saved = json.loads((tmp_path / "p3.json").read_text(encoding="utf-8"))
+    entry = saved["datasets"]["digits"]["noise"]["uniform10"]
+    assert saved["wall_seconds"] == pytest.approx(result["wall_seconds"])
+    assert list(entry["summary"]["rankers"]) == rankers
+    seed0 = entry["per_seed"][0]
+    assert seed0["n_errors"] == round(0.1 * saved["datasets"]["digits"]["n_samples"])
+    coreclean = entry["summary"]["rankers"]["coreclean"]
+    assert coreclean["auroc"]["mean"] > 0.95 > entry["summary"]["rankers"]["random"]["auroc"]["mean"]
+    assert len(coreclean["recall_curve"]) == len(entry["curve_fractions"])
+    assert seed0["rankers"]["coreclean"]["signals_used"]  # charged for the shared signals it read
+    assert seed0["rankers"]["random"]["signals_used"] == []
+    assert entry["summary"]["cleanlab"]["find_label_issues"]["precision"]["mean"] > 0.5
+    assert entry["summary"]["test"]["clean"]["test_accuracy"]["mean"] > 0.9
+
+    readme = tmp_path / "README.md"
+    readme.write_text("intro\n<!-- benchmark-results:start -->\nold\n<!-- benchmark-results:end -->\noutro\n")
+    out = report.generate(tmp_path, readme)
+    text = readme.read_text()
+    assert text.startswith("intro\n") and text.endswith("outro\n") and "old" not in text
+    assert "P3 digits uniform10" in text and "python -m benchmarks.run all" in text
+    assert (tmp_path / "p3.md").is_file() and (tmp_path / "p3.png").is_file()
+    assert {g["metric"] for g in out["goals"]} == {"AUROC", "P@|E|/2"}
+
+
+def test_fast_class_leverage_matches_the_registry() -> None:
+    from benchmarks.data import load_digits_dataset
+    from benchmarks.fast_rankers import check_equivalent
+
+    digits = load_digits_dataset()
+    # digits' pixel blocks are rank-deficient (constant corners): the SVD path must be kept there
+    assert check_equivalent(digits.features, digits.labels)["class_leverage"] < 1e-9
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(300, 20)).astype(np.float32)
+    labels = np.repeat([0, 1, 2], 100)
+    assert check_equivalent(features, labels)["class_leverage"] < 1e-9
+
+
+@pytest.mark.shared_data
+def test_cifar10n_order_matches_the_folder_labels() -> None:
+    order = SHARED / "data" / "cifar10" / "train_order.txt"
+    labels = SHARED / "data" / "cifar10n" / "CIFAR-10_human_labels.npz"
+    if not (order.is_file() and labels.is_file()):
+        pytest.skip("../shared CIFAR-10 / CIFAR-10N data absent")
+    names = "airplane automobile bird cat deer dog frog horse ship truck".split()
+    folder = np.asarray([names.index(line.split("/")[1]) for line in order.read_text().split()])
+    clean = np.load(labels)["clean_label"]
+    assert folder.size == clean.size == 50_000
+    assert np.array_equal(folder, clean)
