@@ -13,7 +13,7 @@ import numpy as np
 from coreclean._internal.validation import check_labels, check_sample_weight
 from coreclean.exceptions import InputValidationError
 
-__all__ = ["confident_joint", "estimate_errors_per_class"]
+__all__ = ["confident_joint", "estimate_errors_per_class", "true_label_posterior"]
 
 
 def confident_joint(probs: np.ndarray, labels: np.ndarray, *, sample_weight: np.ndarray | None = None) -> np.ndarray:
@@ -64,3 +64,35 @@ def estimate_errors_per_class(probs: np.ndarray, labels: np.ndarray, *, sample_w
     """
     joint = confident_joint(probs, labels, sample_weight=sample_weight)
     return joint.sum(axis=1) - np.diag(joint)
+
+
+def true_label_posterior(probs: np.ndarray, labels: np.ndarray, joint: np.ndarray, *, pseudo_count: float = 1.0) -> np.ndarray:
+    """Posterior of each sample's true class given its features *and* its given label.
+
+    Bayes with class-conditional noise: ``P(true=k | x, given=y) ∝ P(k | x) · P(given=y | true=k)``, and
+    ``P(given=y | true=k) ∝ C[y, k] / P(true=k)`` from the confident joint ``C`` (rows: given label).
+    So a sample labelled ``y`` is suspected of being a ``k`` in proportion to how many ``y``-labelled
+    samples are estimated to truly be ``k`` — a dog-labelled image that looks like a cat is suspect
+    when many cats are labelled dog, and much less so when that confusion is rare.
+
+    Parameters
+    ----------
+    probs : ndarray of shape (n_samples, n_classes)
+        Out-of-sample class probabilities ``P(k | x)``.
+    labels : ndarray of shape (n_samples,)
+        Given labels.
+    joint : ndarray of shape (n_classes, n_classes)
+        Confident joint (estimated counts, rows = given label, columns = true label).
+    pseudo_count : float
+        Added to every cell, so no confusion is ever ruled out entirely.
+
+    Returns
+    -------
+    ndarray of shape (n_samples, n_classes), float64; rows sum to 1.
+    """
+    smoothed = joint + pseudo_count
+    prior_true = np.maximum(smoothed.sum(axis=0), 1e-12)  # estimated class sizes by true label
+    likelihood = smoothed / prior_true[None, :]  # ∝ P(given=y | true=k), rows indexed by y
+    posterior = probs * likelihood[labels]
+    posterior /= np.maximum(posterior.sum(axis=1, keepdims=True), 1e-300)
+    return posterior

@@ -70,8 +70,9 @@ class LabelIssueRanker:
     scores_ : ndarray of shape (n_samples,)
         Higher = more likely mislabelled. Dropped samples keep their last score.
     probs_ : ndarray of shape (n_samples, n_classes)
-        Class probabilities behind the suggestions.
+        Class probabilities ``P(k | x)``, blind to each sample's own label.
     suggested_labels_ : ndarray of shape (n_samples,), int
+        Most probable true class (given the features and the label, where the method models noise).
     suggested_probs_ : ndarray of shape (n_samples,)
     labels_ : ndarray of shape (n_samples,), int
         Current labels (after relabels).
@@ -178,8 +179,9 @@ class LabelIssueRanker:
                 scores[small] = np.quantile(scores[~small], neighbor_score[small]) if (~small).any() else neighbor_score[small]
         self.scores_ = scores
         self.probs_ = np.asarray(probs, dtype=np.float32)
-        self.suggested_labels_ = self.probs_.argmax(axis=1)
-        self.suggested_probs_ = self.probs_[np.arange(scores.size), self.suggested_labels_].astype(np.float64)
+        suggestion = self.probs_ if output.posterior is None else np.where(self.small_class_[:, None], self.probs_, output.posterior)
+        self.suggested_labels_ = suggestion.argmax(axis=1)
+        self.suggested_probs_ = suggestion[np.arange(scores.size), self.suggested_labels_].astype(np.float64)
 
     def _small_classes(self) -> np.ndarray:
         minimum = self.min_class_size if self.min_class_size is not None else 2 * self.n_folds

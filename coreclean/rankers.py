@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from coreclean.confident_joint import confident_joint, true_label_posterior
 from coreclean.pooling import LogLinearPool
 from coreclean.signal_set import SignalSet
 from coreclean.signals import normalized_margin_score, self_confidence_score
@@ -24,10 +25,15 @@ DEFAULT_METHOD = "coreclean"
 
 @dataclass(frozen=True)
 class RankerOutput:
-    """Scores (higher = review sooner), and class probabilities if the ranker has any."""
+    """Scores (higher = review sooner), and class probabilities if the ranker has them.
+
+    ``probs`` are ``P(k | x)``, blind to the sample's own label (the confident joint needs that);
+    ``posterior`` are ``P(true = k | x, given label)`` where the ranker has them (better suggestions).
+    """
 
     scores: np.ndarray
     probs: np.ndarray | None = None
+    posterior: np.ndarray | None = None
 
 
 Ranker = Callable[[SignalSet, np.random.Generator], RankerOutput]
@@ -55,7 +61,22 @@ def pooled_probs(signals: SignalSet) -> np.ndarray:
 
 @register_ranker("coreclean")
 def _coreclean(signals: SignalSet, rng: np.random.Generator) -> RankerOutput:
-    """Default: self-confidence of the pooled LR + kNN probabilities."""
+    """Default: the posterior probability that the given label is wrong.
+
+    The pooled LR + kNN probabilities are combined with the noise the confident joint estimates
+    among the samples not yet reviewed (:func:`coreclean.confident_joint.true_label_posterior`),
+    so each round's fixes lower the prior of the confusions they removed.
+    """
+    probs = pooled_probs(signals)
+    unreviewed = (signals.sample_weight > 0) & ~signals.trusted
+    joint = confident_joint(probs[unreviewed], signals.labels[unreviewed]) if unreviewed.any() else np.zeros((signals.n_classes,) * 2)
+    posterior = true_label_posterior(probs, signals.labels, joint)
+    return RankerOutput(self_confidence_score(posterior, signals.labels), probs, posterior)
+
+
+@register_ranker("pooled_confidence")
+def _pooled_confidence(signals: SignalSet, rng: np.random.Generator) -> RankerOutput:
+    """Ablation of the default without the noise prior: self-confidence of the pooled probabilities."""
     probs = pooled_probs(signals)
     return RankerOutput(self_confidence_score(probs, signals.labels), probs)
 
