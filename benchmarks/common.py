@@ -258,3 +258,40 @@ def save_figure_safely(fn, *args, **kwargs) -> Path | None:
     except Exception as err:  # noqa: BLE001 - any matplotlib problem
         logger.warning("plot failed: %s", err)
         return None
+
+
+class CVEvaluator:
+    """Cross-validated macro AUROC on the current labels: fixed folds, one warm-started LR per fold.
+
+    The same recipe as the session's :class:`coreclean.evaluation.FoldedEvaluator` (standardised
+    features, C = 0.01, out-of-fold probabilities, dropped samples left out), fitted with
+    :class:`coreclean.logistic.MultinomialLogistic`, which is about ten times faster on 50k x 1280.
+    """
+
+    def __init__(self, features: np.ndarray, folds: np.ndarray, *, n_classes: int, C: float = 0.01,
+                 max_iter: int = 300, n_threads: int | None = 1) -> None:
+        from coreclean.out_of_fold import Standardizer
+
+        self.scaled = Standardizer().fit(features).transform(features)
+        self.folds = np.asarray(folds, dtype=np.int64)
+        self.n_classes = n_classes
+        self.C = C
+        self.max_iter = max_iter
+        self.n_threads = n_threads
+        self._models: dict[int, Any] = {}
+
+    def evaluate(self, labels: np.ndarray, weights: np.ndarray | None = None) -> dict[str, float]:
+        from coreclean.logistic import MultinomialLogistic
+
+        start = time.perf_counter()
+        weights = np.ones(labels.size) if weights is None else np.asarray(weights, dtype=np.float64)
+        probs = np.zeros((labels.size, self.n_classes))
+        with limit_threads(self.n_threads):
+            for fold in np.unique(self.folds):
+                train = np.flatnonzero((self.folds != fold) & (weights > 0))
+                held_out = np.flatnonzero(self.folds == fold)
+                model = MultinomialLogistic(C=self.C, max_iter=self.max_iter, tol=1e-4)
+                model.fit(self.scaled[train], labels[train], weights[train], warm_start=self._models.get(fold))
+                self._models[fold] = model
+                probs[np.ix_(held_out, model.classes_)] = model.predict_proba(self.scaled[held_out])
+        return {"cv_auroc": float(macro_auroc(probs, labels, weights)), "seconds": time.perf_counter() - start}

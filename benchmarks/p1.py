@@ -7,8 +7,9 @@
    99 reviews per round (33 per target class), 10 rounds; a simulated reviewer relabels to the truth
    and the session updates its ranking after each round.
 4. Per round: errors found (cumulative), hit rate, the session's update wall time, and on the
-   evaluated seeds the CV AUROC of the session (fixed folds) and the test AUROC / accuracy of an LR
-   refitted on the current labels.
+   evaluated seeds the CV AUROC on the current labels (5 fixed folds, the session evaluator's recipe
+   fitted with coreclean's fast LR: :class:`benchmarks.common.CVEvaluator`) and the test AUROC /
+   accuracy of an LR refitted on the current labels.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.common import TestModel, clean_nan, machine_info, mean_sd, write_json
+from benchmarks.common import CVEvaluator, TestModel, clean_nan, machine_info, mean_sd, write_json
 from benchmarks.data import Backbone, load_cifar10
+from coreclean.evaluation import make_folds
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +58,7 @@ def flip_protocol(clean: np.ndarray, pairs: list[tuple[int, int]], n_per_pair: i
 
 
 def session_run(dataset, noisy: np.ndarray, clean: np.ndarray, targets: list[int], *, method: str, seed: int,
-                n_rounds: int, per_class: int, evaluate: bool, test_model: TestModel | None,
+                n_rounds: int, per_class: int, test_model: TestModel | None, cv: CVEvaluator | None,
                 n_threads: int | None) -> dict[str, Any]:
     from coreclean.session import CleaningSession
     from coreclean.simulated_reviewer import SimulatedReviewer
@@ -65,15 +67,12 @@ def session_run(dataset, noisy: np.ndarray, clean: np.ndarray, targets: list[int
     names = [dataset.class_names[t] for t in targets]
     rounds: list[dict[str, Any]] = []
     with CleaningSession.start(dataset.cache_dir, ":memory:", classes=names, batch_size=per_class, method=method,
-                               evaluate=evaluate, labels=noisy, key=dataset.cache_key, random_state=seed,
+                               evaluate=False, labels=noisy, key=dataset.cache_key, random_state=seed,
                                n_threads=n_threads) as session:
         fit_seconds = time.perf_counter() - start
         reviewer = SimulatedReviewer(session.sample_ids, clean, session.class_names)
-        baseline = session.rounds().iloc[0]
-        round0 = {"round": 0, "reviewed": 0, "found": 0, "hit_rate": None, "update_seconds": fit_seconds,
-                  "cv_auroc": None if not evaluate else float(baseline["auroc"])}
-        if test_model is not None:
-            round0.update({f"test_{k}": v for k, v in test_model.evaluate(noisy).items() if k != "seconds"})
+        round0 = {"round": 0, "reviewed": 0, "found": 0, "hit_rate": None, "update_seconds": fit_seconds}
+        round0.update(_measure(test_model, cv, noisy, np.ones(noisy.size)))
         rounds.append(round0)
         found = reviewed = 0
         for _ in range(n_rounds):
@@ -85,17 +84,27 @@ def session_run(dataset, noisy: np.ndarray, clean: np.ndarray, targets: list[int
             found += result.n_errors_found
             reviewed += result.n_reviewed
             row = {"round": result.round, "reviewed": reviewed, "found": found, "hit_rate": result.hit_rate,
-                   "update_seconds": result.update_seconds, "cv_auroc": result.auroc if evaluate else None,
-                   "eval_seconds": result.eval_seconds, "verdict": result.verdict.summary}
-            if test_model is not None:
-                row.update({f"test_{k}": v for k, v in test_model.evaluate(session.labels, session.weights).items()
-                            if k != "seconds"})
+                   "update_seconds": result.update_seconds, "verdict": result.verdict.summary}
+            row.update(_measure(test_model, cv, session.labels, session.weights))
             rounds.append(row)
             logger.info("P1 %s seed %d round %d: %d/%d found (%.1f s update)", method, seed, result.round, found,
                         reviewed, result.update_seconds)
     return {"method": method, "seed": seed, "rounds": rounds, "reviewed": [r["reviewed"] for r in rounds[1:]],
             "found": [r["found"] for r in rounds[1:]], "fit_seconds": fit_seconds,
             "wall_seconds": time.perf_counter() - start}
+
+
+def _measure(test_model: TestModel | None, cv: CVEvaluator | None, labels: np.ndarray,
+             weights: np.ndarray) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if cv is not None:
+        result = cv.evaluate(labels, weights)
+        out.update({"cv_auroc": result["cv_auroc"], "cv_seconds": result["seconds"]})
+    if test_model is not None:
+        result = test_model.evaluate(labels, weights)
+        out.update({"test_auroc": result["test_auroc"], "test_accuracy": result["test_accuracy"],
+                    "test_seconds": result["seconds"]})
+    return out
 
 
 def run(out_dir: Path, *, seeds: list[int], methods: tuple[str, ...] = METHODS, backbone: Backbone | None = None,
@@ -126,15 +135,16 @@ def run(out_dir: Path, *, seeds: list[int], methods: tuple[str, ...] = METHODS, 
     results["fast_rankers_check_max_abs_difference"] = swap_check(dataset.features, dataset.labels)
     noisy_by_seed = {seed: flip_protocol(clean, pairs, n_per_pair, 1000 + seed) for seed in seeds}
     results["noise_seeds"] = [1000 + s for s in seeds]
-    test_noisy = {}
-    for seed in eval_seeds:
-        test_noisy[seed] = test_model.evaluate(noisy_by_seed[seed])
     results["test_clean_labels"] = test_model.evaluate(clean)
     for method in methods:
         for seed in seeds:
             evaluate = seed in eval_seeds
+            cv = None
+            if evaluate:
+                folds = make_folds(noisy_by_seed[seed], 5, random_state=seed)
+                cv = CVEvaluator(dataset.features, folds, n_classes=dataset.n_classes, n_threads=n_threads)
             run_result = session_run(dataset, noisy_by_seed[seed], clean, targets, method=method, seed=seed,
-                                     n_rounds=n_rounds, per_class=per_class, evaluate=evaluate,
+                                     n_rounds=n_rounds, per_class=per_class, cv=cv,
                                      test_model=test_model if evaluate else None, n_threads=n_threads)
             results["runs"].append(run_result)
             results["rankers"] = _aggregate(results["runs"])

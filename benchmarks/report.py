@@ -21,7 +21,7 @@ from benchmarks.common import REPO, RESULTS, save_figure_safely
 logger = logging.getLogger(__name__)
 
 START, END = "<!-- benchmark-results:start -->", "<!-- benchmark-results:end -->"
-RANKING_COLUMNS = [("auroc", "AUROC"), ("average_precision", "AP"), ("precision_at_half_errors", "P@|E|/2"),
+RANKING_COLUMNS = [("auroc", "AUROC"), ("average_precision", "AP"), ("precision_at_half_errors", "P@\\|E\\|/2"),
                    ("precision_at_1000", "P@1000"), ("recall_at_5pct", "R@5%"), ("recall_at_10pct", "R@10%")]
 GOAL_METRICS = (("auroc", "AUROC"), ("precision_at_half_errors", "P@|E|/2"))
 REPRODUCE = "python -m benchmarks.run all && python -m benchmarks.report"
@@ -114,7 +114,7 @@ def _test_rows(test: dict[str, Any] | None) -> list[str]:
     lines = ["| LR trained on | test accuracy | test AUROC |", "|---|---|---|"]
     for row, entry in test.items():
         if isinstance(entry, dict) and "test_accuracy" in entry:
-            label = row.replace("fix_top_errors:", "labels after fixing the top |E| of ")
+            label = row.replace("fix_top_errors:", "labels after fixing the top \\|E\\| of ")
             lines.append(f"| {label} | {_ms(entry['test_accuracy'])} | {_ms(entry['test_auroc'], 4)} |")
     return lines
 
@@ -232,8 +232,8 @@ def p1_markdown(result: dict[str, Any]) -> tuple[list[str], list[dict[str, Any]]
         lines.append(f"| {name} | " + " | ".join(f"{r:.2f}" for r in rates) + " |")
     evaluated = [r for r in result["runs"] if r["seed"] in result.get("eval_seeds", [])]
     if evaluated:
-        lines += ["", f"Per round on the evaluated seed(s) {result.get('eval_seeds')}: CV AUROC of the session (fixed "
-                      "folds, current labels) and test AUROC / accuracy of an LR refitted on the current labels "
+        lines += ["", f"Per round on the evaluated seed(s) {result.get('eval_seeds')}: CV AUROC on the current labels "
+                      "(5 fixed folds, standardised features, C = 0.01; benchmarks.common.CVEvaluator) and test AUROC / accuracy of an LR refitted on the current labels "
                       f"(clean labels: test AUROC {result['test_clean_labels']['test_auroc']:.5f}, accuracy "
                       f"{result['test_clean_labels']['test_accuracy']:.4f}).", "",
                   "| ranker | seed | round | reviewed | found | CV AUROC | test AUROC | test acc | update s |",
@@ -241,8 +241,8 @@ def p1_markdown(result: dict[str, Any]) -> tuple[list[str], list[dict[str, Any]]
         for run in evaluated:
             for r in run["rounds"]:
                 cv = "–" if r.get("cv_auroc") is None else f"{r['cv_auroc']:.5f}"
-                ta = "–" if r.get("test_test_auroc") is None else f"{r['test_test_auroc']:.5f}"
-                acc = "–" if r.get("test_test_accuracy") is None else f"{r['test_test_accuracy']:.4f}"
+                ta = "–" if r.get("test_auroc") is None else f"{r['test_auroc']:.5f}"
+                acc = "–" if r.get("test_accuracy") is None else f"{r['test_accuracy']:.4f}"
                 lines.append(f"| {run['method']} | {run['seed']} | {r['round']} | {r['reviewed']} | {r['found']} | {cv} | "
                              f"{ta} | {acc} | {r['update_seconds']:.1f} |")
     goals = []
@@ -297,6 +297,11 @@ def _generic_table(payload: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _cell_text(text: str) -> str:
+    """Escape pipes so a cell does not split the Markdown table."""
+    return text.replace("|", "\\|")
+
+
 def _cell(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.3g}"
@@ -314,7 +319,7 @@ def readme_block(results: Path, p1, p2, p3, goals: list[dict[str, Any]], embed, 
               "|---|---|---|---|---|---|"]
     for g in goals:
         other = "target" if g["best_other"] == "goal" else g["best_other"]
-        lines.append(f"| {g['where']} | {g['metric']}{'' if g['best_other'] == 'goal' else ' ≥ every other ranker'} | "
+        lines.append(f"| {g['where']} | {_cell_text(g['metric'])}{'' if g['best_other'] == 'goal' else ' ≥ every other ranker'} | "
                      f"{g['coreclean']:.3f} | {other} {g['best_value']:.3f} | {g['margin']:+.3f} | "
                      f"{'met' if g['met'] else '**missed**'} |")
     if not goals:
@@ -329,7 +334,7 @@ def readme_block(results: Path, p1, p2, p3, goals: list[dict[str, Any]], embed, 
         lines += table[: table.index("")] if "" in table else table
     if p2:
         lines += ["", "### P2 — CIFAR-10N human noise (ranking, all 50k train images)", "",
-                  "| labels | ranker | AUROC | AP | P@|E|/2 | P@1000 | R@5% | R@10% | wall s |",
+                  "| labels | ranker | AUROC | AP | P@\\|E\\|/2 | P@1000 | R@5% | R@10% | wall s |",
                   "|---|---|---|---|---|---|---|---|---|"]
         for name, entry in p2["noise"].items():
             for ranker, m in entry["summary"]["rankers"].items():
@@ -347,8 +352,8 @@ def readme_block(results: Path, p1, p2, p3, goals: list[dict[str, Any]], embed, 
                              f"{entry['test_noisy_labels']['test_auroc']:.4f} → {c['test_cleaned']['test_auroc']:.4f} "
                              f"({entry['test_clean_labels']['test_auroc']:.4f}) |")
     if p3:
-        lines += ["", "### P3 — synthetic noise (AUROC / P@|E|/2 of coreclean vs the best other ranker)", "",
-                  "| data | noise | coreclean AUROC | best other AUROC | coreclean P@|E|/2 | best other P@|E|/2 |",
+        lines += ["", "### P3 — synthetic noise (AUROC / P@\\|E\\|/2 of coreclean vs the best other ranker)", "",
+                  "| data | noise | coreclean AUROC | best other AUROC | coreclean P@\\|E\\|/2 | best other P@\\|E\\|/2 |",
                   "|---|---|---|---|---|---|"]
         for dataset in p3["datasets"].values():
             for setting, entry in dataset["noise"].items():

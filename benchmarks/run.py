@@ -101,7 +101,9 @@ def main(argv: list[str] | None = None) -> int:
                 p1.run(args.out, seeds=seeds, methods=methods, backbone=backbone, n_rounds=3 if args.quick else 10,
                        eval_seeds=eval_seeds, n_threads=args.threads, command=command,
                        budget_notes=notes + [f"CV AUROC and test AUROC per round measured on seed(s) {eval_seeds} only "
-                                             "(each costs 5 + 1 LR fits on 50k x 1280 per round); errors found on every seed"])
+                                             "(each costs 5 + 1 LR fits on 50k x 1280 per round); errors found on every seed. Sessions run "
+                                             "with evaluate=False; the CV AUROC comes from benchmarks.common.CVEvaluator "
+                                             "(the session evaluator's recipe with coreclean's faster LR)"])
             logger.info("%s: done in %.1f min", protocol, (time.perf_counter() - start) / 60)
     if not args.no_report:
         from benchmarks import report
