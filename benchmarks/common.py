@@ -53,7 +53,22 @@ def machine_info() -> dict[str, Any]:
 
     return {"cpus": os.cpu_count(), "load_average": load, "python": sys.version.split()[0],
             "platform": platform.platform(), "numpy": np.__version__, "scikit_learn": sklearn.__version__,
-            "cleanlab": cleanlab_version, "coreclean": coreclean.__version__}
+            "cleanlab": cleanlab_version, "coreclean": coreclean.__version__, "git": git_state()}
+
+
+def git_state() -> dict[str, Any]:
+    """The commit the code was run at, and the files of ``coreclean/`` changed since (rankers change often)."""
+    import subprocess
+
+    def _git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    return {"commit": _git("rev-parse", "HEAD") or None,
+            "modified_coreclean_files": [line[3:] for line in _git("status", "--porcelain", "--", "coreclean").splitlines()
+                                         if line[:2].strip() and not line.startswith("??")]}
 
 
 def write_json(path: Path, payload: dict[str, Any]) -> Path:
