@@ -78,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "scale",
         "command": "python -m benchmarks.scale " + shlex.join(sys.argv[1:] if argv is None else argv),
         "machine": _machine(),
+        "git": _git_state(),
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
                      if k not in ("child", "size", "out")},
         "runs": [],
@@ -135,6 +136,12 @@ def _machine() -> dict:
         "scipy": scipy.__version__,
         "faiss": faiss.__version__,
     }
+
+
+def _git_state() -> dict:
+    from benchmarks.common import git_state
+
+    return git_state()
 
 
 # ------------------------------------------------------------------------------------------ data

@@ -18,6 +18,7 @@ def test_scale_benchmark_tiny(tmp_path: Path) -> None:
     assert completed.returncode == 0, completed.stderr[-2000:]
     result = json.loads(out.read_text(encoding="utf-8"))
     assert result["machine"]["cores"] >= 1 and len(result["machine"]["load_average_at_start"]) == 3
+    assert "git" in result
     assert result["command"].startswith("python -m benchmarks.scale --sizes 3000")
     (run,) = result["runs"]
     assert run["n_samples"] == 3000 and "error" not in run
