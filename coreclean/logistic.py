@@ -54,20 +54,23 @@ class MultinomialLogistic:
         self.classes_, encoded = np.unique(labels, return_inverse=True)
         n_classes, n_features = self.classes_.size, features.shape[1]
         weight_sum = max(float(weight.sum()), 1e-12)
-        scaled_weight = (weight / weight_sum).astype(np.float32)
+        scaled_weight = weight / weight_sum
         penalty = 1.0 / (self.C * weight_sum)
         rows = np.arange(labels.size)
 
         def objective(params: np.ndarray) -> tuple[float, np.ndarray]:
             theta = params.reshape(n_classes, n_features + 1)
             coef = theta[:, :-1].astype(np.float32)
-            log_probs = log_softmax(features @ coef.T + theta[:, -1].astype(np.float32), axis=1)
+            # Products in float32 (the cost), the loss and its sum in float64: float32 rounding in the
+            # objective made L-BFGS's line search spin near the optimum.
+            logits = (features @ coef.T).astype(np.float64) + theta[:, -1]
+            log_probs = log_softmax(logits, axis=1)
             loss = -float(scaled_weight @ log_probs[rows, encoded]) + 0.5 * penalty * float(np.sum(theta[:, :-1] ** 2))
             residual = np.exp(log_probs)
             residual[rows, encoded] -= 1.0
             residual *= scaled_weight[:, None]
             grad = np.empty_like(theta)
-            grad[:, :-1] = (residual.T @ features).astype(np.float64) + penalty * theta[:, :-1]
+            grad[:, :-1] = (residual.T.astype(np.float32) @ features).astype(np.float64) + penalty * theta[:, :-1]
             grad[:, -1] = residual.sum(axis=0)
             return loss, grad.ravel()
 
