@@ -25,6 +25,8 @@ RANKING_COLUMNS = [("auroc", "AUROC"), ("average_precision", "AP"), ("precision_
                    ("precision_at_1000", "P@1000"), ("recall_at_5pct", "R@5%"), ("recall_at_10pct", "R@10%")]
 GOAL_METRICS = (("auroc", "AUROC"), ("precision_at_half_errors", "P@|E|/2"))
 REPRODUCE = "python -m benchmarks.run all && python -m benchmarks.report"
+SCALE_COLUMNS = ("n_samples", "n_features", "threads", "fit_seconds", "rescore_seconds", "fresh_fit_seconds", "auroc",
+                 "spearman", "top1pct_overlap", "features_gib", "peak_rss_gib", "peak_anon_gib")
 
 
 def _load(results: Path, name: str) -> dict[str, Any] | None:
@@ -291,6 +293,8 @@ def _generic_table(payload: dict[str, Any]) -> list[str]:
     if rows is None:
         return ["```", json.dumps(payload, indent=1)[:3000], "```"]
     keys = [k for k in rows[0] if not isinstance(rows[0][k], (dict, list))]
+    preferred = [k for k in SCALE_COLUMNS if k in keys]
+    keys = preferred or keys
     lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
     for row in rows:
         lines.append("| " + " | ".join(_cell(row.get(k)) for k in keys) + " |")
@@ -320,7 +324,7 @@ def readme_block(results: Path, p1, p2, p3, goals: list[dict[str, Any]], embed, 
     for g in goals:
         other = "target" if g["best_other"] == "goal" else g["best_other"]
         lines.append(f"| {g['where']} | {_cell_text(g['metric'])}{'' if g['best_other'] == 'goal' else ' ≥ every other ranker'} | "
-                     f"{g['coreclean']:.3f} | {other} {g['best_value']:.3f} | {g['margin']:+.3f} | "
+                     f"{g['coreclean']:.4f} | {other} {g['best_value']:.4f} | {g['margin']:+.4f} | "
                      f"{'met' if g['met'] else '**missed**'} |")
     if not goals:
         lines.append("| – | no results yet | | | | |")
