@@ -92,7 +92,7 @@ class LabelIssueRanker:
         *,
         n_folds: int = 5,
         C: float = 0.01,
-        n_components: int | None = 256,
+        n_components: int | None = 512,
         n_neighbors: int = 20,
         temperature: float | None = 0.02,
         max_fit_samples: int | None = 100_000,

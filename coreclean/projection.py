@@ -3,7 +3,8 @@
 Logistic-regression cost grows with the number of features; the top principal components of an
 image embedding keep nearly all of what a linear model uses (measured on CIFAR-10N with 1280-d
 MobileNetV2 features: out-of-fold self-confidence AUROC 0.901 with all columns, 0.898 with 256,
-at a sixteenth of the fit time). The covariance is accumulated chunk by chunk, so a memory-mapped
+at a sixteenth of the fit time; the default keeps 512, which on 224 px features ranked as well as all
+1280 columns: P1-style errors in the top 33 of each target class 80 vs 76, CIFAR-10N aggre AUROC 0.923). The covariance is accumulated chunk by chunk, so a memory-mapped
 matrix is read, never copied whole.
 """
 
