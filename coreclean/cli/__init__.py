@@ -47,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _configure_logging(verbose: int, quiet: bool) -> None:
     level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
     logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr)
+    logging.getLogger("faiss").setLevel(max(level, logging.WARNING))  # its loader narrates CPU features
 
 
 def main(argv: Sequence[str] | None = None) -> int:
