@@ -54,6 +54,15 @@ def _minutes(seconds: float | None) -> str:
     return "–" if seconds is None else f"{seconds / 60:.1f} min"
 
 
+def _notes(result: dict[str, Any]) -> list[str]:
+    lines = [f"- {note}" for note in result.get("notes", [])]
+    check = result.get("fast_rankers_check_max_abs_difference")
+    if check:
+        lines.append("- checked on this run's features (two classes, 2(d+1) samples each): largest score difference "
+                     "against the registry's implementation " + ", ".join(f"{k} {v:.1e}" for k, v in check.items()))
+    return lines
+
+
 def _load_text(result: dict[str, Any]) -> str:
     start = (result.get("machine_start") or {}).get("load_average")
     end = (result.get("machine_end") or {}).get("load_average")
@@ -127,7 +136,7 @@ def p3_markdown(result: dict[str, Any]) -> tuple[list[str], list[dict[str, Any]]
              f"Command: `{result.get('command') or 'python -m benchmarks.run P3'}`. Seeds {result['seeds']} "
              f"(each seed draws its own noise and folds); mean ± sd over seeds. Measured wall time "
              f"{_minutes(result.get('wall_seconds'))}; {_load_text(result)}.", ""]
-    lines += [f"- {note}" for note in result.get("notes", [])]
+    lines += _notes(result)
     goals = []
     for name, dataset in result["datasets"].items():
         lines += [f"## {dataset['name']} — {dataset['n_samples']} samples, features: {dataset['backbone']}", ""]
@@ -153,7 +162,7 @@ def p2_markdown(result: dict[str, Any]) -> tuple[list[str], list[dict[str, Any]]
              f"{result['n_samples']} train images, seeds {result['seeds']} (the noise is fixed; seeds move folds, "
              f"kNN index sample and the random ranker); mean ± sd over seeds. Measured wall time "
              f"{_minutes(result.get('wall_seconds'))}; {_load_text(result)}.", ""]
-    lines += [f"- {note}" for note in result.get("notes", [])]
+    lines += _notes(result)
     goals: list[dict[str, Any]] = []
     for name, entry in result["noise"].items():
         summary = entry["summary"]
@@ -210,7 +219,7 @@ def p1_markdown(result: dict[str, Any]) -> tuple[list[str], list[dict[str, Any]]
              f"{result['per_class_per_round']} per class per round, {result['n_rounds']} rounds, each ranker in its "
              f"own session (method=...). Seeds {result['seeds']} (each draws its own flips); mean ± sd. "
              f"Measured wall time {_minutes(result.get('wall_seconds'))}; {_load_text(result)}.", ""]
-    lines += [f"- {note}" for note in result.get("notes", [])]
+    lines += _notes(result)
     lines += ["", "| ranker | found @99 | found @396 | found @990 | update s/round | session fit s |",
               "|---|---|---|---|---|---|"]
     for name, entry in result["rankers"].items():
@@ -301,6 +310,12 @@ def _generic_table(payload: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _num(value: float, *, sign: bool = False) -> str:
+    """Counts with one decimal, scores with four."""
+    spec = ".1f" if abs(value) >= 2 else ".4f"
+    return format(value, ("+" if sign else "") + spec)
+
+
 def _cell_text(text: str) -> str:
     """Escape pipes so a cell does not split the Markdown table."""
     return text.replace("|", "\\|")
@@ -324,7 +339,7 @@ def readme_block(results: Path, p1, p2, p3, goals: list[dict[str, Any]], embed, 
     for g in goals:
         other = "target" if g["best_other"] == "goal" else g["best_other"]
         lines.append(f"| {g['where']} | {_cell_text(g['metric'])}{'' if g['best_other'] == 'goal' else ' ≥ every other ranker'} | "
-                     f"{g['coreclean']:.4f} | {other} {g['best_value']:.4f} | {g['margin']:+.4f} | "
+                     f"{_num(g['coreclean'])} | {other} {_num(g['best_value'])} | {_num(g['margin'], sign=True)} | "
                      f"{'met' if g['met'] else '**missed**'} |")
     if not goals:
         lines.append("| – | no results yet | | | | |")
@@ -346,11 +361,13 @@ def readme_block(results: Path, p1, p2, p3, goals: list[dict[str, Any]], embed, 
                 lines.append(f"| {name} | {label} | " + " | ".join(_ms(m.get(k)) for k, _ in RANKING_COLUMNS)
                              + f" | {_seconds(m.get('seconds'))} |")
         lines += ["", "End-to-end cleaning (sessions, simulated reviewer):", "",
-                  "| labels | reviewed | fixed | fixed per reviewed | test acc noisy → cleaned (clean) | test AUROC noisy → cleaned (clean) |",
-                  "|---|---|---|---|---|---|"]
+                  "| labels | rounds (stopped by) | reviewed | fixed | fixed per reviewed | test acc noisy → cleaned (clean) "
+                  "| test AUROC noisy → cleaned (clean) |",
+                  "|---|---|---|---|---|---|---|"]
         for name, entry in p2["noise"].items():
             for c in entry.get("cleaning", []):
-                lines.append(f"| {name} | {c['reviewed']} | {c['fixed']} of {c['n_errors_start']} | "
+                lines.append(f"| {name} | {len(c['rounds'])} ({c['stopped_by']}) | {c['reviewed']} | "
+                             f"{c['fixed']} of {c['n_errors_start']} | "
                              f"{(c['fixed_per_reviewed'] or 0):.2f} | {entry['test_noisy_labels']['test_accuracy']:.4f} → "
                              f"{c['test_cleaned']['test_accuracy']:.4f} ({entry['test_clean_labels']['test_accuracy']:.4f}) | "
                              f"{entry['test_noisy_labels']['test_auroc']:.4f} → {c['test_cleaned']['test_auroc']:.4f} "
