@@ -130,9 +130,6 @@ def run(out_dir: Path, *, seeds: list[int], methods: tuple[str, ...] = METHODS, 
         "target_classes": [names[t] for t in targets], "per_class_per_round": per_class, "n_rounds": n_rounds,
         "n_errors": n_per_pair * len(pairs), "dataheroes": DATAHEROES, "goals": GOALS, "runs": [], "rankers": {},
     }
-    from benchmarks.fast_rankers import swap_check
-
-    results["fast_rankers_check_max_abs_difference"] = swap_check(dataset.features, dataset.labels)
     noisy_by_seed = {seed: flip_protocol(clean, pairs, n_per_pair, 1000 + seed) for seed in seeds}
     results["noise_seeds"] = [1000 + s for s in seeds]
     results["test_clean_labels"] = test_model.evaluate(clean)

@@ -88,9 +88,6 @@ def run(out_dir: Path, *, seeds: list[int], rankers: list[str] | None = None, ba
                                "n_samples": int(clean.size), "n_test": int(dataset.test_labels.size),
                                "machine_start": machine_info(), "notes": list(budget_notes or []),
                                "test_clean_labels": reference["clean"], "noise": {}}
-    from benchmarks.fast_rankers import swap_check
-
-    results["fast_rankers_check_max_abs_difference"] = swap_check(dataset.features, dataset.labels)
     session_seeds = seeds[:1] if session_seeds is None else session_seeds
     for name in noise_sets:
         noisy = label_sets[name]

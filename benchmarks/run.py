@@ -48,8 +48,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--p1-eval-seeds", type=int, default=1,
                         help="P1 seeds that also measure CV and test AUROC every round (costly); default 1")
     parser.add_argument("--p2-session-rounds", type=int, default=20, help="P2 cleaning run: round cap")
-    parser.add_argument("--registry-rankers", action="store_true",
-                        help="use the registry's class_leverage (SVD) instead of the equivalent Gram version")
     parser.add_argument("--no-report", action="store_true", help="skip regenerating tables, plots and README block")
     return parser
 
@@ -69,42 +67,36 @@ def main(argv: list[str] | None = None) -> int:
     protocols = ["P3", "P2", "P1"] if args.protocol == "ALL" else [args.protocol]
     args.out.mkdir(parents=True, exist_ok=True)
 
-    from benchmarks.fast_rankers import fast_rankers
+    notes: list[str] = []
+    for protocol in protocols:
+        start = time.perf_counter()
+        logger.info("%s: starting (seeds %s%s)", protocol, seeds, ", quick" if args.quick else "")
+        if protocol == "P3":
+            from benchmarks import p3
 
-    with fast_rankers(not args.registry_rankers) as swapped:
-        notes = []
-        if swapped:
-            notes.append(f"{', '.join(swapped)}: computed by benchmarks/fast_rankers.py (Gram-matrix leverage, the same "
-                         "scores as the registry's SVD; --registry-rankers uses the registry's code)")
-        for protocol in protocols:
-            start = time.perf_counter()
-            logger.info("%s: starting (seeds %s%s)", protocol, seeds, ", quick" if args.quick else "")
-            if protocol == "P3":
-                from benchmarks import p3
+            p3.run(args.out, seeds=seeds, rankers=args.rankers, datasets=tuple(args.p3_datasets), backbone=backbone,
+                   cifar_size=2000 if args.quick else args.p3_cifar_size, n_threads=args.threads,
+                   command=command)
+        elif protocol == "P2":
+            from benchmarks import p2
 
-                p3.run(args.out, seeds=seeds, rankers=args.rankers, datasets=tuple(args.p3_datasets), backbone=backbone,
-                       cifar_size=2000 if args.quick else args.p3_cifar_size, n_threads=args.threads,
-                       command=command)
-            elif protocol == "P2":
-                from benchmarks import p2
+            p2.run(args.out, seeds=seeds, rankers=args.rankers, backbone=backbone,
+                   noise_sets=("aggre",) if args.quick else ("aggre", "random1", "worse"),
+                   max_rounds=2 if args.quick else args.p2_session_rounds, n_threads=args.threads,
+                   command=command, budget_notes=notes + _p2_notes(args, seeds))
+        elif protocol == "P1":
+            from benchmarks import p1
 
-                p2.run(args.out, seeds=seeds, rankers=args.rankers, backbone=backbone,
-                       noise_sets=("aggre",) if args.quick else ("aggre", "random1", "worse"),
-                       max_rounds=2 if args.quick else args.p2_session_rounds, n_threads=args.threads,
-                       command=command, budget_notes=notes + _p2_notes(args, seeds))
-            elif protocol == "P1":
-                from benchmarks import p1
-
-                methods = tuple(args.p1_methods) if args.p1_methods else (
-                    ("coreclean", "random") if args.quick else p1.METHODS)
-                eval_seeds = seeds[: max(0, args.p1_eval_seeds)]
-                p1.run(args.out, seeds=seeds, methods=methods, backbone=backbone, n_rounds=3 if args.quick else 10,
-                       eval_seeds=eval_seeds, n_threads=args.threads, command=command,
-                       budget_notes=notes + [f"CV AUROC and test AUROC per round measured on seed(s) {eval_seeds} only "
-                                             "(each costs 5 + 1 LR fits on 50k x 1280 per round); errors found on every seed. Sessions run "
-                                             "with evaluate=False; the CV AUROC comes from benchmarks.common.CVEvaluator "
-                                             "(the session evaluator's recipe with coreclean's faster LR)"])
-            logger.info("%s: done in %.1f min", protocol, (time.perf_counter() - start) / 60)
+            methods = tuple(args.p1_methods) if args.p1_methods else (
+                ("coreclean", "random") if args.quick else p1.METHODS)
+            eval_seeds = seeds[: max(0, args.p1_eval_seeds)]
+            p1.run(args.out, seeds=seeds, methods=methods, backbone=backbone, n_rounds=3 if args.quick else 10,
+                   eval_seeds=eval_seeds, n_threads=args.threads, command=command,
+                   budget_notes=notes + [f"CV AUROC and test AUROC per round measured on seed(s) {eval_seeds} only "
+                                         "(each costs 5 + 1 LR fits on 50k x 1280 per round); errors found on every seed. Sessions run "
+                                         "with evaluate=False; the CV AUROC comes from benchmarks.common.CVEvaluator "
+                                         "(the session evaluator's recipe with coreclean's faster LR)"])
+        logger.info("%s: done in %.1f min", protocol, (time.perf_counter() - start) / 60)
     if not args.no_report:
         from benchmarks import report
 

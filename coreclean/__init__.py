@@ -20,6 +20,7 @@ _LAZY_EXPORTS = {
     "estimate_errors_per_class": "coreclean.confident_joint",
     "SensitivityCoreset": "coreclean.coreset",
     "inject_noise": "coreclean.noise",
+    "noise_impact": "coreclean.noise_impact",
     "CleaningSession": "coreclean.session",
 }
 

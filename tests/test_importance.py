@@ -137,3 +137,15 @@ def test_unknown_method_and_unfitted_use_are_errors():
         LabelIssueRanker("nope").fit(features, labels)
     with pytest.raises(AttributeError, match="not fitted"):
         LabelIssueRanker().ranking()
+
+
+def test_class_leverage_gram_path_equals_the_svd():
+    from coreclean.rankers import class_leverage_scores
+
+    rng = np.random.default_rng(0)
+    block = np.hstack([rng.normal(size=(300, 20)), np.ones((300, 1))])
+    svd = np.square(np.linalg.svd(block, full_matrices=False)[0]).sum(axis=1)
+    np.testing.assert_allclose(class_leverage_scores(block), svd, atol=1e-10)
+    deficient = np.hstack([block, block[:, :1]])  # a repeated column: the SVD path must answer
+    svd = np.square(np.linalg.svd(deficient, full_matrices=False)[0]).sum(axis=1)
+    np.testing.assert_allclose(class_leverage_scores(deficient), svd, atol=1e-10)
