@@ -188,7 +188,6 @@ def test_review_a_batch_with_the_keyboard(tmp_path):
         verdict = driver.find_element("id", "round-verdict").text
         assert verdict and "Round 1 closed" in driver.find_element("id", "round-title").text
         assert driver.find_elements("css selector", "#round-chart svg circle")
-        SCREENSHOT.parent.mkdir(exist_ok=True)
         driver.execute_script("window.scrollTo(0, 0)")
         screenshot = README_SCREENSHOT if os.environ.get("CORECLEAN_SCREENSHOT") else tmp_path / "review-page.png"
         assert driver.save_screenshot(str(screenshot))
