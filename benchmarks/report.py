@@ -392,8 +392,9 @@ def readme_block(results: Path, p1, p2, p3, goals: list[dict[str, Any]], embed, 
                          f"vs {best.get('torchvision_plain', {}).get('images_per_s')} for a plain torchvision loop "
                          f"({best.get('ratio_auto_vs_plain')}x, 2 cores).")
     lines += ["", "Details: [P1](benchmarks/results/p1.md), [P2](benchmarks/results/p2.md), "
-                  "[P3](benchmarks/results/p3.md), [speed](benchmarks/results/speed.md); plots "
-                  "`benchmarks/results/p{1,2,3}.png`."]
+                  "[P3](benchmarks/results/p3.md), [speed](benchmarks/results/speed.md).", ""]
+    lines += [f"![{name}: recall against samples reviewed](benchmarks/results/{name.lower()}.png)"
+              for name, result in (("P1", p1), ("P2", p2), ("P3", p3)) if result]
     return "\n".join(lines)
 
 
