@@ -247,12 +247,7 @@ class ChunkStore:
             except (OSError, ValueError, KeyError) as err:
                 logger.warning("ignoring unreadable chunk %s (%s); its samples will be recomputed", path, err)
                 continue
-            number = len(self.chunk_files)
-            self.chunk_files.append(path)
-            for row, sha in enumerate(shas):
-                self.done.setdefault(sha, (number, row))
-            for sha, reason in failed:
-                self.failed.setdefault(sha, reason)
+            self._register(path, shas, failed)
         logger.debug("%s: %d embedded, %d failed from %d chunk(s)", self.set_dir.name, len(self.done),
                      len(self.failed), len(self.chunk_files))
 
@@ -272,6 +267,10 @@ class ChunkStore:
                 failed_sha256=np.asarray([s for s, _ in failed], dtype="U64"),
                 failed_reason=np.asarray([r for _, r in failed], dtype=str),
             )
+        self._register(path, shas, failed)
+
+    def _register(self, path: Path, shas: Sequence[str], failed: Iterable[tuple[str, str]]) -> None:
+        """Add a committed chunk to the index: each sha's (chunk, row), and each failure's reason."""
         number = len(self.chunk_files)
         self.chunk_files.append(path)
         for row, sha in enumerate(shas):

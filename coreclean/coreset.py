@@ -15,7 +15,6 @@ from coreclean._internal.validation import (
     check_labels,
     check_random_state,
     check_sample_weight,
-    sklearn_seed,
 )
 from coreclean.logistic import MultinomialLogistic
 from coreclean.sensitivity import LocalSensitivity, local_sensitivity

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from coreclean._internal.validation import check_features, check_labels, check_random_state, sklearn_seed
+from coreclean._internal.validation import check_features, check_labels, check_random_state
 from coreclean.exceptions import InputValidationError
 
 __all__ = ["inject_noise", "flip_pairs", "NOISE_KINDS"]

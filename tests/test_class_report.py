@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import pytest
 
 from coreclean.class_report import REPORT_COLUMNS, class_report, class_report_from_cache
 from coreclean.cli import main
