@@ -18,6 +18,7 @@ _LAZY_EXPORTS = {
     "read_manifest": "coreclean.manifest",
     "LabelIssueRanker": "coreclean.importance",
     "estimate_errors_per_class": "coreclean.confident_joint",
+    "estimate_noise_structure": "coreclean.noise_structure",
     "SensitivityCoreset": "coreclean.coreset",
     "inject_noise": "coreclean.noise",
     "noise_impact": "coreclean.noise_impact",

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from coreclean.confident_joint import confident_joint, true_label_posterior
+from coreclean.confident_joint import true_label_posterior
+from coreclean.noise_structure import estimate_noise_structure
 from coreclean.pooling import LogLinearPool
 from coreclean.signal_set import SignalSet
 from coreclean.signals import normalized_margin_score, self_confidence_score
@@ -63,13 +64,18 @@ def pooled_probs(signals: SignalSet) -> np.ndarray:
 def _coreclean(signals: SignalSet, rng: np.random.Generator) -> RankerOutput:
     """Default: the posterior probability that the given label is wrong.
 
-    The pooled LR + kNN probabilities are combined with the noise the confident joint estimates
-    among the samples not yet reviewed (:func:`coreclean.confident_joint.true_label_posterior`),
-    so each round's fixes lower the prior of the confusions they removed.
+    The pooled LR + kNN probabilities are combined with the noise estimated among the samples not
+    yet reviewed (:func:`coreclean.confident_joint.true_label_posterior`), so each round's fixes
+    lower the prior of the confusions they removed. Which confusions the noise favours is read from
+    confident disagreements and shrunk toward uniform as far as the data allow
+    (:mod:`coreclean.noise_structure`): pair flips get a strong prior, uniform noise a flat one.
     """
     probs = pooled_probs(signals)
     unreviewed = (signals.sample_weight > 0) & ~signals.trusted
-    joint = confident_joint(probs[unreviewed], signals.labels[unreviewed]) if unreviewed.any() else np.zeros((signals.n_classes,) * 2)
+    if unreviewed.any():
+        joint = estimate_noise_structure(probs, signals.labels, sample_weight=unreviewed.astype(np.float64)).joint
+    else:
+        joint = np.zeros((signals.n_classes,) * 2)
     posterior = true_label_posterior(probs, signals.labels, joint)
     return RankerOutput(self_confidence_score(posterior, signals.labels), probs, posterior)
 
