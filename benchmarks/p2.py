@@ -53,6 +53,7 @@ def cleaning_run(dataset, noisy: np.ndarray, clean: np.ndarray, test_model: Test
             found_total += result.n_errors_found
             rounds.append({"round": result.round, "reviewed": reviewed_total, "found": found_total,
                            "hit_rate": result.hit_rate, "errors_left_estimate": result.errors_left,
+                           "errors_left_true": int(((session.labels != clean) & (session.weights > 0)).sum()),
                            "base_rate": result.base_rate, "update_seconds": result.update_seconds,
                            "plateau": bool(result.verdict.plateau), "verdict": result.verdict.summary})
             logger.info("P2 session %s round %d: %d/%d found, %s", method, result.round, result.n_errors_found,

@@ -186,9 +186,12 @@ def p2_markdown(result: dict[str, Any]) -> tuple[list[str], list[dict[str, Any]]
                           f"{cleaning['fixed']} of {cleaning['n_errors_start']} errors = "
                           f"{(cleaning['fixed_per_reviewed'] or 0):.2f} errors fixed per image reviewed (random review: "
                           f"{cleaning['base_rate_random']:.2f}).", ""]
-            lines += ["| round | reviewed | found | hit rate | update s | verdict |", "|---|---|---|---|---|---|"]
+            lines += ["| round | reviewed | found | hit rate | errors left: estimated / true | update s | verdict |",
+                      "|---|---|---|---|---|---|---|"]
             for r in rounds:
-                lines.append(f"| {r['round']} | {r['reviewed']} | {r['found']} | {r['hit_rate']:.2f} | "
+                true_left = r.get("errors_left_true")
+                left = f"{r['errors_left_estimate']:.0f} / {true_left if true_left is not None else 'n/a'}"
+                lines.append(f"| {r['round']} | {r['reviewed']} | {r['found']} | {r['hit_rate']:.2f} | {left} | "
                              f"{r['update_seconds']:.1f} | {r['verdict']} |")
             lines += ["", "| LR trained on | test accuracy | test AUROC |", "|---|---|---|",
                       f"| noisy labels | {entry['test_noisy_labels']['test_accuracy']:.4f} | "

@@ -753,21 +753,32 @@ class CleaningSession:
         return result
 
     def _errors_left(self, ranker, labels: np.ndarray, weights: np.ndarray, live: pd.DataFrame) -> tuple[float, int]:
-        """Estimated errors among the unreviewed kept samples of the classes being cleaned (confident joint)."""
-        from coreclean.confident_joint import confident_joint
+        """Estimated errors among the unreviewed kept samples of the classes being cleaned.
 
+        The reviewer's verdicts calibrate the ranking's scores (:mod:`coreclean.residual_errors`);
+        before there are enough of them, the confident joint's count stands.
+        """
+        from coreclean.confident_joint import confident_joint
+        from coreclean.residual_errors import estimate_residual_errors
+
+        decided = live[live["action"] != "skip"]
         unreviewed = np.ones(labels.size, dtype=bool)
-        unreviewed[live.loc[live["action"] != "skip", "idx"].to_numpy(np.int64)] = False
+        unreviewed[decided["idx"].to_numpy(np.int64)] = False
         mask = unreviewed & (weights > 0)
         joint = confident_joint(ranker.probs_, labels, sample_weight=mask.astype(np.float64))
         classes = self._class_indices()
         if self.against is not None:
             partner = self._class_names.index(self.against)
-            errors = float(sum(joint[c, partner] for c in classes))
+            prior = float(sum(joint[c, partner] for c in classes))
+            scores = ranker.probs_[:, partner].astype(np.float64)
         else:
-            errors = float(sum(joint[c].sum() - joint[c, c] for c in classes))
-        samples = int(np.isin(labels[mask], classes).sum())
-        return errors, samples
+            prior = float(sum(joint[c].sum() - joint[c, c] for c in classes))
+            scores = ranker.scores_
+        pool = mask & np.isin(labels, classes)
+        estimate = estimate_residual_errors(decided["score"].to_numpy(np.float64),
+                                            decided["action"].isin(HIT_ACTIONS).to_numpy(),
+                                            scores[pool], prior_estimate=prior)
+        return estimate.errors_left, int(pool.sum())
 
     def _previous_evaluation(self, round_number: int):
         closed = self._store.closed_rounds()
