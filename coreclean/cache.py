@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from coreclean import __version__
-from coreclean._internal.atomic import atomic_open, atomic_write_text
+from coreclean._internal.atomic import atomic_open, atomic_path, atomic_write_text
 from coreclean._internal.hashing import sha256_text
 from coreclean._internal.validation import check_features
 from coreclean.exceptions import CacheError, CacheMismatchError, InputValidationError
@@ -354,8 +354,7 @@ def publish_embedding_set(
 
 
 def _write_features(path: Path, n_samples: int, dim: int, fill: Callable[[np.ndarray, slice], None]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
+    with atomic_path(path) as tmp:
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n_samples, dim))
         for start in range(0, n_samples, _ASSEMBLY_ROWS):
             rows = slice(start, min(start + _ASSEMBLY_ROWS, n_samples))
@@ -364,13 +363,6 @@ def _write_features(path: Path, n_samples: int, dim: int, fill: Callable[[np.nda
             out[rows] = block
         out.flush()
         del out
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
 
 
 def _fingerprint(key: str, samples: pd.DataFrame, class_names: list[str]) -> str:

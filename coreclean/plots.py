@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from coreclean._internal.atomic import atomic_open
+
 __all__ = ["plot_rounds", "contact_sheet", "plot_errors_found"]
 
 
@@ -31,9 +33,8 @@ def _figure(width: float, height: float):
 def _save(figure, path: str | os.PathLike) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.png")
-    figure.savefig(tmp, format="png")
-    os.replace(tmp, path)
+    with atomic_open(path) as handle:
+        figure.savefig(handle, format="png")
     return path
 
 

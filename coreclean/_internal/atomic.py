@@ -12,7 +12,29 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["atomic_open", "atomic_write_text", "fsync_dir"]
+__all__ = ["atomic_open", "atomic_path", "atomic_write_text", "fsync_dir"]
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path to write; once the block succeeds it is fsynced and replaces ``path``.
+
+    For writers that need a path rather than a handle (``numpy.lib.format.open_memmap``). They must
+    have closed the file when the block ends. On an exception the temporary file is removed and
+    ``path`` is left as it was.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        yield tmp
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    fsync_dir(path.parent)
 
 
 @contextlib.contextmanager
@@ -21,19 +43,8 @@ def atomic_open(path: str | os.PathLike) -> Iterator[BinaryIO]:
 
     On an exception the temporary file is removed and ``path`` is left as it was.
     """
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    fsync_dir(path.parent)
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        yield handle
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
