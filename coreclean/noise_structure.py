@@ -17,7 +17,8 @@ precision at |errors|/2 on CIFAR-10 uniform noise). Two changes separate noise f
    strength is thus read from the data, with no ground truth.
 
 The result keeps the confident joint's diagonal and per-row error totals and redistributes each
-row's errors by the shrunk shares.
+row's errors by the shrunk shares. In a cleaning session the errors a reviewer has confirmed are
+added to the counts: they are the surest evidence of which confusions the noise favours.
 """
 
 from __future__ import annotations
@@ -104,7 +105,7 @@ def fit_concentration(counts: np.ndarray) -> float:
 
 
 def estimate_noise_structure(probs: np.ndarray, labels: np.ndarray, *, sample_weight: np.ndarray | None = None,
-                             quantile: float = STRICT_QUANTILE) -> NoiseStructure:
+                             known_flips: np.ndarray | None = None, quantile: float = STRICT_QUANTILE) -> NoiseStructure:
     """Noise joint with the confident joint's diagonal and row error totals, off-diagonal shares shrunk by the data.
 
     Parameters
@@ -115,6 +116,10 @@ def estimate_noise_structure(probs: np.ndarray, labels: np.ndarray, *, sample_we
         Given labels.
     sample_weight : ndarray of shape (n_samples,), optional
         Samples with weight 0 are left out.
+    known_flips : ndarray of shape (n_classes, n_classes), optional
+        Errors a reviewer has already confirmed, counted by (given label, corrected label): added to
+        the disagreement counts, since they show which confusions the noise favours even after
+        they have left the unreviewed pool (only the shares use them; the row totals do not).
     quantile : float in (0, 1)
         Strictness of the disagreement counts (see :func:`confident_disagreements`).
     """
@@ -125,6 +130,8 @@ def estimate_noise_structure(probs: np.ndarray, labels: np.ndarray, *, sample_we
     probs, labels = probs[kept], labels[kept]
     base = confident_joint(probs, labels)
     counts = confident_disagreements(probs, labels, quantile=quantile)
+    if known_flips is not None:
+        counts = counts + np.where(np.eye(n_classes, dtype=bool), 0.0, np.asarray(known_flips, dtype=np.float64))
     alpha = fit_concentration(counts)
     shares = (counts + alpha / max(n_classes - 1, 1)) / (counts.sum(axis=1, keepdims=True) + alpha)
     np.fill_diagonal(shares, 0.0)

@@ -67,13 +67,18 @@ def _coreclean(signals: SignalSet, rng: np.random.Generator) -> RankerOutput:
     The pooled LR + kNN probabilities are combined with the noise estimated among the samples not
     yet reviewed (:func:`coreclean.confident_joint.true_label_posterior`), so each round's fixes
     lower the prior of the confusions they removed. Which confusions the noise favours is read from
-    confident disagreements and shrunk toward uniform as far as the data allow
-    (:mod:`coreclean.noise_structure`): pair flips get a strong prior, uniform noise a flat one.
+    confident disagreements and from the errors reviewers have confirmed, shrunk toward uniform as
+    far as the data allow (:mod:`coreclean.noise_structure`): pair flips get a strong prior, uniform
+    noise a flat one.
     """
     probs = pooled_probs(signals)
     unreviewed = (signals.sample_weight > 0) & ~signals.trusted
+    corrected = signals.trusted & (signals.labels != signals.given_labels)
+    known_flips = np.zeros((signals.n_classes,) * 2)
+    np.add.at(known_flips, (signals.given_labels[corrected], signals.labels[corrected]), 1.0)
     if unreviewed.any():
-        joint = estimate_noise_structure(probs, signals.labels, sample_weight=unreviewed.astype(np.float64)).joint
+        joint = estimate_noise_structure(probs, signals.labels, sample_weight=unreviewed.astype(np.float64),
+                                         known_flips=known_flips).joint
     else:
         joint = np.zeros((signals.n_classes,) * 2)
     posterior = true_label_posterior(probs, signals.labels, joint)

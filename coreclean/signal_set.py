@@ -48,13 +48,15 @@ class SignalSet:
     """Lazily computed signals over ``features`` with the *current* labels, weights and trust flags.
 
     The arrays ``labels``, ``sample_weight`` and ``trusted`` are the caller's and are read at each
-    (re)computation, so a caller edits them in place and then calls :meth:`update`.
+    (re)computation, so a caller edits them in place and then calls :meth:`update`. ``given_labels``
+    is a copy of the labels as first given, so a relabelled sample shows which confusion it was.
     """
 
     def __init__(self, features: np.ndarray, labels: np.ndarray, sample_weight: np.ndarray, trusted: np.ndarray,
                  n_classes: int, config: SignalConfig) -> None:
         self.features = features
         self.labels = labels
+        self.given_labels = labels.copy()
         self.sample_weight = sample_weight
         self.trusted = trusted
         self.n_classes = n_classes

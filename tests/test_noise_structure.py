@@ -75,3 +75,28 @@ def test_disagreements_ignore_classes_nobody_carries():
     counts = confident_disagreements(probs, labels, quantile=0.5)
     assert counts[:, 2].sum() == 0  # class 2 has no labelled sample, so no threshold
     assert counts[1, 0] == 1  # labelled 1, confidently a 0
+
+
+def test_confirmed_flips_restore_the_structure_once_the_pool_runs_dry():
+    rng = np.random.default_rng(3)
+    probs, labels = _probs_with_noise("uniform", rng, rate=0.05)
+    without = estimate_noise_structure(probs, labels)
+    flips = np.zeros((5, 5))
+    flips[1, 0] = 40  # a reviewer has corrected 40 samples labelled 1 that were 0s
+    with_flips = estimate_noise_structure(probs, labels, known_flips=flips)
+    share = lambda joint: joint[1, 0] / (joint[1].sum() - joint[1, 1])  # noqa: E731
+    assert share(without.joint) < 0.4
+    assert share(with_flips.joint) > 0.6
+    np.testing.assert_allclose(with_flips.joint.sum(axis=1), without.joint.sum(axis=1))
+
+
+def test_ranker_remembers_the_given_labels_of_relabelled_samples():
+    from coreclean.importance import LabelIssueRanker
+
+    rng = np.random.default_rng(4)
+    features = rng.standard_normal((120, 8)).astype(np.float32)
+    labels = np.repeat(np.arange(3), 40)
+    ranker = LabelIssueRanker(random_state=0, n_neighbors=5).fit(features, labels)
+    ranker.relabel([0, 1], [2, 2]).rescore()
+    assert ranker.signals_.given_labels[:2].tolist() == [0, 0]
+    assert ranker.labels_[:2].tolist() == [2, 2]
