@@ -47,3 +47,14 @@ def test_unscored_decisions_are_ignored_and_scores_off_the_unit_interval_work():
     estimate = estimate_residual_errors(reviewed, was_error, scores[200:], prior_estimate=0.0)
     assert estimate.method == "calibrated"
     assert abs(estimate.errors_left - is_error[200:].sum()) < 25
+
+
+def test_the_larger_estimate_stands():
+    rng = np.random.default_rng(3)
+    scores, is_error = _scored_population(rng, n=5_000)
+    order = np.argsort(-scores)
+    reviewed, rest = order[:500], order[500:]
+    calibrated = estimate_residual_errors(scores[reviewed], is_error[reviewed], scores[rest], prior_estimate=0.0)
+    larger = estimate_residual_errors(scores[reviewed], is_error[reviewed], scores[rest],
+                                      prior_estimate=calibrated.errors_left + 100)
+    assert (larger.errors_left, larger.method) == (calibrated.errors_left + 100, "prior")
