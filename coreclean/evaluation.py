@@ -307,6 +307,10 @@ def plateau_verdict(*, n_reviewed: int, n_errors_found: int, errors_left: float,
     min_errors_left : float
         Fewer estimated errors left than this: plateau (nothing left to find).
 
+    Neither reason stops a session whose last round still found errors in at least half of what it
+    showed: with noise that heavy (CIFAR-10N ``worse``, 40 %) random review would find as many, yet
+    every round still pays.
+
     Returns
     -------
     Verdict
@@ -327,7 +331,7 @@ def plateau_verdict(*, n_reviewed: int, n_errors_found: int, errors_left: float,
                        f"{base_rate:.1%}: the ranking finds errors no faster than random review would")
     if exhausted:
         reasons.append(f"about {errors_left:.0f} errors are estimated left in {samples_left} unreviewed samples")
-    plateau = no_lift or (exhausted and not still_finding)
+    plateau = (no_lift or exhausted) and not still_finding
     trend = None
     change_text = "AUROC change not measured"
     if auroc_change is not None and np.all(np.isfinite(auroc_change)):
@@ -348,6 +352,9 @@ def plateau_verdict(*, n_reviewed: int, n_errors_found: int, errors_left: float,
         head = "plateau (few or no errors left)"
     elif exhausted:
         head = "keep going (the estimate says none left, but the last round still found many: confirm with one more)"
+        reasons.append("the last round's hit rate was still high")
+    elif no_lift:
+        head = "keep going (random review would find as many, but most of what is shown is still wrong)"
         reasons.append("the last round's hit rate was still high")
     else:
         head = "keep going"

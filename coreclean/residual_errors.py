@@ -6,8 +6,8 @@ whether or not they were errors, and the errors no signal can see were never cou
 CIFAR-10N ``aggre``, 20 rounds: ~12 estimated vs 853 left). Here the reviewer's verdicts calibrate
 the ranker's scores instead: a one-feature logistic regression of "was an error" on the score each
 reviewed sample had when it was shown, applied to the current scores of the unreviewed samples and
-summed. It needs both outcomes among the reviewed samples; until then the caller's prior estimate
-(the confident joint) stands.
+summed. It needs enough of both outcomes among the reviewed samples; until then the caller's prior
+estimate (the confident joint) stands.
 
 Both estimates undercount, in different regimes: the confident joint once cleaning is under way,
 the calibration in the first rounds, when every reviewed score sits at the top of the ranking and
@@ -22,9 +22,10 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 
-__all__ = ["ResidualErrorEstimate", "estimate_residual_errors", "MIN_REVIEWED"]
+__all__ = ["ResidualErrorEstimate", "estimate_residual_errors", "MIN_REVIEWED", "MIN_EACH_OUTCOME"]
 
 MIN_REVIEWED = 20
+MIN_EACH_OUTCOME = 10  # a handful of kept samples among 1,500 fixed ones cannot pin down a calibration
 _LOGIT_CLIP = 1e-6
 
 
@@ -59,8 +60,8 @@ def estimate_residual_errors(reviewed_scores: np.ndarray, reviewed_was_error: np
         Current scores of the samples still unreviewed, on the same scale.
     prior_estimate : float
         The caller's own estimate (the confident joint's count). Returned (method ``"prior"``) while
-        fewer than :data:`MIN_REVIEWED` scored verdicts exist or they hold only one outcome, and
-        whenever it exceeds the calibrated sum.
+        fewer than :data:`MIN_REVIEWED` scored verdicts exist or either outcome has fewer than
+        :data:`MIN_EACH_OUTCOME`, and whenever it exceeds the calibrated sum.
 
     Returns
     -------
@@ -73,7 +74,8 @@ def estimate_residual_errors(reviewed_scores: np.ndarray, reviewed_was_error: np
     unreviewed_scores = np.asarray(unreviewed_scores, dtype=np.float64)
     known = np.isfinite(reviewed_scores)
     reviewed_scores, was_error = reviewed_scores[known], was_error[known]
-    if reviewed_scores.size < MIN_REVIEWED or was_error.all() or not was_error.any():
+    n_errors = int(was_error.sum())
+    if reviewed_scores.size < MIN_REVIEWED or min(n_errors, was_error.size - n_errors) < MIN_EACH_OUTCOME:
         return ResidualErrorEstimate(float(prior_estimate), "prior")
     if unreviewed_scores.size == 0:
         return ResidualErrorEstimate(0.0, "calibrated")  # nothing left to hold an error

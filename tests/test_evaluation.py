@@ -81,3 +81,5 @@ def test_plateau_verdict_rests_on_hit_rate_and_errors_left():
     assert not confirm.plateau and "confirm" in confirm.summary
     before = plateau_verdict(n_reviewed=50, n_errors_found=10, errors_left=5, samples_left=400, base_rate=0.15)
     assert before.plateau and before.evidence["base_rate"] == 0.15
+    heavy = plateau_verdict(n_reviewed=500, n_errors_found=499, errors_left=19_000, samples_left=49_000, base_rate=0.6)
+    assert not heavy.plateau and "most of what is shown is still wrong" in heavy.summary

@@ -30,12 +30,18 @@ def test_random_reviews_give_the_hit_rate_times_the_pool():
     assert abs(estimate.errors_left - 4_000 * is_error[:1_000].mean()) < 40
 
 
-def test_prior_stands_until_both_outcomes_are_seen():
+def test_prior_stands_until_both_outcomes_are_seen_often_enough():
     scores = np.linspace(0.5, 0.9, MIN_REVIEWED + 5)
     all_errors = np.ones(scores.size, dtype=bool)
     assert estimate_residual_errors(scores, all_errors, np.full(10, 0.1), prior_estimate=7.0).method == "prior"
     few = estimate_residual_errors(scores[:5], np.array([1, 0, 1, 0, 1], bool), np.full(10, 0.1), prior_estimate=7.0)
     assert (few.errors_left, few.method) == (7.0, "prior")
+    # 1,498 fixed and 2 kept (CIFAR-10N worse, round 3): the calibration would call almost everything an error
+    nearly_all = np.ones(1_500, dtype=bool)
+    nearly_all[:2] = False
+    lopsided = estimate_residual_errors(np.linspace(0.6, 0.99, 1_500), nearly_all, np.full(40_000, 0.3),
+                                        prior_estimate=19_000.0)
+    assert (lopsided.errors_left, lopsided.method) == (19_000.0, "prior")
 
 
 def test_unscored_decisions_are_ignored_and_scores_off_the_unit_interval_work():
