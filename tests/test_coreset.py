@@ -61,3 +61,49 @@ def test_predict_proba_shape(noisy_mixture):
     probs = coreset.predict_proba(features[:7])
     assert probs.shape == (7, 5)
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def _coreset_rows(features, labels, weight, train, seed):
+    from coreclean.coreset import sample_coreset_rows
+    from coreclean.out_of_fold import Standardizer
+
+    return sample_coreset_rows(features, labels, weight, train, m=600, C=1.0, standardizer=Standardizer().fit(features),
+                               n_classes=5, random_state=seed)
+
+
+def test_fit_coreset_estimates_the_full_loss_better_than_uniform(noisy_mixture):
+    from coreclean.out_of_fold import Standardizer
+
+    features, labels = noisy_mixture
+    weight = np.ones(labels.size)
+    train = np.arange(labels.size)
+    standardized = Standardizer().fit(features).transform(features)
+    model = fit_logistic(standardized.astype(np.float64), labels, weight, C=1.0)
+    losses = -np.log(np.maximum(model.predict_proba(standardized)[train, labels], 1e-12))
+    coreset, uniform = [], []
+    for seed in range(40):
+        rows, row_weight = _coreset_rows(features, labels, weight, train, seed)
+        assert rows.size <= 1.1 * 600  # Poisson sampling: at most m rows expected
+        coreset.append(row_weight @ losses[rows] / losses.sum())
+        drawn = np.random.default_rng(100 + seed).choice(labels.size, size=rows.size)
+        uniform.append(losses[drawn].sum() * labels.size / rows.size / losses.sum())
+    assert abs(np.mean(coreset) - 1) < 3 * np.std(coreset) / np.sqrt(len(coreset))  # unbiased
+    assert np.std(coreset) < np.std(uniform)
+
+
+def test_fit_coreset_barely_moves_when_a_review_batch_changes_a_few_rows(noisy_mixture):
+    # The same seed on nearly the same data must draw nearly the same rows, or a fresh fit after a
+    # review batch would differ from the updated one by sampling alone.
+    features, labels = noisy_mixture
+    weight = np.ones(labels.size)
+    train = np.arange(labels.size)
+    before, _ = _coreset_rows(features, labels, weight, train, seed=7)
+    reviewed = labels.copy()
+    reviewed[:20] = (reviewed[:20] + 1) % 5
+    dropped = weight.copy()
+    dropped[20:40] = 0.0
+    after, _ = _coreset_rows(features, reviewed, dropped, np.flatnonzero(dropped > 0), seed=7)
+    overlap = np.intersect1d(before, after).size / before.size
+    assert overlap > 0.9
+    other_seed, _ = _coreset_rows(features, labels, weight, train, seed=8)
+    assert np.intersect1d(before, other_seed).size / before.size < overlap
