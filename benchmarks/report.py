@@ -274,7 +274,8 @@ def p1_markdown(result: dict[str, Any]) -> tuple[list[str], list[dict[str, Any]]
 
 
 # ------------------------------------------------------------------------------ speed
-def speed_markdown(embed: dict[str, Any] | None, scale: dict[str, Any] | None) -> list[str]:
+def speed_markdown(embed: dict[str, Any] | None, scale: dict[str, Any] | None,
+                   knn: dict[str, Any] | None = None) -> list[str]:
     lines = ["# Speed and scale", ""]
     if embed:
         lines += [f"Embedding throughput (`{embed.get('command')}`; {embed.get('backbone')}, {embed.get('n_images')} "
@@ -296,6 +297,13 @@ def speed_markdown(embed: dict[str, Any] | None, scale: dict[str, Any] | None) -
         lines += _generic_table(scale)
     else:
         lines.append("benchmarks/results/scale.json is absent (run `python -m benchmarks.scale`).")
+    if knn:
+        lines += ["", f"Approximate neighbours on real embeddings (`{knn['command']}`; {knn['data']}, "
+                      f"{knn['n_samples']} x {knn['n_features']}, k = {knn['k']}): IVF recall@{knn['k']} "
+                      f"{knn['recall_at_k']:.3f}; share of neighbours with the sample's own label "
+                      f"{knn['same_label_share_exact']:.3f} exact vs {knn['same_label_share_ivf']:.3f} IVF; "
+                      f"{knn['exact_seconds']:.1f} s exact vs {knn['ivf_seconds']:.1f} s IVF. The synthetic data above "
+                      "has no neighbourhood structure, so its recall understates what real embeddings get."]
     return lines
 
 
@@ -406,6 +414,7 @@ def generate(results: Path = RESULTS, readme: Path = REPO / "README.md") -> dict
 
     p1, p2, p3 = _load(results, "p1.json"), _load(results, "p2.json"), _load(results, "p3.json")
     embed, scale = _load(results, "embed_speed.json"), _load(results, "scale.json")
+    knn = _load(results, "knn_recall.json")
     goals: list[dict[str, Any]] = []
     written = []
     if p1:
@@ -433,7 +442,7 @@ def generate(results: Path = RESULTS, readme: Path = REPO / "README.md") -> dict
             save_figure_safely(plots.plot_recall_panels, panels, fractions, results / "p3.png",
                                title="P3 synthetic noise: recall vs reviewed")
         written.append("p3")
-    (results / "speed.md").write_text("\n".join(speed_markdown(embed, scale)) + "\n", encoding="utf-8")
+    (results / "speed.md").write_text("\n".join(speed_markdown(embed, scale, knn)) + "\n", encoding="utf-8")
     block = readme_block(results, p1, p2, p3, goals, embed, scale)
     target = readme
     text = readme.read_text(encoding="utf-8") if readme.is_file() else ""
