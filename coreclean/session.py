@@ -755,8 +755,8 @@ class CleaningSession:
     def _errors_left(self, ranker, labels: np.ndarray, weights: np.ndarray, live: pd.DataFrame) -> tuple[float, int]:
         """Estimated errors among the unreviewed kept samples of the classes being cleaned.
 
-        The reviewer's verdicts calibrate the ranking's scores (:mod:`coreclean.residual_errors`);
-        before there are enough of them, the confident joint's count stands.
+        The larger of the confident joint's count and the sum of the ranking's scores calibrated on
+        the reviewer's verdicts (:mod:`coreclean.residual_errors`).
         """
         from coreclean.confident_joint import confident_joint
         from coreclean.residual_errors import estimate_residual_errors
