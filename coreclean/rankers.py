@@ -19,9 +19,11 @@ from coreclean.pooling import LogLinearPool
 from coreclean.signal_set import SignalSet
 from coreclean.signals import normalized_margin_score, self_confidence_score
 
-__all__ = ["RankerOutput", "REGISTRY", "register_ranker", "DEFAULT_METHOD"]
+__all__ = ["RankerOutput", "REGISTRY", "register_ranker", "DEFAULT_METHOD", "ABLATIONS"]
 
 DEFAULT_METHOD = "coreclean"
+#: Registered rankers that are the default with a part removed (to measure that part), not baselines.
+ABLATIONS = frozenset({"pooled_confidence"})
 
 
 @dataclass(frozen=True)
