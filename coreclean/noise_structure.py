@@ -7,7 +7,8 @@ dogs" under uniform noise too, and promotes ambiguous but correct samples (measu
 precision at |errors|/2 on CIFAR-10 uniform noise). Two changes separate noise from ambiguity:
 
 1. **Strict counts.** Only disagreements where ``P(k | x)`` reaches the ``quantile`` of the
-   self-probabilities of class ``k`` (0.9 by default, chosen on P3's synthetic noise) are counted:
+   self-probabilities of class ``k`` (0.9 by default, chosen on P3's synthetic noise by
+   ``python -m benchmarks.prior_sweep``; 0.95 loses digits pair flips) are counted:
    a flipped label with a confident prediction, not a borderline sample.
 2. **Empirical-Bayes shrinkage.** Each row of those counts (given label ``y``, true class
    ``k ≠ y``) is treated as a Dirichlet-multinomial draw around the uniform share ``1/(K-1)``; the
