@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from coreclean.cli.argument_types import positive_int
 from coreclean.exceptions import CorecleanError
 
 __all__ = ["register"]
@@ -30,25 +31,18 @@ def register(subparsers: Any) -> None:
              "a local state-dict file, or none (random init)",
     )
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
-    parser.add_argument("--batch-size", type=_positive_int, default=64, help="images per forward pass (default: 64)")
+    parser.add_argument("--batch-size", type=positive_int, default=64, help="images per forward pass (default: 64)")
     parser.add_argument("--workers", type=int, default=None, help="image-decoding processes (default: CPU cores, max 8)")
-    parser.add_argument("--image-size", type=_positive_int, default=224, help="crop size in pixels (default: 224)")
+    parser.add_argument("--image-size", type=positive_int, default=224, help="crop size in pixels (default: 224)")
     parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
                         help="auto: bf16 only where validated, else fp32")
-    parser.add_argument("--chunk-size", type=_positive_int, default=4096,
+    parser.add_argument("--chunk-size", type=positive_int, default=4096,
                         help="vectors per committed chunk: the most work a kill can lose (default: 4096)")
     byo = parser.add_argument_group("bring your own embeddings")
     byo.add_argument("--features", metavar="X.npy", help="(n, d) array, row i = manifest row i")
     byo.add_argument("--manifest", metavar="M.csv", help="CSV path,label[,id] for --features (paths need not exist)")
     byo.add_argument("--name", default="user", help="prefix of the embedding set's key for --features (default: user)")
     parser.set_defaults(handler=_run)
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from coreclean.cli.argument_types import non_negative_int, positive_int
 from coreclean.exceptions import CorecleanError, InputValidationError
 
 __all__ = ["register"]
@@ -43,28 +44,14 @@ def register(subparsers: Any) -> None:
                         help="ranker from coreclean.rankers.REGISTRY (default: coreclean; e.g. self_confidence, "
                              "knn_disagreement, random)")
     parser.add_argument("--class", dest="class_name", metavar="NAME", help="write only samples labelled NAME")
-    parser.add_argument("--top", type=_positive_int, metavar="N", help="write only the N most suspicious rows")
-    parser.add_argument("--folds", type=_positive_int, default=5, help="out-of-fold models (default: 5)")
-    parser.add_argument("--neighbors", type=_positive_int, default=10, help="neighbours per sample (default: 10)")
-    parser.add_argument("--components", type=_non_negative_int, default=256,
+    parser.add_argument("--top", type=positive_int, metavar="N", help="write only the N most suspicious rows")
+    parser.add_argument("--folds", type=positive_int, default=5, help="out-of-fold models (default: 5)")
+    parser.add_argument("--neighbors", type=positive_int, default=10, help="neighbours per sample (default: 10)")
+    parser.add_argument("--components", type=non_negative_int, default=256,
                         help="principal components the logistic regressions see; 0 = all columns (default: 256)")
     parser.add_argument("--random-state", type=int, default=0, help="seed of folds and coresets (default: 0)")
-    parser.add_argument("--threads", type=_positive_int, help="cap OpenMP/BLAS threads (1 is fastest on a busy machine)")
+    parser.add_argument("--threads", type=positive_int, help="cap OpenMP/BLAS threads (1 is fastest on a busy machine)")
     parser.set_defaults(handler=_run)
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
 
 
 def _run(args: argparse.Namespace) -> int:

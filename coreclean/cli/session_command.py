@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from coreclean.cli.argument_types import positive_int
 from coreclean.exceptions import CorecleanError
 
 __all__ = ["register"]
@@ -37,12 +38,12 @@ def register(subparsers: Any) -> None:
     start.add_argument("--class", dest="classes", action="append", required=True, metavar="NAME",
                        help="a class to clean (repeat for several; each gets --batch samples per round)")
     start.add_argument("--against", metavar="NAME", help="rank by the probability of being this partner class")
-    start.add_argument("--batch", type=_positive_int, default=50, help="samples per class per round (default: 50)")
+    start.add_argument("--batch", type=positive_int, default=50, help="samples per class per round (default: 50)")
     start.add_argument("--session", metavar="FILE", help="session file (default: CACHE/sessions/<classes>.session)")
     start.add_argument("--method", default="coreclean", help="ranker (default: coreclean; 'random' for a baseline)")
     start.add_argument("--no-evaluate", action="store_true", help="skip the cross-validated AUROC at each round")
     start.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    start.add_argument("--threads", type=_positive_int, help="cap OpenMP/BLAS threads (1 is fastest on a busy machine)")
+    start.add_argument("--threads", type=positive_int, help="cap OpenMP/BLAS threads (1 is fastest on a busy machine)")
     start.set_defaults(handler=_start)
 
     next_ = commands.add_parser("next", help="show the round's batch; write it as CSV and a contact sheet",
@@ -89,14 +90,7 @@ def register(subparsers: Any) -> None:
 def _session_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--session", required=True, metavar="FILE", help="the session file")
     parser.add_argument("--cache", metavar="DIR", help="the cache, if it moved since `session start`")
-    parser.add_argument("--threads", type=_positive_int, help="cap OpenMP/BLAS threads (1 is fastest on a busy machine)")
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
+    parser.add_argument("--threads", type=positive_int, help="cap OpenMP/BLAS threads (1 is fastest on a busy machine)")
 
 
 def _usage(parser: argparse.ArgumentParser) -> int:
