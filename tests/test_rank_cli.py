@@ -161,3 +161,25 @@ def test_errors_are_one_line_with_exit_code_2(data, cache: Path, tmp_path: Path,
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1 and err.startswith("coreclean rank: error:"), err
     assert not out.exists()
+
+
+def test_unset_settings_are_the_rankers_own_defaults(cache: Path, tmp_path: Path, monkeypatch) -> None:
+    import inspect
+
+    import coreclean.importance as importance
+
+    seen = []
+
+    class Recording(importance.LabelIssueRanker):
+        def fit(self, *args, **kwargs):
+            seen.append(self)
+            return super().fit(*args, **kwargs)
+
+    monkeypatch.setattr(importance, "LabelIssueRanker", Recording)
+    assert main(["-q", "rank", "--threads", "1", "--cache", str(cache), "--out", str(tmp_path / "r.csv")]) == 0
+    defaults = inspect.signature(importance.LabelIssueRanker.__init__).parameters
+    for name in ("n_folds", "n_neighbors", "n_components"):
+        assert getattr(seen[0], name) == defaults[name].default
+    assert main(["-q", "rank", "--threads", "1", "--cache", str(cache), "--out", str(tmp_path / "r.csv"),
+                 "--components", "0", "--neighbors", "5"]) == 0
+    assert seen[1].n_components is None and seen[1].n_neighbors == 5

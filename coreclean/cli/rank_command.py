@@ -45,10 +45,12 @@ def register(subparsers: Any) -> None:
                              "knn_disagreement, random)")
     parser.add_argument("--class", dest="class_name", metavar="NAME", help="write only samples labelled NAME")
     parser.add_argument("--top", type=positive_int, metavar="N", help="write only the N most suspicious rows")
-    parser.add_argument("--folds", type=positive_int, default=5, help="out-of-fold models (default: 5)")
-    parser.add_argument("--neighbors", type=positive_int, default=10, help="neighbours per sample (default: 10)")
-    parser.add_argument("--components", type=non_negative_int, default=256,
-                        help="principal components the logistic regressions see; 0 = all columns (default: 256)")
+    # Unset settings are left to LabelIssueRanker, so the command ranks as the library and the benchmarks do.
+    parser.add_argument("--folds", type=positive_int, help="out-of-fold models (default: LabelIssueRanker's)")
+    parser.add_argument("--neighbors", type=positive_int, help="neighbours per sample (default: LabelIssueRanker's)")
+    parser.add_argument("--components", type=non_negative_int,
+                        help="principal components the logistic regressions see; 0 = all columns "
+                             "(default: LabelIssueRanker's)")
     parser.add_argument("--random-state", type=int, default=0, help="seed of folds and coresets (default: 0)")
     parser.add_argument("--threads", type=positive_int, help="cap OpenMP/BLAS threads (1 is fastest on a busy machine)")
     parser.set_defaults(handler=_run)
@@ -61,7 +63,7 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.method not in REGISTRY:
         raise InputValidationError(f"unknown method {args.method!r}; choose one of {', '.join(sorted(REGISTRY))}.")
-    if args.folds < 2:
+    if args.folds is not None and args.folds < 2:
         raise InputValidationError(f"--folds must be at least 2; got {args.folds}.")
     sample_ids, features, labels, class_names = _load_input(args)
     class_index = None
@@ -70,8 +72,11 @@ def _run(args: argparse.Namespace) -> int:
             shown = ", ".join(repr(name) for name in class_names[:20]) + (" ..." if len(class_names) > 20 else "")
             raise InputValidationError(f"no class {args.class_name!r}; the classes are {shown}.")
         class_index = class_names.index(args.class_name)
-    ranker = LabelIssueRanker(args.method, n_folds=args.folds, n_neighbors=args.neighbors,
-                              n_components=args.components or None, random_state=args.random_state)
+    settings = {key: value for key, value in (("n_folds", args.folds), ("n_neighbors", args.neighbors),
+                                              ("n_components", args.components)) if value is not None}
+    if settings.get("n_components") == 0:
+        settings["n_components"] = None  # every column
+    ranker = LabelIssueRanker(args.method, random_state=args.random_state, **settings)
     with limit_threads(args.threads):
         ranker.fit(features, labels, n_classes=len(class_names))
     frame = ranker.to_frame(sample_ids=sample_ids, class_names=class_names)
