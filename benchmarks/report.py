@@ -111,11 +111,13 @@ def _goal_comparison(summary: dict[str, Any]) -> list[dict[str, Any]]:
             continue
         best = max(others, key=others.get)
         margin = mine[key]["mean"] - others[best]
+        row = {"metric": label, "coreclean": mine[key]["mean"], "best_other": best, "best_value": others[best],
+               "margin": margin, "met": margin >= 0}
         baselines = {n: v for n, v in others.items() if n not in ABLATIONS}
-        baseline = max(baselines, key=baselines.get)
-        out.append({"metric": label, "coreclean": mine[key]["mean"], "best_other": best, "best_value": others[best],
-                    "margin": margin, "met": margin >= 0, "best_baseline": baseline,
-                    "baseline_margin": mine[key]["mean"] - baselines[baseline]})
+        if baselines:  # a run of --rankers coreclean pooled_confidence has none
+            baseline = max(baselines, key=baselines.get)
+            row.update(best_baseline=baseline, baseline_margin=mine[key]["mean"] - baselines[baseline])
+        out.append(row)
     return out
 
 

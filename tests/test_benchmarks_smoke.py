@@ -55,3 +55,18 @@ def test_cifar10n_order_matches_the_folder_labels() -> None:
     clean = np.load(labels)["clean_label"]
     assert folder.size == clean.size == 50_000
     assert np.array_equal(folder, clean)
+
+
+def test_goal_rows_set_the_ablation_apart_from_the_baselines() -> None:
+    from benchmarks.report import _goal_comparison
+
+    def summary(**auroc):
+        return {"rankers": {name: {"auroc": {"mean": value}, "precision_at_half_errors": {"mean": value}}
+                            for name, value in auroc.items()}}
+
+    rows = _goal_comparison(summary(coreclean=0.90, pooled_confidence=0.92, self_confidence=0.85))
+    assert rows[0]["best_other"] == "pooled_confidence" and not rows[0]["met"]
+    assert rows[0]["best_baseline"] == "self_confidence"
+    assert rows[0]["baseline_margin"] == pytest.approx(0.05)
+    only_ablation = _goal_comparison(summary(coreclean=0.90, pooled_confidence=0.92))
+    assert "best_baseline" not in only_ablation[0]
