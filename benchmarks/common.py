@@ -13,12 +13,12 @@ from typing import Any
 
 import numpy as np
 
-from coreclean.evaluation import auroc as macro_auroc
-from coreclean.evaluation import limit_threads
-from coreclean.importance import LabelIssueRanker
-from coreclean.metrics import ranking_report
-from coreclean.rankers import REGISTRY
-from coreclean.signal_set import SignalSet
+from coreclean.evaluation.auroc import auroc as macro_auroc
+from coreclean._internal.threads import limit_threads
+from coreclean.scoring.ranker import LabelIssueRanker
+from coreclean.evaluation.ranking_metrics import ranking_report
+from coreclean.scoring.methods import REGISTRY
+from coreclean.scoring.signal_set import SignalSet
 
 logger = logging.getLogger(__name__)
 
@@ -225,7 +225,7 @@ class TestModel:
     def __init__(self, train_features: np.ndarray, test_features: np.ndarray, test_labels: np.ndarray, *,
                  n_classes: int, C: float = 0.01, balanced: bool = True, max_iter: int = 300,
                  n_threads: int | None = 1) -> None:
-        from coreclean.out_of_fold import Standardizer
+        from coreclean.scoring.linear.standardize import Standardizer
 
         standardizer = Standardizer().fit(train_features)
         self.train = standardizer.transform(train_features)
@@ -239,7 +239,7 @@ class TestModel:
         self._model = None
 
     def fit(self, labels: np.ndarray, weights: np.ndarray | None = None):
-        from coreclean.logistic import MultinomialLogistic
+        from coreclean.scoring.linear.logistic import MultinomialLogistic
 
         weights = np.ones(labels.size) if weights is None else np.asarray(weights, dtype=np.float64)
         if self.balanced:
@@ -278,14 +278,14 @@ def save_figure_safely(fn, *args, **kwargs) -> Path | None:
 class CVEvaluator:
     """Cross-validated macro AUROC on the current labels: fixed folds, one warm-started LR per fold.
 
-    The same recipe as the session's :class:`coreclean.evaluation.FoldedEvaluator` (standardised
+    The same recipe as the session's :class:`coreclean.evaluation.held_out.FoldedEvaluator` (standardised
     features, C = 0.01, out-of-fold probabilities, dropped samples left out), fitted with
-    :class:`coreclean.logistic.MultinomialLogistic`, which is about ten times faster on 50k x 1280.
+    :class:`coreclean.scoring.linear.logistic.MultinomialLogistic`, which is about ten times faster on 50k x 1280.
     """
 
     def __init__(self, features: np.ndarray, folds: np.ndarray, *, n_classes: int, C: float = 0.01,
                  max_iter: int = 300, n_threads: int | None = 1) -> None:
-        from coreclean.out_of_fold import Standardizer
+        from coreclean.scoring.linear.standardize import Standardizer
 
         self.scaled = Standardizer().fit(features).transform(features)
         self.folds = np.asarray(folds, dtype=np.int64)
@@ -296,7 +296,7 @@ class CVEvaluator:
         self._models: dict[int, Any] = {}
 
     def evaluate(self, labels: np.ndarray, weights: np.ndarray | None = None) -> dict[str, float]:
-        from coreclean.logistic import MultinomialLogistic
+        from coreclean.scoring.linear.logistic import MultinomialLogistic
 
         start = time.perf_counter()
         weights = np.ones(labels.size) if weights is None else np.asarray(weights, dtype=np.float64)

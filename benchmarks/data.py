@@ -102,7 +102,7 @@ def prepare_cifar_folders(data_root: Path) -> None:
 
 def find_embedding_set(cache_dir: Path, source: Path, backbone: Backbone) -> str | None:
     """Key of a finished embedding set of ``source`` with these settings in ``cache_dir``, or None."""
-    from coreclean.cache import list_embedding_sets, read_cache_info
+    from coreclean.embedding.cache import list_embedding_sets, read_cache_info
 
     if not (cache_dir / "embeddings").is_dir():
         return None

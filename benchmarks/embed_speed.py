@@ -42,8 +42,8 @@ from torchvision.transforms import InterpolationMode
 from torchvision.transforms._presets import ImageClassification
 
 import coreclean
-from coreclean.backbones import build_feature_extractor, default_preprocess
-from coreclean.embed import resolve_precision
+from coreclean.embedding.backbones import build_feature_extractor, default_preprocess
+from coreclean.embedding.embed import resolve_precision
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"

@@ -20,8 +20,8 @@ import numpy as np
 from benchmarks.common import machine_info, write_json
 from benchmarks.data import Backbone, load_cifar10
 from coreclean._internal.knn import knn_graph
-from coreclean.evaluation import limit_threads
-from coreclean.projection import PCAProjection
+from coreclean._internal.threads import limit_threads
+from coreclean.scoring.linear.projection import PCAProjection
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

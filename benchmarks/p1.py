@@ -23,7 +23,7 @@ import numpy as np
 
 from benchmarks.common import CVEvaluator, TestModel, clean_nan, machine_info, mean_sd, write_json
 from benchmarks.data import Backbone, load_cifar10
-from coreclean.evaluation import make_folds
+from coreclean.scoring.linear.folds import make_folds
 
 logger = logging.getLogger(__name__)
 
@@ -60,8 +60,8 @@ def flip_protocol(clean: np.ndarray, pairs: list[tuple[int, int]], n_per_pair: i
 def session_run(dataset, noisy: np.ndarray, clean: np.ndarray, targets: list[int], *, method: str, seed: int,
                 n_rounds: int, per_class: int, test_model: TestModel | None, cv: CVEvaluator | None,
                 n_threads: int | None) -> dict[str, Any]:
-    from coreclean.session import CleaningSession
-    from coreclean.simulated_reviewer import SimulatedReviewer
+    from coreclean.sessions.session import CleaningSession
+    from coreclean.simulate.reviewer import SimulatedReviewer
 
     start = time.perf_counter()
     names = [dataset.class_names[t] for t in targets]

@@ -30,8 +30,8 @@ logger = logging.getLogger(__name__)
 def cleaning_run(dataset, noisy: np.ndarray, clean: np.ndarray, test_model: TestModel, *, method: str, seed: int,
                  batch_size: int = 50, max_rounds: int = 20, n_threads: int | None = 1) -> dict[str, Any]:
     """One session over all classes until the stop rule fires; rounds, totals and the test LR on the result."""
-    from coreclean.session import CleaningSession
-    from coreclean.simulated_reviewer import SimulatedReviewer
+    from coreclean.sessions.session import CleaningSession
+    from coreclean.simulate.reviewer import SimulatedReviewer
 
     start = time.perf_counter()
     rounds = []

@@ -1,6 +1,6 @@
 """P3: synthetic noise (10% and 20% uniform, 10% class-conditional pair flips) on digits and CIFAR-10.
 
-Every ranker of :data:`coreclean.rankers.REGISTRY` on the same signals per seed; the noise is drawn
+Every ranker of :data:`coreclean.scoring.methods.REGISTRY` on the same signals per seed; the noise is drawn
 with the seed too, so each seed is a fresh noisy label set. Metrics as in P2 (AUROC, AP, P@|E|/2,
 P@1000, recall at 5%/10% reviewed), cleanlab on the same out-of-fold probabilities, and the test
 accuracy of an LR after fixing each ranker's top |errors| (static, one pass).
@@ -18,7 +18,7 @@ import numpy as np
 from benchmarks.common import TestModel, machine_info, write_json
 from benchmarks.data import Backbone, Dataset, cifar_available, load_cifar10, load_digits_dataset
 from benchmarks.ranking import evaluate_label_set
-from coreclean.noise import inject_noise
+from coreclean.simulate.noise import inject_noise
 
 logger = logging.getLogger(__name__)
 

@@ -20,14 +20,14 @@ import numpy as np
 from benchmarks.common import machine_info, write_json
 from benchmarks.data import Backbone, cifar_available, load_cifar10, load_digits_dataset
 from benchmarks.p3 import NOISE_SETTINGS, cifar_subset
-from coreclean.confident_joint import confident_joint, true_label_posterior
-from coreclean.evaluation import limit_threads
-from coreclean.importance import LabelIssueRanker
-from coreclean.metrics import ranking_report
-from coreclean.noise import inject_noise
-from coreclean.noise_structure import estimate_noise_structure
-from coreclean.rankers import pooled_probs
-from coreclean.signals import self_confidence_score
+from coreclean.scoring.confident_joint import confident_joint, true_label_posterior
+from coreclean._internal.threads import limit_threads
+from coreclean.scoring.ranker import LabelIssueRanker
+from coreclean.evaluation.ranking_metrics import ranking_report
+from coreclean.simulate.noise import inject_noise
+from coreclean.scoring.noise_prior import estimate_noise_structure
+from coreclean.scoring.methods import pooled_probs
+from coreclean.scoring.signals import self_confidence_score
 
 RESULTS = Path(__file__).resolve().parent / "results"
 METRICS = ("auroc", "precision_at_half_errors", "average_precision")

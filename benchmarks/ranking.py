@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.common import TestModel, clean_nan, mean_sd, score_rankers
-from coreclean.metrics import errors_found_curve
+from coreclean.evaluation.ranking_metrics import errors_found_curve
 
 logger = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import REPO, RESULTS, save_figure_safely
-from coreclean.rankers import ABLATIONS
+from coreclean.scoring.methods import ABLATIONS
 
 logger = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
     python -m benchmarks.run P1|P2|P3|all [--seeds 3] [--quick] [--backbone NAME --weights W --image-size S]
 
-Every ranker of :data:`coreclean.rankers.REGISTRY` runs on the same embeddings, folds and seeds.
+Every ranker of :data:`coreclean.scoring.methods.REGISTRY` runs on the same embeddings, folds and seeds.
 Results go to ``benchmarks/results/`` (``--out`` to change): ``p1.json``, ``p2.json``, ``p3.json``,
 then the Markdown tables and PNG plots (:mod:`benchmarks.report`, which also refreshes the README
 block). ``--quick`` is for development: one seed, fewer rounds, a subset of the work.

@@ -219,7 +219,7 @@ class _MemoryPeak:
 
 
 def _child(args: argparse.Namespace) -> int:
-    from coreclean.evaluation import limit_threads
+    from coreclean._internal.threads import limit_threads
 
     with _MemoryPeak() as peak, limit_threads(args.threads):
         run = _measure(args, peak)

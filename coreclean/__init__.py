@@ -12,17 +12,17 @@ from typing import Any
 __version__ = "0.1.0"
 
 _LAZY_EXPORTS = {
-    "load_embeddings": "coreclean.cache",
-    "read_samples": "coreclean.cache",
-    "embed_dataset": "coreclean.embed",
-    "read_manifest": "coreclean.manifest",
-    "LabelIssueRanker": "coreclean.importance",
-    "estimate_errors_per_class": "coreclean.confident_joint",
-    "estimate_noise_structure": "coreclean.noise_structure",
-    "SensitivityCoreset": "coreclean.coreset",
-    "inject_noise": "coreclean.noise",
-    "noise_impact": "coreclean.noise_impact",
-    "CleaningSession": "coreclean.session",
+    "load_embeddings": "coreclean.embedding.cache",
+    "read_samples": "coreclean.embedding.cache",
+    "embed_dataset": "coreclean.embedding.embed",
+    "read_manifest": "coreclean.embedding.manifest",
+    "LabelIssueRanker": "coreclean.scoring.ranker",
+    "estimate_errors_per_class": "coreclean.scoring.confident_joint",
+    "estimate_noise_structure": "coreclean.scoring.noise_prior",
+    "SensitivityCoreset": "coreclean.scoring.linear.coreset",
+    "inject_noise": "coreclean.simulate.noise",
+    "noise_impact": "coreclean.diagnostics.noise_impact",
+    "CleaningSession": "coreclean.sessions.session",
 }
 
 __all__ = ["__version__", *_LAZY_EXPORTS]

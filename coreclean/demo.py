@@ -2,8 +2,8 @@
 
 :func:`run_demo` writes scikit-learn's bundled handwritten digits (1,797 8x8 images, no download) as
 32x32 PNG files in a folder per class, moves 10% of them into a wrong class folder
-(:func:`coreclean.noise.inject_noise`), embeds the folder with :func:`coreclean.embed_dataset`, picks
-the classes to clean with :func:`coreclean.class_report.class_report`, and runs the same cleaning
+(:func:`coreclean.simulate.noise.inject_noise`), embeds the folder with :func:`coreclean.embed_dataset`, picks
+the classes to clean with :func:`coreclean.diagnostics.class_report.class_report`, and runs the same cleaning
 session twice with a simulated reviewer who knows the truth: once ranked by coreclean, once in
 random order. Both sessions are real session files, so ``coreclean session status`` works on them.
 
@@ -80,7 +80,7 @@ def write_digits(root: str | os.PathLike, *, noise_rate: float = 0.1, image_size
     from PIL import Image
     from sklearn.datasets import load_digits
 
-    from coreclean.noise import inject_noise
+    from coreclean.simulate.noise import inject_noise
 
     root = Path(root)
     digits = load_digits()
@@ -157,12 +157,12 @@ def run_demo(
     -------
     DemoResult
     """
-    from coreclean.cache import load_embeddings
-    from coreclean.class_report import class_report
-    from coreclean.embed import embed_dataset
-    from coreclean.plots import contact_sheet, plot_errors_found, plot_rounds
-    from coreclean.session import CleaningSession
-    from coreclean.simulated_reviewer import SimulatedReviewer
+    from coreclean.embedding.cache import load_embeddings
+    from coreclean.diagnostics.class_report import class_report
+    from coreclean.embedding.embed import embed_dataset
+    from coreclean.diagnostics.plots import contact_sheet, plot_errors_found, plot_rounds
+    from coreclean.sessions.session import CleaningSession
+    from coreclean.simulate.reviewer import SimulatedReviewer
 
     out_dir = Path(out_dir)
     data_dir, cache_dir, session_dir = out_dir / "data", out_dir / "cache", out_dir / "sessions"

@@ -1,4 +1,4 @@
-"""Tests for coreclean.cache: reading sets back, the sidecar, and bring-your-own features."""
+"""Tests for coreclean.embedding.cache: reading sets back, the sidecar, and bring-your-own features."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from coreclean import embed_dataset, load_embeddings, read_samples
-from coreclean.cache import list_embedding_sets, read_cache_info, write_feature_cache
+from coreclean.embedding.cache import list_embedding_sets, read_cache_info, write_feature_cache
 from coreclean.exceptions import CacheError, InputValidationError, ManifestError
 
 

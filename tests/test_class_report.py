@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 
-from coreclean.class_report import REPORT_COLUMNS, class_report, class_report_from_cache
+from coreclean.diagnostics.class_report import REPORT_COLUMNS, class_report, class_report_from_cache
 from coreclean.cli import main
 from test_session import make_cache
 

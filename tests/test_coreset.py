@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from coreclean.coreset import SensitivityCoreset, fit_logistic, theta_from_model
-from coreclean.noise import inject_noise
-from coreclean.sensitivity import augmented, multinomial_losses
+from coreclean.scoring.linear.coreset import SensitivityCoreset, fit_logistic, theta_from_model
+from coreclean.simulate.noise import inject_noise
+from coreclean.scoring.linear.sensitivity import augmented, multinomial_losses
 
 
 @pytest.fixture(scope="module")
@@ -64,15 +64,15 @@ def test_predict_proba_shape(noisy_mixture):
 
 
 def _coreset_rows(features, labels, weight, train, seed):
-    from coreclean.coreset import sample_coreset_rows
-    from coreclean.out_of_fold import Standardizer
+    from coreclean.scoring.linear.coreset import sample_coreset_rows
+    from coreclean.scoring.linear.standardize import Standardizer
 
     return sample_coreset_rows(features, labels, weight, train, m=600, C=1.0, standardizer=Standardizer().fit(features),
                                n_classes=5, random_state=seed)
 
 
 def test_fit_coreset_estimates_the_full_loss_better_than_uniform(noisy_mixture):
-    from coreclean.out_of_fold import Standardizer
+    from coreclean.scoring.linear.standardize import Standardizer
 
     features, labels = noisy_mixture
     weight = np.ones(labels.size)

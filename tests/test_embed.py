@@ -1,4 +1,4 @@
-"""Tests for coreclean.embed and coreclean.backbones: determinism, cache reuse, resume, bad input."""
+"""Tests for coreclean.embedding.embed and coreclean.embedding.backbones: determinism, cache reuse, resume, bad input."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from PIL import Image
 
 from conftest import SHARED_DIR, write_image
 from coreclean import embed_dataset, load_embeddings, read_samples
-from coreclean.backbones import build_feature_extractor, default_preprocess
-from coreclean.cache import ChunkStore, list_embedding_sets
+from coreclean.embedding.backbones import build_feature_extractor, default_preprocess
+from coreclean.embedding.cache import ChunkStore, list_embedding_sets
 from coreclean.exceptions import ManifestError, WeightsError
 
 MOBILENET_TRUNK = SHARED_DIR / "weights" / "mobilenet_v2_imagenet_features_torchvision.pth"

@@ -6,15 +6,10 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from coreclean.evaluation import (
-    FoldedEvaluator,
-    auroc,
-    auroc_per_class,
-    bootstrap_auroc,
-    make_folds,
-    paired_auroc_change,
-    plateau_verdict,
-)
+from coreclean.evaluation.held_out import FoldedEvaluator
+from coreclean.evaluation.auroc import auroc, auroc_per_class, bootstrap_auroc, paired_auroc_change
+from coreclean.scoring.linear.folds import make_folds
+from coreclean.sessions.stopping import plateau_verdict
 
 
 @pytest.fixture

@@ -8,9 +8,9 @@ import pytest
 from PIL import Image
 
 import coreclean
-from coreclean.cache import write_feature_cache
+from coreclean.embedding.cache import write_feature_cache
 from coreclean.exceptions import ManifestError
-from coreclean.export import apply_label_patch, read_label_patch, write_manifest
+from coreclean.sessions.export import apply_label_patch, read_label_patch, write_manifest
 from test_session import _one_thread, make_cache  # noqa: F401 - autouse fixture
 
 

@@ -1,4 +1,4 @@
-"""Tests for coreclean.images: every pixel format becomes 8-bit RGB; broken files raise a reason."""
+"""Tests for coreclean.embedding.images: every pixel format becomes 8-bit RGB; broken files raise a reason."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from coreclean.images import UnreadableImageError, load_rgb
+from coreclean.embedding.images import UnreadableImageError, load_rgb
 
 
 def _save(path: Path, image: Image.Image, **kwargs) -> Path:

@@ -5,9 +5,9 @@ import pytest
 from scipy.stats import spearmanr
 
 from coreclean.exceptions import InputValidationError
-from coreclean.importance import LabelIssueRanker
-from coreclean.noise import inject_noise
-from coreclean.rankers import REGISTRY
+from coreclean.scoring.ranker import LabelIssueRanker
+from coreclean.simulate.noise import inject_noise
+from coreclean.scoring.methods import REGISTRY
 
 
 def _blobs(n_per_class=60, n_classes=4, n_features=16, seed=0):
@@ -140,7 +140,7 @@ def test_unknown_method_and_unfitted_use_are_errors():
 
 
 def test_class_leverage_gram_path_equals_the_svd():
-    from coreclean.rankers import class_leverage_scores
+    from coreclean.scoring.methods import class_leverage_scores
 
     rng = np.random.default_rng(0)
     block = np.hstack([rng.normal(size=(300, 20)), np.ones((300, 1))])

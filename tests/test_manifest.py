@@ -1,4 +1,4 @@
-"""Tests for coreclean.manifest: folder trees and CSV manifests, and every skipped-row reason."""
+"""Tests for coreclean.embedding.manifest: folder trees and CSV manifests, and every skipped-row reason."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Ranking metrics of coreclean.metrics against scikit-learn and hand-computed cases."""
+"""Ranking metrics of coreclean.evaluation.ranking_metrics against scikit-learn and hand-computed cases."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from coreclean.exceptions import InputValidationError
-from coreclean.metrics import (
+from coreclean.evaluation.ranking_metrics import (
     average_precision,
     errors_found_curve,
     precision_at_k,

@@ -7,7 +7,7 @@ import pytest
 from sklearn.datasets import load_digits
 
 from coreclean.exceptions import InputValidationError
-from coreclean.noise_impact import noise_impact
+from coreclean.diagnostics.noise_impact import noise_impact
 
 
 def test_accuracy_drops_with_noise_on_digits() -> None:

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from coreclean.noise_structure import confident_disagreements, estimate_noise_structure, fit_concentration
+from coreclean.scoring.noise_prior import confident_disagreements, estimate_noise_structure, fit_concentration
 
 
 def _disagreement_rows(rng, n_classes, per_row, pair_share):
@@ -91,7 +91,7 @@ def test_confirmed_flips_restore_the_structure_once_the_pool_runs_dry():
 
 
 def test_ranker_remembers_the_given_labels_of_relabelled_samples():
-    from coreclean.importance import LabelIssueRanker
+    from coreclean.scoring.ranker import LabelIssueRanker
 
     rng = np.random.default_rng(4)
     features = rng.standard_normal((120, 8)).astype(np.float32)

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from coreclean.cache import write_feature_cache
+from coreclean.embedding.cache import write_feature_cache
 from coreclean.cli import main
 
 CLASS_NAMES = ["cat", "dog", "fox"]
@@ -166,7 +166,7 @@ def test_errors_are_one_line_with_exit_code_2(data, cache: Path, tmp_path: Path,
 def test_unset_settings_are_the_rankers_own_defaults(cache: Path, tmp_path: Path, monkeypatch) -> None:
     import inspect
 
-    import coreclean.importance as importance
+    import coreclean.scoring.ranker as importance
 
     seen = []
 

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from coreclean.residual_errors import MIN_REVIEWED, estimate_residual_errors
+from coreclean.sessions.errors_left import MIN_REVIEWED, estimate_residual_errors
 
 
 def _scored_population(rng, n=20_000):

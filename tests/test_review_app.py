@@ -40,8 +40,8 @@ def build_session(root: Path, *, per_class: int = 8, batch_size: int = 3,
     samples top the ranking. Sample ids are ``<class>/<file>``, unicode and spaces included.
     ``draw(path, class_index, rng)``, when given, redraws each image (e.g. bigger, for a screenshot).
     """
-    from coreclean.cache import write_feature_cache
-    from coreclean.session import CleaningSession
+    from coreclean.embedding.cache import write_feature_cache
+    from coreclean.sessions.session import CleaningSession
 
     make_image_folder(root / "data", per_class=per_class, seed=1)
     paths = sorted((root / "data").rglob("img_*"))

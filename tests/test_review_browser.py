@@ -116,7 +116,7 @@ def _focused(driver) -> dict:
 
 def _live_decisions(session: Path) -> dict[str, tuple[str, str | None]]:
     """The decisions in force, read straight from the session file: id -> (action, new label)."""
-    from coreclean.session import CleaningSession
+    from coreclean.sessions.session import CleaningSession
 
     with CleaningSession.open(session, read_only=True) as reader:
         log = reader.decisions()

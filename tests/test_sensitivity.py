@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 
-from coreclean.coreset import fit_logistic, theta_from_model
+from coreclean.scoring.linear.coreset import fit_logistic, theta_from_model
 from coreclean.exceptions import InputValidationError
-from coreclean.noise import inject_noise
-from coreclean.out_of_fold import Standardizer
-from coreclean.sensitivity import augmented, local_sensitivity, multinomial_losses
+from coreclean.simulate.noise import inject_noise
+from coreclean.scoring.linear.standardize import Standardizer
+from coreclean.scoring.linear.sensitivity import augmented, local_sensitivity, multinomial_losses
 
 
 def _mixture(n_classes, n_samples=600, n_features=8, seed=0):

@@ -15,11 +15,11 @@ import pytest
 from threadpoolctl import threadpool_limits
 
 import coreclean
-from coreclean.cache import write_feature_cache
+from coreclean.embedding.cache import write_feature_cache
 from coreclean.exceptions import DecisionError, SessionError
-from coreclean.export import apply_label_patch
-from coreclean.noise import inject_noise
-from coreclean.simulated_reviewer import SimulatedReviewer, run_simulation
+from coreclean.sessions.export import apply_label_patch
+from coreclean.simulate.noise import inject_noise
+from coreclean.simulate.reviewer import SimulatedReviewer, run_simulation
 
 CLASS_NAMES = ["cat", "dog", "fox"]
 
@@ -260,7 +260,7 @@ def test_killed_mid_round_resumes_with_every_decision(toy, tmp_path):
         batch = session.next_batch()
     script = textwrap.dedent(f"""
         import sys, time
-        from coreclean.session import CleaningSession
+        from coreclean.sessions.session import CleaningSession
         session = CleaningSession.open({str(path)!r})
         batch = session.next_batch()
         for k, sample_id in enumerate(batch["id"]):

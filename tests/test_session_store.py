@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from coreclean.exceptions import SessionError
-from coreclean.session_store import SCHEMA, SCHEMA_VERSION, SessionStore
+from coreclean.sessions.store import SCHEMA, SCHEMA_VERSION, SessionStore
 
 
 def new_store(path, n=5):

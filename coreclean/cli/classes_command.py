@@ -33,7 +33,7 @@ def register(subparsers: Any) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from coreclean.class_report import class_report_from_cache
+    from coreclean.diagnostics.class_report import class_report_from_cache
 
     report = class_report_from_cache(args.cache, key=args.key, n_folds=args.folds, C=args.C, random_state=args.seed,
                                      n_threads=args.threads)

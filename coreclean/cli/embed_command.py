@@ -50,7 +50,7 @@ def _run(args: argparse.Namespace) -> int:
         return _run_features(args)
     if args.source is None:
         raise CorecleanError("give a SOURCE folder or CSV manifest to embed, or --features X.npy --manifest M.csv.")
-    from coreclean.embed import embed_dataset
+    from coreclean.embedding.embed import embed_dataset
 
     result = embed_dataset(
         args.source,
@@ -75,7 +75,7 @@ def _run_features(args: argparse.Namespace) -> int:
         raise CorecleanError("--features and --manifest go together: pass both (and no SOURCE).")
     if args.source is not None:
         raise CorecleanError("pass either SOURCE or --features/--manifest, not both.")
-    from coreclean.cache import read_cache_info, write_feature_cache
+    from coreclean.embedding.cache import read_cache_info, write_feature_cache
 
     key = write_feature_cache(args.cache, args.features, args.manifest, name=args.name)
     info = read_cache_info(args.cache, key=key)

@@ -2,7 +2,7 @@
 
 Input is a cache written by ``coreclean embed`` (``--cache DIR``) or your own vectors
 (``--features X.npy --labels labels.csv|labels.npy``). The table is
-:meth:`coreclean.importance.LabelIssueRanker.to_frame` with class names: ``id, label, score,
+:meth:`coreclean.scoring.ranker.LabelIssueRanker.to_frame` with class names: ``id, label, score,
 rank_in_class, suggested_label, suggested_prob`` and the out-of-fold signals (``predicted_label,
 predicted_confidence, margin, given_label_prob``); higher ``score`` = review sooner.
 """
@@ -41,7 +41,7 @@ def register(subparsers: Any) -> None:
                              "or .npy; row i labels features row i")
     parser.add_argument("--out", required=True, metavar="FILE", help="ranking CSV to write")
     parser.add_argument("--method", default="coreclean",
-                        help="ranker from coreclean.rankers.REGISTRY (default: coreclean; e.g. self_confidence, "
+                        help="ranker from coreclean.scoring.methods.REGISTRY (default: coreclean; e.g. self_confidence, "
                              "knn_disagreement, random)")
     parser.add_argument("--class", dest="class_name", metavar="NAME", help="write only samples labelled NAME")
     parser.add_argument("--top", type=positive_int, metavar="N", help="write only the N most suspicious rows")
@@ -57,9 +57,9 @@ def register(subparsers: Any) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from coreclean.evaluation import limit_threads
-    from coreclean.importance import LabelIssueRanker
-    from coreclean.rankers import REGISTRY
+    from coreclean._internal.threads import limit_threads
+    from coreclean.scoring.ranker import LabelIssueRanker
+    from coreclean.scoring.methods import REGISTRY
 
     if args.method not in REGISTRY:
         raise InputValidationError(f"unknown method {args.method!r}; choose one of {', '.join(sorted(REGISTRY))}.")
@@ -125,7 +125,7 @@ def _load_input(args: argparse.Namespace):
     if args.cache is not None:
         if args.features is not None or args.labels is not None:
             raise CorecleanError("pass either --cache or --features/--labels, not both.")
-        from coreclean.cache import load_embeddings
+        from coreclean.embedding.cache import load_embeddings
 
         embeddings = load_embeddings(args.cache, key=args.key)
         return embeddings.sample_ids, embeddings.features, embeddings.labels, list(embeddings.class_names)

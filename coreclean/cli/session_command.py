@@ -1,7 +1,7 @@
 """``coreclean session``: clean classes round by round, headless (CSV in, CSV out), resumable and audited.
 
 Sub-commands: ``start``, ``next``, ``apply``, ``status``, ``export``, ``undo``. They all work on one
-session file (``--session FILE``); see :class:`coreclean.session.CleaningSession`.
+session file (``--session FILE``); see :class:`coreclean.sessions.session.CleaningSession`.
 """
 
 from __future__ import annotations
@@ -99,13 +99,13 @@ def _usage(parser: argparse.ArgumentParser) -> int:
 
 
 def _open(args: argparse.Namespace, *, read_only: bool = False):
-    from coreclean.session import CleaningSession
+    from coreclean.sessions.session import CleaningSession
 
     return CleaningSession.open(args.session, cache_dir=args.cache, read_only=read_only, n_threads=args.threads)
 
 
 def _start(args: argparse.Namespace) -> int:
-    from coreclean.session import CleaningSession
+    from coreclean.sessions.session import CleaningSession
 
     path = args.session
     if path is None:
@@ -130,7 +130,7 @@ def _start(args: argparse.Namespace) -> int:
 def _next(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from coreclean.session import BATCH_COLUMNS
+    from coreclean.sessions.session import BATCH_COLUMNS
 
     with _open(args) as session:
         batch = session.next_batch()
@@ -148,7 +148,7 @@ def _next(args: argparse.Namespace) -> int:
         print(shown.to_string(index=False, max_rows=60))
         print(f"round {session.round}: {len(batch)} samples -> {csv_path}")
         if not args.no_sheet:
-            from coreclean.plots import contact_sheet
+            from coreclean.diagnostics.plots import contact_sheet
 
             png = contact_sheet(batch, out / f"round-{session.round}.png")
             print(f"contact sheet -> {png}")
@@ -179,7 +179,7 @@ def _result_line(result) -> str:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from coreclean.plots import plot_rounds
+    from coreclean.diagnostics.plots import plot_rounds
 
     with _open(args, read_only=True) as session:
         status = session.status()
@@ -214,13 +214,13 @@ def format_rounds(rounds) -> str:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from coreclean.export import apply_label_patch, write_manifest
+    from coreclean.sessions.export import apply_label_patch, write_manifest
 
     with _open(args, read_only=True) as session:
         paths = session.export(args.out)
         source = args.manifest
         if source is None:
-            from coreclean.cache import read_cache_info
+            from coreclean.embedding.cache import read_cache_info
 
             source = read_cache_info(session.cache_dir, key=session._meta["cache_key"]).get("source")  # noqa: SLF001
             if source is not None and not Path(source).exists():

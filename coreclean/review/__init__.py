@@ -1,6 +1,6 @@
 """How does a reviewer go through a session's batch in the browser? A local page, served by the package.
 
-:func:`make_app` builds the WSGI application for a :class:`coreclean.session.CleaningSession` (test it
+:func:`make_app` builds the WSGI application for a :class:`coreclean.sessions.session.CleaningSession` (test it
 in-process); :func:`make_server` binds it to a port on a threading stdlib HTTP server and
 :func:`serve` runs it until interrupted. Plain HTML/CSS/JS from ``static/``, no build step, no CDN.
 

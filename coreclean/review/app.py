@@ -1,6 +1,6 @@
 """What does the review page ask the server, and what does it answer? The WSGI app and its routes.
 
-:func:`make_app` wraps a :class:`coreclean.session.CleaningSession` in a WSGI application
+:func:`make_app` wraps a :class:`coreclean.sessions.session.CleaningSession` in a WSGI application
 (stdlib only: it is served by :mod:`wsgiref` on a threading HTTP server, and tested in-process by
 calling it with a WSGI environ). Every request must carry the server's token. The session is
 owned by one worker thread (its SQLite connection never crosses threads); request threads hand
@@ -148,7 +148,7 @@ class ReviewApp:
 
     def _open_session(self, session: Any) -> None:
         if isinstance(session, (str, os.PathLike)):
-            from coreclean.session import CleaningSession
+            from coreclean.sessions.session import CleaningSession
 
             self._session = CleaningSession.open(session)
             self._owns_session = True
@@ -372,7 +372,7 @@ def _batch_records(session: Any) -> list[dict[str, Any]]:
 
 
 def round_result(result: Any) -> dict[str, Any]:
-    """Flatten a :class:`coreclean.session.RoundResult` for the page (verdict summary, AUROC change)."""
+    """Flatten a :class:`coreclean.sessions.session.RoundResult` for the page (verdict summary, AUROC change)."""
     data = _jsonable(result)
     verdict = data.pop("verdict", None) or {}
     change = data.pop("auroc_change", None)
@@ -384,7 +384,7 @@ def round_result(result: Any) -> dict[str, Any]:
 
 def _sample_files(session: Any) -> tuple[dict[str, str], dict[str, str], str | None]:
     """Return id -> recorded path, id -> recorded sha256 ("" where unknown) and the dataset root (None: derive)."""
-    from coreclean.cache import read_samples
+    from coreclean.embedding.cache import read_samples
     from coreclean.exceptions import CacheError
 
     ids = [str(sample_id) for sample_id in session.sample_ids]

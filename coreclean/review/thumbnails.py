@@ -1,6 +1,6 @@
 """How does the review page get an image it can show? Thumbnails made on the fly, then cached.
 
-A thumbnail is the image decoded with :func:`coreclean.images.load_rgb` (so every format the
+A thumbnail is the image decoded with :func:`coreclean.embedding.images.load_rgb` (so every format the
 embedding read works here too), shrunk to fit a square of ``size`` pixels and re-encoded as JPEG.
 Only re-encoded pixels ever leave the server, never a file's raw bytes.
 
@@ -24,7 +24,7 @@ from PIL import Image
 
 from coreclean._internal.atomic import atomic_open
 from coreclean._internal.hashing import sha256_file, sha256_text
-from coreclean.images import UnreadableImageError, load_rgb
+from coreclean.embedding.images import UnreadableImageError, load_rgb
 
 __all__ = ["ThumbnailCache", "ThumbnailError", "THUMBNAIL_SIZES"]
 

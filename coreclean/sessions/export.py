@@ -28,7 +28,7 @@ from coreclean._internal.atomic import atomic_write_text
 from coreclean.exceptions import ManifestError
 
 if TYPE_CHECKING:
-    from coreclean.session import CleaningSession
+    from coreclean.sessions.session import CleaningSession
 
 __all__ = ["export_session", "apply_label_patch", "read_label_patch", "write_manifest", "PATCH_COLUMNS"]
 
@@ -124,7 +124,7 @@ def apply_label_patch(
         If a patched id is not in ``source``, or a sample's current label there is not the patch's
         ``old_label`` (the dataset changed since the session).
     """
-    from coreclean.manifest import read_manifest
+    from coreclean.embedding.manifest import read_manifest
 
     patch = read_label_patch(patch) if not isinstance(patch, pd.DataFrame) else patch
     source = Path(source)

@@ -1,6 +1,6 @@
 """Which confusions does the label noise favour? The off-diagonal of the noise, shrunk toward uniform by the data.
 
-The confident joint (:mod:`coreclean.confident_joint`) counts a ``y``-labelled sample as truly ``k``
+The confident joint (:mod:`coreclean.scoring.confident_joint`) counts a ``y``-labelled sample as truly ``k``
 once ``P(k | x)`` reaches class ``k``'s *mean* self-probability. On a model that confuses cats and
 dogs that count is mostly ambiguity, not noise, so a prior built from it says "cat labels are often
 dogs" under uniform noise too, and promotes ambiguous but correct samples (measured on P3: −0.08
@@ -31,7 +31,7 @@ from scipy.optimize import minimize_scalar
 from scipy.special import gammaln
 
 from coreclean._internal.validation import check_labels, check_sample_weight
-from coreclean.confident_joint import confident_joint
+from coreclean.scoring.confident_joint import confident_joint
 
 __all__ = ["NoiseStructure", "confident_disagreements", "fit_concentration", "estimate_noise_structure"]
 

@@ -14,7 +14,7 @@ import numpy as np
 from scipy.optimize import minimize
 from scipy.special import log_softmax
 
-from coreclean.signals import PROB_FLOOR
+from coreclean.scoring.signals import PROB_FLOOR
 
 __all__ = ["LogLinearPool"]
 

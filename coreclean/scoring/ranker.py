@@ -21,11 +21,11 @@ from coreclean._internal.validation import (
     check_sample_weight,
     sklearn_seed,
 )
-from coreclean.confident_joint import estimate_errors_per_class
+from coreclean.scoring.confident_joint import estimate_errors_per_class
 from coreclean.exceptions import InputValidationError
-from coreclean.rankers import DEFAULT_METHOD, REGISTRY
-from coreclean.signal_set import SignalConfig, SignalSet
-from coreclean.signals import normalized_margin_score
+from coreclean.scoring.methods import DEFAULT_METHOD, REGISTRY
+from coreclean.scoring.signal_set import SignalConfig, SignalSet
+from coreclean.scoring.signals import normalized_margin_score
 
 __all__ = ["LabelIssueRanker"]
 
@@ -38,8 +38,8 @@ class LabelIssueRanker:
     Parameters
     ----------
     method : str
-        A ranker from :data:`coreclean.rankers.REGISTRY`; ``"coreclean"`` (default) fuses the
-        out-of-fold logistic regression with a neighbour vote (see :mod:`coreclean.rankers`).
+        A ranker from :data:`coreclean.scoring.methods.REGISTRY`; ``"coreclean"`` (default) fuses the
+        out-of-fold logistic regression with a neighbour vote (see :mod:`coreclean.scoring.methods`).
     n_folds : int
         Folds of the out-of-fold logistic regressions.
     C : float

@@ -2,7 +2,7 @@
 
 A ranker is ``fn(signals: SignalSet, rng: Generator) -> RankerOutput``: scores where higher means
 review sooner, and class probabilities where the ranker has them (for suggested labels). The
-benchmark harness loops over :data:`REGISTRY`; :class:`coreclean.importance.LabelIssueRanker`
+benchmark harness loops over :data:`REGISTRY`; :class:`coreclean.scoring.ranker.LabelIssueRanker`
 picks one by name. Baselines are here so that they share the default's folds and neighbours.
 """
 
@@ -13,11 +13,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from coreclean.confident_joint import true_label_posterior
-from coreclean.noise_structure import estimate_noise_structure
-from coreclean.pooling import LogLinearPool
-from coreclean.signal_set import SignalSet
-from coreclean.signals import normalized_margin_score, self_confidence_score
+from coreclean.scoring.confident_joint import true_label_posterior
+from coreclean.scoring.noise_prior import estimate_noise_structure
+from coreclean.scoring.pooling import LogLinearPool
+from coreclean.scoring.signal_set import SignalSet
+from coreclean.scoring.signals import normalized_margin_score, self_confidence_score
 
 __all__ = ["RankerOutput", "REGISTRY", "register_ranker", "DEFAULT_METHOD", "ABLATIONS"]
 
@@ -67,10 +67,10 @@ def _coreclean(signals: SignalSet, rng: np.random.Generator) -> RankerOutput:
     """Default: the posterior probability that the given label is wrong.
 
     The pooled LR + kNN probabilities are combined with the noise estimated among the samples not
-    yet reviewed (:func:`coreclean.confident_joint.true_label_posterior`), so each round's fixes
+    yet reviewed (:func:`coreclean.scoring.confident_joint.true_label_posterior`), so each round's fixes
     lower the prior of the confusions they removed. Which confusions the noise favours is read from
     confident disagreements and from the errors reviewers have confirmed, shrunk toward uniform as
-    far as the data allow (:mod:`coreclean.noise_structure`): pair flips get a strong prior, uniform
+    far as the data allow (:mod:`coreclean.scoring.noise_prior`): pair flips get a strong prior, uniform
     noise a flat one.
     """
     probs = pooled_probs(signals)
@@ -124,7 +124,7 @@ def _knn_disagreement(signals: SignalSet, rng: np.random.Generator) -> RankerOut
 @register_ranker("in_sample_loss")
 def _in_sample_loss(signals: SignalSet, rng: np.random.Generator) -> RankerOutput:
     """Loss of the given label under a model that saw it: s_i(0) of the local sensitivity."""
-    from coreclean.out_of_fold import predict_proba_chunked
+    from coreclean.scoring.linear.standardize import predict_proba_chunked
 
     probs = predict_proba_chunked(signals.in_sample, signals.model_features, np.arange(signals.n_samples),
                                   signals.standardizer, signals.n_classes)
@@ -134,11 +134,12 @@ def _in_sample_loss(signals: SignalSet, rng: np.random.Generator) -> RankerOutpu
 @register_ranker("local_sensitivity")
 def _local_sensitivity(signals: SignalSet, rng: np.random.Generator) -> RankerOutput:
     """In-sample local sensitivity s_i(r) (method.md §3): loss plus r·√leverage, a valid bound."""
-    from coreclean.coreset import _StandardizedRows, theta_from_model
-    from coreclean.sensitivity import local_sensitivity
+    from coreclean.scoring.linear.standardize import StandardizedRows
+    from coreclean.scoring.linear.coreset import theta_from_model
+    from coreclean.scoring.linear.sensitivity import local_sensitivity
 
     theta, C = theta_from_model(signals.in_sample, signals.n_classes, signals.config.C)
-    rows = _StandardizedRows(signals.model_features, np.arange(signals.n_samples), signals.standardizer)
+    rows = StandardizedRows(signals.model_features, np.arange(signals.n_samples), signals.standardizer)
     bound = local_sensitivity(rows, signals.labels, signals.sample_weight, theta, C=C, radius=signals.config.radius)
     return RankerOutput(bound.sensitivity)
 

@@ -1,6 +1,6 @@
 """How much would label noise hurt a model on my data? Cross-validated accuracy at injected noise rates.
 
-:func:`noise_impact` flips a share of the labels on purpose (:func:`coreclean.noise.inject_noise`),
+:func:`noise_impact` flips a share of the labels on purpose (:func:`coreclean.simulate.noise.inject_noise`),
 trains a logistic regression on the noisy labels of K-1 folds and scores it against the *given*
 labels of the held-out fold, for each rate. The drop from rate 0 tells whether cleaning is worth the
 effort on these embeddings: if 10% more noise costs half a point of accuracy, the noise already in
@@ -42,7 +42,7 @@ def noise_impact(
     rates : sequence of float
         Shares of training labels to flip, each in [0, 1).
     kind : {"uniform", "pairs", "nearest"}
-        The noise kind (see :func:`coreclean.noise.inject_noise`).
+        The noise kind (see :func:`coreclean.simulate.noise.inject_noise`).
     n_folds : int
         Stratified folds; the same folds are used for every rate.
     C : float
@@ -86,7 +86,7 @@ def noise_impact(
             "Use fewer folds."
         )
     rng = check_random_state(random_state)
-    from coreclean.evaluation import limit_threads
+    from coreclean._internal.threads import limit_threads
 
     with limit_threads(n_threads):
         return _compute_noise_impact(features, labels, rates=rates, kind=kind, n_folds=int(n_folds), C=C, rng=rng)
@@ -94,10 +94,10 @@ def noise_impact(
 
 def _compute_noise_impact(features: np.ndarray, labels: np.ndarray, *, rates: list[float], kind: str, n_folds: int,
                           C: float, rng: np.random.Generator) -> pd.DataFrame:
-    from coreclean.evaluation import make_folds
-    from coreclean.logistic import MultinomialLogistic
-    from coreclean.noise import inject_noise
-    from coreclean.out_of_fold import Standardizer
+    from coreclean.scoring.linear.folds import make_folds
+    from coreclean.scoring.linear.logistic import MultinomialLogistic
+    from coreclean.simulate.noise import inject_noise
+    from coreclean.scoring.linear.standardize import Standardizer
 
     n_classes = int(labels.max()) + 1
     folds = make_folds(labels, n_folds, random_state=rng)

@@ -6,7 +6,7 @@ fixed at ``fit`` so that a re-fit after a review batch (``refit``) changes only 
 changed, and starts from the previous solution (warm start) instead of from zero.
 
 Large data: with ``max_fit_samples`` set and more training rows than that, each fold model is
-fitted on a sensitivity coreset of its training rows (see :mod:`coreclean.coreset`), then scores
+fitted on a sensitivity coreset of its training rows (see :mod:`coreclean.scoring.linear.coreset`), then scores
 every held-out row in chunks.
 """
 
@@ -18,47 +18,12 @@ import warnings
 import numpy as np
 
 from coreclean._internal.validation import check_random_state, sklearn_seed
+from coreclean.scoring.linear.standardize import Standardizer, predict_proba_chunked
 
-__all__ = ["OutOfFoldLogistic", "Standardizer", "predict_proba_chunked"]
+__all__ = ["OutOfFoldLogistic"]
 
 logger = logging.getLogger(__name__)
-_CHUNK_ROWS = 16384
 _REFIT_TOL = 1e-4
-
-
-class Standardizer:
-    """Per-feature mean and scale, computed in chunks so a memory-mapped matrix is never copied whole."""
-
-    def fit(self, features: np.ndarray) -> "Standardizer":
-        total = np.zeros(features.shape[1], dtype=np.float64)
-        total_sq = np.zeros(features.shape[1], dtype=np.float64)
-        for start in range(0, features.shape[0], _CHUNK_ROWS):
-            block = np.asarray(features[start : start + _CHUNK_ROWS], dtype=np.float64)
-            total += block.sum(axis=0)
-            total_sq += np.square(block).sum(axis=0)
-        n_samples = features.shape[0]
-        self.mean_ = (total / n_samples).astype(np.float32)
-        variance = np.maximum(total_sq / n_samples - np.square(total / n_samples), 0.0)
-        scale = np.sqrt(variance)
-        self.scale_ = np.where(scale > 1e-12, scale, 1.0).astype(np.float32)
-        return self
-
-    def transform(self, features: np.ndarray) -> np.ndarray:
-        """Return standardised float32 rows (a new array)."""
-        return (np.asarray(features, dtype=np.float32) - self.mean_) / self.scale_
-
-
-def predict_proba_chunked(model, features: np.ndarray, rows: np.ndarray, standardizer: Standardizer, n_classes: int) -> np.ndarray:
-    """Class probabilities of ``model`` for ``features[rows]``, in chunks, as an (len(rows), n_classes) array.
-
-    Classes the model never saw get probability 0.
-    """
-    out = np.zeros((rows.size, n_classes), dtype=np.float32)
-    for start in range(0, rows.size, _CHUNK_ROWS):
-        chunk = rows[start : start + _CHUNK_ROWS]
-        probs = model.predict_proba(standardizer.transform(features[chunk]))
-        out[start : start + chunk.size][:, model.classes_] = probs
-    return out
 
 
 class OutOfFoldLogistic:
@@ -84,7 +49,7 @@ class OutOfFoldLogistic:
     ----------
     folds_ : ndarray of shape (n_samples,), int
         Fold of each sample.
-    models_ : list of fitted :class:`coreclean.logistic.MultinomialLogistic`
+    models_ : list of fitted :class:`coreclean.scoring.linear.logistic.MultinomialLogistic`
     probs_ : ndarray of shape (n_samples, n_classes), float32
         Out-of-fold class probabilities.
     """
@@ -146,7 +111,7 @@ class OutOfFoldLogistic:
         return self
 
     def _fit_folds(self, features, labels, sample_weight, folds, *, changed: np.ndarray | None = None) -> None:
-        from coreclean.logistic import MultinomialLogistic
+        from coreclean.scoring.linear.logistic import MultinomialLogistic
 
         for fold in folds:
             held_out = np.flatnonzero(self.folds_ == fold)
@@ -184,7 +149,7 @@ class OutOfFoldLogistic:
         """The rows (and weights) a fold model is fitted on: all of them, or a coreset when too many."""
         if self.max_fit_samples is None or train.size <= self.max_fit_samples:
             return train, sample_weight[train]
-        from coreclean.coreset import sample_coreset_rows
+        from coreclean.scoring.linear.coreset import sample_coreset_rows
 
         rows, weights = sample_coreset_rows(
             features, labels, sample_weight, train, m=self.max_fit_samples, C=self.C,

@@ -17,9 +17,10 @@ import numpy as np
 
 from coreclean._internal.knn import knn_graph
 from coreclean._internal.validation import check_random_state
-from coreclean.out_of_fold import OutOfFoldLogistic, Standardizer
-from coreclean.projection import PCAProjection
-from coreclean.signals import neighbor_label_distribution
+from coreclean.scoring.linear.out_of_fold import OutOfFoldLogistic
+from coreclean.scoring.linear.standardize import Standardizer
+from coreclean.scoring.linear.projection import PCAProjection
+from coreclean.scoring.signals import neighbor_label_distribution
 
 __all__ = ["SignalSet", "SignalConfig"]
 
@@ -27,7 +28,7 @@ logger = logging.getLogger(__name__)
 
 
 class SignalConfig:
-    """Settings of the signals; see :class:`coreclean.importance.LabelIssueRanker` for their meaning."""
+    """Settings of the signals; see :class:`coreclean.scoring.ranker.LabelIssueRanker` for their meaning."""
 
     def __init__(self, *, n_folds: int, C: float, n_neighbors: int, temperature: float | None,
                  max_fit_samples: int | None, radius: float, trusted_weight: float, random_state: int,
@@ -115,7 +116,7 @@ class SignalSet:
     @cached_property
     def in_sample(self):
         """A logistic regression fitted on all kept samples (a sensitivity coreset of them when large)."""
-        from coreclean.coreset import fit_logistic, sample_coreset_rows
+        from coreclean.scoring.linear.coreset import fit_logistic, sample_coreset_rows
 
         start = time.perf_counter()
         kept = np.flatnonzero(self.sample_weight > 0)

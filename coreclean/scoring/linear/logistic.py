@@ -2,7 +2,7 @@
 
 The objective is scikit-learn's, ``Σ_i w_i f_i(θ) + ‖W‖² / (2C)`` with the intercept unpenalised and
 ``f_i = -log softmax(W x_i + b)_{y_i}``, for any number of classes (two classes too, as a softmax,
-so the sensitivity bound of :mod:`coreclean.sensitivity` applies to the fit exactly). Why not
+so the sensitivity bound of :mod:`coreclean.scoring.linear.sensitivity` applies to the fit exactly). Why not
 scikit-learn's ``LogisticRegression``: measured on 40k × 1280 CIFAR-10 embeddings, 10 classes, on 2
 cores, its lbfgs solver took 0.33 s per iteration; float32 BLAS products here take a tenth of that
 (``benchmarks/scale.py``). Classes absent from the training rows are not modelled (probability 0).

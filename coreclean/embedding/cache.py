@@ -39,7 +39,7 @@ from coreclean._internal.atomic import atomic_open, atomic_path, atomic_write_te
 from coreclean._internal.hashing import sha256_text
 from coreclean._internal.validation import check_features
 from coreclean.exceptions import CacheError, CacheMismatchError, InputValidationError
-from coreclean.manifest import Manifest, Problem, manifest_from_frame, read_manifest
+from coreclean.embedding.manifest import Manifest, Problem, manifest_from_frame, read_manifest
 
 __all__ = [
     "Embeddings",

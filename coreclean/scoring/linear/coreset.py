@@ -1,7 +1,7 @@
 """Sensitivity-sampled coresets for logistic regression: fit on m ≪ n weighted rows, lose little.
 
 Rows are drawn i.i.d. with probability ``p_i = s_i / S`` from the local sensitivity bounds of
-:mod:`coreclean.sensitivity` and carry the weight ``w_i / (m p_i)``, which keeps the coreset's loss an
+:mod:`coreclean.scoring.linear.sensitivity` and carry the weight ``w_i / (m p_i)``, which keeps the coreset's loss an
 unbiased estimate of the full loss at every θ, with small variance where the bound is tight.
 The bound needs a fit θ̂ to centre on: a *pilot* model fitted on a uniform sample supplies it.
 """
@@ -16,15 +16,16 @@ from coreclean._internal.validation import (
     check_random_state,
     check_sample_weight,
 )
-from coreclean.logistic import MultinomialLogistic
-from coreclean.sensitivity import LocalSensitivity, local_sensitivity
+from coreclean.scoring.linear.logistic import MultinomialLogistic
+from coreclean.scoring.linear.sensitivity import LocalSensitivity, local_sensitivity
+from coreclean.scoring.linear.standardize import Standardizer, StandardizedRows, predict_proba_chunked
 
 __all__ = ["SensitivityCoreset", "sample_coreset_rows", "theta_from_model", "fit_logistic"]
 
 
 def fit_logistic(standardized: np.ndarray, labels: np.ndarray, sample_weight: np.ndarray, *, C: float,
                  max_iter: int = 500, tol: float = 1e-6, warm_start_from: MultinomialLogistic | None = None) -> MultinomialLogistic:
-    """Fit the L2 multinomial logistic regression of :mod:`coreclean.logistic` and return it."""
+    """Fit the L2 multinomial logistic regression of :mod:`coreclean.scoring.linear.logistic` and return it."""
     return MultinomialLogistic(C=C, max_iter=max_iter, tol=tol).fit(standardized, labels, sample_weight,
                                                                      warm_start=warm_start_from)
 
@@ -39,17 +40,6 @@ def theta_from_model(model: MultinomialLogistic, n_classes: int, C: float) -> tu
     theta[model.classes_, :-1] = model.coef_
     theta[model.classes_, -1] = model.intercept_
     return theta, C
-
-
-class _StandardizedRows:
-    """Read-only view of ``standardizer.transform(features[rows])``, materialised one slice at a time."""
-
-    def __init__(self, features: np.ndarray, rows: np.ndarray, standardizer) -> None:
-        self._features, self._rows, self._standardizer = features, rows, standardizer
-        self.shape = (rows.size, features.shape[1])
-
-    def __getitem__(self, item: slice) -> np.ndarray:
-        return self._standardizer.transform(self._features[self._rows[item]])
 
 
 def _draw(sensitivity: np.ndarray, sample_weight: np.ndarray, m: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -81,7 +71,7 @@ def sample_coreset_rows(features, labels, sample_weight, train, *, m, C, standar
     scale = sample_weight[train].sum() / sample_weight[pilot].sum()
     model = fit_logistic(standardizer.transform(features[pilot]), labels[pilot], sample_weight[pilot] * scale, C=C, tol=1e-4)
     theta, C_eff = theta_from_model(model, n_classes, C)
-    bound = local_sensitivity(_StandardizedRows(features, train, standardizer), labels[train], sample_weight[train],
+    bound = local_sensitivity(StandardizedRows(features, train, standardizer), labels[train], sample_weight[train],
                               theta, C=C_eff, radius=radius)
     inclusion = np.minimum(1.0, m * bound.sensitivity / bound.sensitivity.sum())
     chosen = np.flatnonzero(uniforms[1, train] < inclusion)
@@ -98,7 +88,7 @@ class SensitivityCoreset:
     C : float
         Inverse regularisation strength of the logistic regression (on standardised features).
     radius : float
-        Size of the parameter region the bound holds on (see :func:`coreclean.sensitivity.local_sensitivity`).
+        Size of the parameter region the bound holds on (see :func:`coreclean.scoring.linear.sensitivity.local_sensitivity`).
     pilot_size : int or None
         Fit θ̂ on a uniform sample of this many rows; None fits it on all rows (exact, slower).
     random_state : int, Generator or None
@@ -127,8 +117,6 @@ class SensitivityCoreset:
 
     def fit(self, features: np.ndarray, labels: np.ndarray, sample_weight: np.ndarray | None = None) -> "SensitivityCoreset":
         """Compute sensitivities, draw the coreset and fit the model on it. Returns ``self``."""
-        from coreclean.out_of_fold import Standardizer
-
         features = check_features(features)
         labels = check_labels(labels, features.shape[0])
         weight = check_sample_weight(sample_weight, features.shape[0])
@@ -153,8 +141,6 @@ class SensitivityCoreset:
 
     def predict_proba(self, features: np.ndarray) -> np.ndarray:
         """Class probabilities of the coreset model, shape (n_samples, n_classes)."""
-        from coreclean.out_of_fold import predict_proba_chunked
-
         features = check_features(features)
         rows = np.arange(features.shape[0])
         return predict_proba_chunked(self.estimator_, features, rows, self.standardizer_, self.n_classes_)

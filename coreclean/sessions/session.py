@@ -3,11 +3,11 @@
 A session cleans one or more classes of one embedding set. Each *round* shows the top
 ``batch_size`` not-yet-decided samples of every class being cleaned (most suspicious first), takes
 the reviewer's decisions (keep / relabel / drop / downweight / skip), and when closed applies them
-to the ranker (:class:`coreclean.importance.LabelIssueRanker`: ``relabel`` / ``drop`` /
+to the ranker (:class:`coreclean.scoring.ranker.LabelIssueRanker`: ``relabel`` / ``drop`` /
 ``set_weight`` / ``verify``, then an incremental ``rescore``), measures a cross-validated AUROC on
-fixed folds (:mod:`coreclean.evaluation`) and gives a plateau verdict.
+fixed folds (:mod:`coreclean.evaluation.held_out`) and gives a plateau verdict.
 
-Everything lives in one SQLite file (:mod:`coreclean.session_store`): each decision is its own
+Everything lives in one SQLite file (:mod:`coreclean.sessions.store`): each decision is its own
 committed transaction, so a killed process loses nothing decided. The ranker is not stored; a
 reopened session refits it once from the cache and the session's labels and weights.
 
@@ -35,17 +35,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from coreclean.evaluation import (
-    FoldedEvaluator,
-    Verdict,
-    bootstrap_auroc,
-    limit_threads,
-    make_folds,
-    paired_auroc_change,
-    plateau_verdict,
-)
+from coreclean.evaluation.held_out import FoldedEvaluator
+from coreclean.sessions.stopping import Verdict, plateau_verdict
+from coreclean.evaluation.auroc import bootstrap_auroc, paired_auroc_change
+from coreclean._internal.threads import limit_threads
+from coreclean.scoring.linear.folds import make_folds
 from coreclean.exceptions import CacheError, DecisionError, SessionError
-from coreclean.session_store import ACTIONS, HIT_ACTIONS, SessionStore
+from coreclean.sessions.store import ACTIONS, HIT_ACTIONS, SessionStore
 
 __all__ = ["CleaningSession", "RoundResult", "BATCH_COLUMNS", "DECISION_COLUMNS", "DEFAULT_DOWNWEIGHT"]
 
@@ -154,7 +150,7 @@ class CleaningSession:
         self._evaluator = None
 
     def _load_cache(self, cache_dir: Path) -> None:
-        from coreclean.cache import load_embeddings, read_cache_info, read_samples
+        from coreclean.embedding.cache import load_embeddings, read_cache_info, read_samples
 
         key = self._meta["cache_key"]
         try:
@@ -211,7 +207,7 @@ class CleaningSession:
         batch_size : int
             Samples per class per round (the P1 protocol: 3 classes x 33).
         method : str
-            A ranker of :data:`coreclean.rankers.REGISTRY` (``"random"`` for a baseline).
+            A ranker of :data:`coreclean.scoring.methods.REGISTRY` (``"random"`` for a baseline).
         evaluate : bool
             Measure the cross-validated AUROC at every round close (turn off to save time).
         eval_C, n_folds, n_boot : float, int, int
@@ -225,7 +221,7 @@ class CleaningSession:
         random_state : int
         n_threads : int, optional
             Cap OpenMP/BLAS threads during fits (1 is much faster on a busy machine; see
-            :func:`coreclean.evaluation.limit_threads`). Not stored: pass it again to :meth:`open`.
+            :func:`coreclean._internal.threads.limit_threads`). Not stored: pass it again to :meth:`open`.
 
         Returns
         -------
@@ -236,8 +232,8 @@ class CleaningSession:
         SessionError
             Unknown or empty class, ``path`` already holding a session, unreadable cache.
         """
-        from coreclean.cache import load_embeddings, read_cache_info
-        from coreclean.rankers import REGISTRY
+        from coreclean.embedding.cache import load_embeddings, read_cache_info
+        from coreclean.scoring.methods import REGISTRY
 
         if int(batch_size) < 1:
             raise SessionError(f"batch_size must be >= 1; got {batch_size}.")
@@ -330,7 +326,7 @@ class CleaningSession:
 
     @property
     def cache_key(self) -> str:
-        """The embedding set's key in ``cache_dir`` (pass to :func:`coreclean.cache.read_samples`)."""
+        """The embedding set's key in ``cache_dir`` (pass to :func:`coreclean.embedding.cache.read_samples`)."""
         return str(self._meta["cache_key"])
 
     @property
@@ -392,7 +388,7 @@ class CleaningSession:
     def _ranker_for(self, applied: pd.DataFrame):
         if self._ranker is not None:
             return self._ranker
-        from coreclean.importance import LabelIssueRanker
+        from coreclean.scoring.ranker import LabelIssueRanker
 
         labels, weights = self._state(applied)
         start = time.perf_counter()
@@ -756,10 +752,10 @@ class CleaningSession:
         """Estimated errors among the unreviewed kept samples of the classes being cleaned.
 
         The larger of the confident joint's count and the sum of the ranking's scores calibrated on
-        the reviewer's verdicts (:mod:`coreclean.residual_errors`).
+        the reviewer's verdicts (:mod:`coreclean.sessions.errors_left`).
         """
-        from coreclean.confident_joint import confident_joint
-        from coreclean.residual_errors import estimate_residual_errors
+        from coreclean.scoring.confident_joint import confident_joint
+        from coreclean.sessions.errors_left import estimate_residual_errors
 
         decided = live[live["action"] != "skip"]
         unreviewed = np.ones(labels.size, dtype=bool)
@@ -902,9 +898,9 @@ class CleaningSession:
     def export(self, out_dir: str | os.PathLike) -> dict[str, Path]:
         """Write the cleaned labels, the label patch, the audit trail and the rounds to ``out_dir``.
 
-        See :func:`coreclean.export.export_session`. Returns the written paths by name.
+        See :func:`coreclean.sessions.export.export_session`. Returns the written paths by name.
         """
-        from coreclean.export import export_session
+        from coreclean.sessions.export import export_session
 
         return export_session(self, out_dir)
 

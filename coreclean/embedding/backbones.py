@@ -25,7 +25,7 @@ from torch import nn
 
 from coreclean._internal.hashing import sha256_file
 from coreclean.exceptions import WeightsError
-from coreclean.images import load_rgb
+from coreclean.embedding.images import load_rgb
 
 __all__ = ["Preprocess", "FeatureExtractor", "build_feature_extractor", "default_preprocess", "list_backbones"]
 

@@ -1,10 +1,10 @@
 """Which class should I clean first? Per-class accuracy, AUROC, most-confused partner and estimated errors.
 
-:func:`class_report` fits a logistic regression on fixed folds (:class:`coreclean.evaluation.FoldedEvaluator`),
+:func:`class_report` fits a logistic regression on fixed folds (:class:`coreclean.evaluation.held_out.FoldedEvaluator`),
 and from its out-of-fold probabilities reports for each class: its cross-validated accuracy (recall:
 the share of its samples predicted as it), its one-vs-rest AUROC, the class it is most often
 mistaken for (the off-diagonal maximum of the row-normalised confusion matrix) and the estimated
-number of label errors among its samples (the confident joint, :mod:`coreclean.confident_joint`).
+number of label errors among its samples (the confident joint, :mod:`coreclean.scoring.confident_joint`).
 Rows are sorted so the first is the class to clean first: most estimated errors, then lowest AUROC.
 """
 
@@ -16,8 +16,10 @@ import numpy as np
 import pandas as pd
 
 from coreclean._internal.validation import check_features, check_labels
-from coreclean.confident_joint import estimate_errors_per_class
-from coreclean.evaluation import FoldedEvaluator, auroc_per_class, limit_threads
+from coreclean.scoring.confident_joint import estimate_errors_per_class
+from coreclean.evaluation.held_out import FoldedEvaluator
+from coreclean.evaluation.auroc import auroc_per_class
+from coreclean._internal.threads import limit_threads
 
 __all__ = ["class_report", "class_report_from_cache", "REPORT_COLUMNS"]
 
@@ -50,7 +52,7 @@ def class_report(
     random_state : int, Generator or None
         Seeds the folds.
     n_threads : int, optional
-        Cap OpenMP/BLAS threads (see :func:`coreclean.evaluation.limit_threads`).
+        Cap OpenMP/BLAS threads (see :func:`coreclean._internal.threads.limit_threads`).
 
     Returns
     -------
@@ -103,7 +105,7 @@ def class_report_from_cache(cache_dir: str | os.PathLike, *, key: str | None = N
                             random_state: int | np.random.Generator | None = 0,
                             n_threads: int | None = None) -> pd.DataFrame:
     """:func:`class_report` of the embedding set in ``cache_dir`` (the most recent one, or ``key``)."""
-    from coreclean.cache import load_embeddings
+    from coreclean.embedding.cache import load_embeddings
 
     embeddings = load_embeddings(cache_dir, key=key)
     return class_report(embeddings.features, embeddings.labels, class_names=embeddings.class_names,

@@ -1,10 +1,10 @@
 """How are a dataset's images turned into cached feature vectors, fast and resumably?
 
-:func:`embed_dataset` reads the dataset (:mod:`coreclean.manifest`), hashes every file's bytes,
+:func:`embed_dataset` reads the dataset (:mod:`coreclean.embedding.manifest`), hashes every file's bytes,
 and runs only the images whose content is not in the cache yet through a frozen backbone
-(:mod:`coreclean.backbones`): decoding and resizing in DataLoader workers on uint8, normalisation,
+(:mod:`coreclean.embedding.backbones`): decoding and resizing in DataLoader workers on uint8, normalisation,
 channels-last layout, folded batch norms and (where validated) bf16 autocast on the batch.
-Finished vectors are committed in chunks (:class:`coreclean.cache.ChunkStore`), so a killed run
+Finished vectors are committed in chunks (:class:`coreclean.embedding.cache.ChunkStore`), so a killed run
 resumes where it stopped; at the end the dataset-ordered ``features.npy`` and tables are published.
 """
 
@@ -25,10 +25,10 @@ import torchvision
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from coreclean.backbones import FeatureExtractor, Preprocess, build_feature_extractor, default_preprocess
-from coreclean.cache import ChunkStore, make_key, publish_embedding_set, samples_frame, write_errors
+from coreclean.embedding.backbones import FeatureExtractor, Preprocess, build_feature_extractor, default_preprocess
+from coreclean.embedding.cache import ChunkStore, make_key, publish_embedding_set, samples_frame, write_errors
 from coreclean.exceptions import CorecleanError, ManifestError, WeightsError
-from coreclean.manifest import Problem, read_manifest
+from coreclean.embedding.manifest import Problem, read_manifest
 from coreclean._internal.hashing import hash_files
 
 __all__ = ["EmbedResult", "embed_dataset", "resolve_device", "resolve_precision", "BF16_VALIDATED"]

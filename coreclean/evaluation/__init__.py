@@ -1,0 +1,1 @@
+"""How good is a model or a ranking? Held-out AUROC with intervals, and ranking metrics against known errors."""

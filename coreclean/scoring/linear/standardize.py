@@ -1,0 +1,56 @@
+"""Standardised features without copying a memory-mapped matrix: per-feature scaling, chunked prediction."""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["Standardizer", "StandardizedRows", "predict_proba_chunked"]
+
+_CHUNK_ROWS = 16384
+
+
+class Standardizer:
+    """Per-feature mean and scale, computed in chunks so a memory-mapped matrix is never copied whole."""
+
+    def fit(self, features: np.ndarray) -> "Standardizer":
+        total = np.zeros(features.shape[1], dtype=np.float64)
+        total_sq = np.zeros(features.shape[1], dtype=np.float64)
+        for start in range(0, features.shape[0], _CHUNK_ROWS):
+            block = np.asarray(features[start : start + _CHUNK_ROWS], dtype=np.float64)
+            total += block.sum(axis=0)
+            total_sq += np.square(block).sum(axis=0)
+        n_samples = features.shape[0]
+        self.mean_ = (total / n_samples).astype(np.float32)
+        variance = np.maximum(total_sq / n_samples - np.square(total / n_samples), 0.0)
+        scale = np.sqrt(variance)
+        self.scale_ = np.where(scale > 1e-12, scale, 1.0).astype(np.float32)
+        return self
+
+    def transform(self, features: np.ndarray) -> np.ndarray:
+        """Return standardised float32 rows (a new array)."""
+        return (np.asarray(features, dtype=np.float32) - self.mean_) / self.scale_
+
+
+def predict_proba_chunked(model, features: np.ndarray, rows: np.ndarray, standardizer: Standardizer, n_classes: int) -> np.ndarray:
+    """Class probabilities of ``model`` for ``features[rows]``, in chunks, as an (len(rows), n_classes) array.
+
+    Classes the model never saw get probability 0.
+    """
+    out = np.zeros((rows.size, n_classes), dtype=np.float32)
+    for start in range(0, rows.size, _CHUNK_ROWS):
+        chunk = rows[start : start + _CHUNK_ROWS]
+        probs = model.predict_proba(standardizer.transform(features[chunk]))
+        out[start : start + chunk.size][:, model.classes_] = probs
+    return out
+
+
+class StandardizedRows:
+    """Read-only view of ``standardizer.transform(features[rows])``, materialised one slice at a time."""
+
+    def __init__(self, features: np.ndarray, rows: np.ndarray, standardizer) -> None:
+        self._features, self._rows, self._standardizer = features, rows, standardizer
+        self.shape = (rows.size, features.shape[1])
+
+    def __getitem__(self, item: slice) -> np.ndarray:
+        return self._standardizer.transform(self._features[self._rows[item]])
+
