@@ -92,7 +92,7 @@ def test_whole_session_beats_random_and_export_reapplies(toy, tmp_path):
 
 
 def test_next_batch_is_idempotent_and_per_class(toy, tmp_path):
-    with start(toy, tmp_path / "s.session", evaluate=False) as session:
+    with start(toy, tmp_path / "s.session", evaluate=False, allocation="fixed") as session:
         first = session.next_batch()
         assert len(first) == 30 and set(first["class"]) == {"cat", "dog"}
         assert (first.groupby("class").size() == 15).all()
@@ -180,7 +180,7 @@ def test_against_ranks_by_partner_probability(toy, tmp_path):
     with start(toy, tmp_path / "s.session", classes=["cat"], against="dog", evaluate=False) as session:
         batch = session.next_batch()
         assert (batch["class"] == "cat").all() and len(batch) == 15
-        ranker = session._ranker
+        ranker = session._model._ranker
         dog = session.class_names.index("dog")
         assert np.allclose(batch["score"], ranker.probs_[batch["index"], dog])
         status = session.status()

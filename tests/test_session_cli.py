@@ -46,7 +46,7 @@ def test_headless_session(tmp_path, capsys):
     cleaned = pd.read_csv(tmp_path / "export" / "manifest.csv")
     assert (cleaned["label"] != pd.read_csv(manifest)["label"]).sum() == int(wrong.sum())
     assert main(["session", "undo", *common]) == 2  # nothing in the open round
-    assert "undo(scope='round')" in capsys.readouterr().err
+    assert "coreclean session undo --session FILE --round" in capsys.readouterr().err  # CLI flags, not the Python API
     assert main(["session", "undo", "--round", *common]) == 0
     assert "round 1 is open" in capsys.readouterr().out
 

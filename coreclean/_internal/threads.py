@@ -9,13 +9,15 @@ __all__ = ["limit_threads"]
 
 
 @contextlib.contextmanager
-def limit_threads(n_threads: int | None) -> Iterator[None]:
+def limit_threads(n_threads: int | None, *, n_samples: int | None = None,
+                  n_features: int | None = None) -> Iterator[None]:
     """Cap OpenMP/BLAS threads at ``n_threads`` inside the block (None: leave them alone).
 
     On a busy machine, scikit-learn's OpenMP loss loops and OpenBLAS spin on cores other jobs
     hold: a 1,797 x 512 logistic regression took 6.4 s with 2 threads and 0.17 s with 1 on a
     2-core box at load 6.7. scikit-learn is imported first so its OpenMP runtime is loaded (and so
-    limited): threadpoolctl only limits runtimes already loaded.
+    limited): threadpoolctl only limits runtimes already loaded. ``n_samples`` and ``n_features``
+    describe the work inside the block (for the automatic policy).
     """
     if n_threads is None:
         yield

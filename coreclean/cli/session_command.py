@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from coreclean._internal.atomic import atomic_write_text
 from coreclean.cli.argument_types import positive_int
 from coreclean.exceptions import CorecleanError
 
@@ -22,7 +23,7 @@ def register(subparsers: Any) -> None:
     """Add the ``session`` sub-command (and its own sub-commands) to ``subparsers``."""
     parser = subparsers.add_parser(
         "session",
-        help="clean classes round by round (start, next, apply, status, export, undo)",
+        help="clean classes round by round (start, next, apply, revise, status, export, undo)",
         description=(
             "A cleaning session is one SQLite file. `start` creates it; `next` shows (and writes as CSV + PNG) "
             "the round's most suspicious samples; fill in the CSV's action/new_label columns and `apply` it, "
@@ -38,7 +39,12 @@ def register(subparsers: Any) -> None:
     start.add_argument("--class", dest="classes", action="append", required=True, metavar="NAME",
                        help="a class to clean (repeat for several; each gets --batch samples per round)")
     start.add_argument("--against", metavar="NAME", help="rank by the probability of being this partner class")
-    start.add_argument("--batch", type=positive_int, default=50, help="samples per class per round (default: 50)")
+    start.add_argument("--batch", type=positive_int, default=50,
+                       help="reviews per class per round (default: 50); with several classes the round shows "
+                            "--batch x classes in all")
+    start.add_argument("--allocation", choices=("errors", "fixed"), default="errors",
+                       help="split each round's reviews across the classes by estimated errors left, each class "
+                            "keeping a floor (errors, the default), or --batch per class (fixed)")
     start.add_argument("--session", metavar="FILE", help="session file (default: CACHE/sessions/<classes>.session)")
     start.add_argument("--method", default="coreclean", help="ranker (default: coreclean; 'random' for a baseline)")
     start.add_argument("--no-evaluate", action="store_true", help="skip the cross-validated AUROC at each round")
@@ -62,6 +68,17 @@ def register(subparsers: Any) -> None:
     apply.add_argument("--reviewer", help="name recorded with each decision")
     apply.add_argument("--no-close", action="store_true", help="record the decisions but keep the round open")
     apply.set_defaults(handler=_apply)
+
+    revise = commands.add_parser("revise", help="change one decision of the last closed round and recompute it",
+                                 description="Revoke the decision on sample ID made in the last closed round, "
+                                             "record ACTION instead and recompute that round's numbers.")
+    _session_arguments(revise)
+    revise.add_argument("sample_id", metavar="ID")
+    revise.add_argument("action", metavar="ACTION", choices=("keep", "relabel", "drop", "downweight", "skip"))
+    revise.add_argument("--new-label", metavar="CLASS", help="the new class, for relabel")
+    revise.add_argument("--weight", type=float, help="the new weight, for downweight (default 0.5)")
+    revise.add_argument("--reviewer", help="name recorded with the decision")
+    revise.set_defaults(handler=_revise)
 
     status = commands.add_parser("status", help="the rounds as a table, and plots",
                                  description="Print the rounds and write rounds.png.")
@@ -114,7 +131,8 @@ def _start(args: argparse.Namespace) -> int:
             slug += "-vs-" + re.sub(r"[^A-Za-z0-9._-]+", "-", args.against)
         path = str(Path(args.cache) / "sessions" / f"{slug}.session")
     session = CleaningSession.start(args.cache, path, classes=args.classes, against=args.against,
-                                    batch_size=args.batch, method=args.method, evaluate=not args.no_evaluate,
+                                    batch_size=args.batch, allocation=args.allocation, method=args.method,
+                                    evaluate=not args.no_evaluate,
                                     random_state=args.seed, n_threads=args.threads)
     with session:
         baseline = session.rounds().iloc[0]
@@ -128,9 +146,7 @@ def _start(args: argparse.Namespace) -> int:
 
 
 def _next(args: argparse.Namespace) -> int:
-    import pandas as pd
-
-    from coreclean.sessions.session import BATCH_COLUMNS
+    from coreclean.sessions.decisions import BATCH_COLUMNS, read_decisions
 
     with _open(args) as session:
         batch = session.next_batch()
@@ -140,8 +156,12 @@ def _next(args: argparse.Namespace) -> int:
         out = Path(args.out) if args.out else Path(session.path).with_name(Path(session.path).stem + "-review")
         out.mkdir(parents=True, exist_ok=True)
         csv_path = out / f"round-{session.round}.csv"
-        sheet = batch[BATCH_COLUMNS].copy()
-        pd.DataFrame(sheet).to_csv(csv_path, index=False)
+        kept = csv_path.exists() and not read_decisions(csv_path).empty
+        if kept:
+            print(f"{csv_path} already holds decisions: kept as it is (not rewritten). Finish it, then "
+                  f"`coreclean session apply --session {session.path} {csv_path}`.")
+        else:
+            atomic_write_text(csv_path, batch[BATCH_COLUMNS].to_csv(index=False))
         shown = batch[["position", "id", "label", "suggested_label", "suggested_prob", "score", "action"]].copy()
         shown["suggested_prob"] = shown["suggested_prob"].map("{:.2f}".format)
         shown["score"] = shown["score"].map("{:.3f}".format)
@@ -152,15 +172,24 @@ def _next(args: argparse.Namespace) -> int:
 
             png = contact_sheet(batch, out / f"round-{session.round}.png")
             print(f"contact sheet -> {png}")
-        print("fill in action (keep/relabel/drop/downweight/skip) and new_label, then: "
-              f"coreclean session apply --session {session.path} {csv_path}")
+        if not kept:
+            print("fill in action (keep/relabel/drop/downweight/skip) and new_label, then: "
+                  f"coreclean session apply --session {session.path} {csv_path}")
     return 0
 
 
 def _apply(args: argparse.Namespace) -> int:
+    from coreclean.sessions.decisions import read_decisions
+
     with _open(args) as session:
+        if read_decisions(args.decisions).empty:
+            print(f"{args.decisions} holds no decision (every action is empty): nothing was applied and round "
+                  f"{session.round} stays open. Fill in its action column (keep/relabel/drop/downweight/skip), "
+                  "then apply it again.")
+            return 1
         n_applied = session.apply(args.decisions, reviewer=args.reviewer)
-        print(f"recorded {n_applied} decision(s) in round {session.round}")
+        print(f"recorded {n_applied} new decision(s) in round {session.round}"
+              + ("" if n_applied else " (all were recorded before)"))
         if args.no_close:
             return 0
         batch = session.next_batch()
@@ -168,6 +197,15 @@ def _apply(args: argparse.Namespace) -> int:
         if undecided:
             print(f"{undecided} sample(s) of the batch left undecided; they can come back in a later round")
         result = session.close_round()
+        print(_result_line(result))
+    return 0
+
+
+def _revise(args: argparse.Namespace) -> int:
+    with _open(args) as session:
+        result = session.revise(args.sample_id, args.action, new_label=args.new_label, weight=args.weight,
+                                reviewer=args.reviewer)
+        print(f"revised {args.sample_id}: {args.action}" + (f" -> {args.new_label}" if args.new_label else ""))
         print(_result_line(result))
     return 0
 
@@ -222,7 +260,7 @@ def _export(args: argparse.Namespace) -> int:
         if source is None:
             from coreclean.embedding.cache import read_cache_info
 
-            source = read_cache_info(session.cache_dir, key=session._meta["cache_key"]).get("source")  # noqa: SLF001
+            source = read_cache_info(session.cache_dir, key=session.cache_key).get("source")
             if source is not None and not Path(source).exists():
                 source = None
         n_changed = sum(1 for _ in open(paths["patch"], encoding="utf-8")) - 1

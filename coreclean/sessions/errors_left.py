@@ -22,7 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 
-__all__ = ["ResidualErrorEstimate", "estimate_residual_errors", "MIN_REVIEWED", "MIN_EACH_OUTCOME"]
+__all__ = ["ResidualErrorEstimate", "calibrated_error_probabilities", "estimate_residual_errors", "MIN_REVIEWED",
+           "MIN_EACH_OUTCOME"]
 
 MIN_REVIEWED = 20
 MIN_EACH_OUTCOME = 10  # a handful of kept samples among 1,500 fixed ones cannot pin down a calibration
@@ -45,9 +46,9 @@ def _score_feature(scores: np.ndarray, probability_scale: bool) -> np.ndarray:
     return scores
 
 
-def estimate_residual_errors(reviewed_scores: np.ndarray, reviewed_was_error: np.ndarray,
-                             unreviewed_scores: np.ndarray, *, prior_estimate: float) -> ResidualErrorEstimate:
-    """Expected number of errors among the unreviewed samples.
+def calibrated_error_probabilities(reviewed_scores: np.ndarray, reviewed_was_error: np.ndarray,
+                                   unreviewed_scores: np.ndarray) -> np.ndarray | None:
+    """P(error) of each unreviewed sample, from its score calibrated on the reviewer's verdicts.
 
     Parameters
     ----------
@@ -58,16 +59,12 @@ def estimate_residual_errors(reviewed_scores: np.ndarray, reviewed_was_error: np
         The reviewer's verdict: relabelled, dropped or down-weighted.
     unreviewed_scores : ndarray of shape (n_unreviewed,)
         Current scores of the samples still unreviewed, on the same scale.
-    prior_estimate : float
-        The caller's own estimate (the confident joint's count). Returned (method ``"prior"``) while
-        fewer than :data:`MIN_REVIEWED` scored verdicts exist or either outcome has fewer than
-        :data:`MIN_EACH_OUTCOME`, and whenever it exceeds the calibrated sum.
 
     Returns
     -------
-    ResidualErrorEstimate
-        ``errors_left``: the larger of ``prior_estimate`` and the sum of the calibrated error
-        probabilities of the unreviewed samples; ``method`` says which.
+    ndarray of shape (n_unreviewed,) or None
+        None while fewer than :data:`MIN_REVIEWED` scored verdicts exist or either outcome has fewer
+        than :data:`MIN_EACH_OUTCOME` (no calibration can be trusted yet).
     """
     reviewed_scores = np.asarray(reviewed_scores, dtype=np.float64)
     was_error = np.asarray(reviewed_was_error, dtype=bool)
@@ -76,16 +73,30 @@ def estimate_residual_errors(reviewed_scores: np.ndarray, reviewed_was_error: np
     reviewed_scores, was_error = reviewed_scores[known], was_error[known]
     n_errors = int(was_error.sum())
     if reviewed_scores.size < MIN_REVIEWED or min(n_errors, was_error.size - n_errors) < MIN_EACH_OUTCOME:
-        return ResidualErrorEstimate(float(prior_estimate), "prior")
+        return None
     if unreviewed_scores.size == 0:
-        return ResidualErrorEstimate(0.0, "calibrated")  # nothing left to hold an error
+        return np.zeros(0)
     everything = np.concatenate([reviewed_scores, unreviewed_scores])
     probability_scale = bool(np.all((everything >= 0.0) & (everything <= 1.0)))
     feature = _score_feature(reviewed_scores, probability_scale)
     center, scale = feature.mean(), max(float(feature.std()), 1e-12)
     model = LogisticRegression(C=1e4).fit(((feature - center) / scale)[:, None], was_error)
     unreviewed = (_score_feature(unreviewed_scores, probability_scale) - center) / scale
-    calibrated = float(model.predict_proba(unreviewed[:, None])[:, 1].sum())
+    return model.predict_proba(unreviewed[:, None])[:, 1]
+
+
+def estimate_residual_errors(reviewed_scores: np.ndarray, reviewed_was_error: np.ndarray,
+                             unreviewed_scores: np.ndarray, *, prior_estimate: float) -> ResidualErrorEstimate:
+    """Expected number of errors among the unreviewed samples: the larger of the prior and the calibrated sum.
+
+    ``prior_estimate`` (the confident joint's count) is returned (method ``"prior"``) while no
+    calibration can be trusted (see :func:`calibrated_error_probabilities`) and whenever it exceeds
+    the sum of the calibrated error probabilities of the unreviewed samples.
+    """
+    probabilities = calibrated_error_probabilities(reviewed_scores, reviewed_was_error, unreviewed_scores)
+    if probabilities is None:
+        return ResidualErrorEstimate(float(prior_estimate), "prior")
+    calibrated = float(probabilities.sum())
     if prior_estimate > calibrated:
         return ResidualErrorEstimate(float(prior_estimate), "prior")
     return ResidualErrorEstimate(calibrated, "calibrated")

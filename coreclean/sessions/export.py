@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -27,22 +27,43 @@ import pandas as pd
 from coreclean._internal.atomic import atomic_write_text
 from coreclean.exceptions import ManifestError
 
-if TYPE_CHECKING:
-    from coreclean.sessions.session import CleaningSession
-
-__all__ = ["export_session", "apply_label_patch", "read_label_patch", "write_manifest", "PATCH_COLUMNS"]
+__all__ = ["session_table", "export_session", "apply_label_patch", "read_label_patch", "write_manifest", "PATCH_COLUMNS"]
 
 logger = logging.getLogger(__name__)
 
 PATCH_COLUMNS = ["id", "path", "old_label", "new_label", "weight", "action"]
 
 
-def export_session(session: "CleaningSession", out_dir: str | os.PathLike) -> dict[str, Path]:
+def session_table(session: Any) -> pd.DataFrame:
+    """Every sample of a session with its cleaned label and weight (the rows of ``labels.csv``).
+
+    ``session`` is a :class:`~coreclean.sessions.session.CleaningSession` (its public attributes
+    only). Columns ``id, path, label, original_label, weight, changed, action`` (``action``: the
+    sample's live decision, empty when undecided).
+    """
+    names = np.asarray(session.class_names, dtype=object)
+    labels, weights = session.labels, session.weights
+    original, original_weights = session.start_labels, session.start_weights
+    live = session.live_decisions()
+    last_action = np.full(labels.size, "", dtype=object)
+    last_action[live["idx"].to_numpy(np.int64)] = live["action"].to_numpy(dtype=object)
+    return pd.DataFrame({
+        "id": session.sample_ids.astype(str), "path": session.paths.astype(str), "label": names[labels],
+        "original_label": names[original], "weight": weights,
+        "changed": (labels != original) | (weights != original_weights), "action": last_action,
+    })
+
+
+def export_session(table: pd.DataFrame, decisions: pd.DataFrame, rounds: pd.DataFrame,
+                   out_dir: str | os.PathLike) -> dict[str, Path]:
     """Write a session's cleaned labels, label patch, decisions and rounds into ``out_dir``.
 
     Parameters
     ----------
-    session : CleaningSession
+    table : DataFrame
+        :func:`session_table`'s rows.
+    decisions, rounds : DataFrame
+        The session's audit trail and rounds.
     out_dir : str or os.PathLike
         Created if needed; files are written atomically (temporary name, then rename).
 
@@ -53,27 +74,16 @@ def export_session(session: "CleaningSession", out_dir: str | os.PathLike) -> di
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    names = np.asarray(session.class_names, dtype=object)
-    labels, weights = session.labels, session.weights
-    original = session._start_labels  # noqa: SLF001 - same package
-    original_weights = session._start_weights  # noqa: SLF001
-    live = session._store.live_decisions()  # noqa: SLF001
-    last_action = np.full(labels.size, "", dtype=object)
-    last_action[live["idx"].to_numpy(np.int64)] = live["action"].to_numpy(dtype=object)
-    changed = (labels != original) | (weights != original_weights)
-    table = pd.DataFrame({
-        "id": session.sample_ids.astype(str), "path": session.paths.astype(str), "label": names[labels],
-        "original_label": names[original], "weight": weights, "changed": changed, "action": last_action,
-    })
+    changed = table["changed"].to_numpy(bool)
     patch = table.loc[changed, ["id", "path", "original_label", "label", "weight", "action"]]
     patch = patch.rename(columns={"original_label": "old_label", "label": "new_label"})
     paths = {"labels": out_dir / "labels.csv", "patch": out_dir / "label_patch.csv",
              "decisions": out_dir / "decisions.csv", "rounds": out_dir / "rounds.csv"}
     atomic_write_text(paths["labels"], table.to_csv(index=False))
     atomic_write_text(paths["patch"], patch[PATCH_COLUMNS].to_csv(index=False))
-    atomic_write_text(paths["decisions"], session.decisions().to_csv(index=False))
-    atomic_write_text(paths["rounds"], session.rounds().to_csv(index=False))
-    logger.debug("exported %d changed of %d samples to %s", int(changed.sum()), labels.size, out_dir)
+    atomic_write_text(paths["decisions"], decisions.to_csv(index=False))
+    atomic_write_text(paths["rounds"], rounds.to_csv(index=False))
+    logger.debug("exported %d changed of %d samples to %s", int(changed.sum()), len(table), out_dir)
     return paths
 
 

@@ -8,11 +8,15 @@ reported as supporting evidence only.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
+import pandas as pd
 
-__all__ = ["Verdict", "plateau_verdict"]
+from coreclean.sessions.store import HIT_ACTIONS
+
+__all__ = ["Verdict", "plateau_verdict", "errors_left_by_class"]
 
 
 @dataclass(frozen=True)
@@ -128,3 +132,55 @@ def plateau_verdict(*, n_reviewed: int, n_errors_found: int, errors_left: float,
         "auroc_trend": trend, "reasons": reasons,
     }
     return Verdict(plateau=plateau, summary=summary, evidence=evidence)
+
+
+def errors_left_by_class(probs: np.ndarray, scores: np.ndarray, labels: np.ndarray, weights: np.ndarray,
+                         decided: pd.DataFrame, classes: Sequence[int], *,
+                         against: int | None = None) -> tuple[dict[int, float], dict[int, int]]:
+    """Estimated label errors among the unreviewed kept samples of each class being cleaned.
+
+    Per class, the larger of the confident joint's count (off-diagonal of the class's row, or the
+    cell of the partner class with ``against``) and the sum of the unreviewed samples' scores
+    calibrated on the reviewer's verdicts (:mod:`coreclean.sessions.errors_left`).
+
+    Parameters
+    ----------
+    probs : ndarray of shape (n_samples, n_classes)
+        The ranker's class probabilities.
+    scores : ndarray of shape (n_samples,)
+        What the batches are ranked by (the score, or the partner's probability).
+    labels, weights : ndarray of shape (n_samples,)
+        Current labels and weights.
+    decided : DataFrame
+        The live decisions other than ``skip`` (columns ``idx, action, score``).
+    classes : sequence of int
+        The classes being cleaned.
+    against : int, optional
+        The partner class.
+
+    Returns
+    -------
+    errors_left : dict of int to float
+    samples_left : dict of int to int
+        Unreviewed kept samples per class.
+    """
+    from coreclean.scoring.confident_joint import confident_joint
+    from coreclean.sessions.errors_left import calibrated_error_probabilities
+
+    unreviewed = np.ones(labels.size, dtype=bool)
+    unreviewed[decided["idx"].to_numpy(np.int64)] = False
+    mask = unreviewed & (weights > 0)
+    joint = confident_joint(probs, labels, sample_weight=mask.astype(np.float64))
+    pool = mask & np.isin(labels, list(classes))
+    calibrated = calibrated_error_probabilities(decided["score"].to_numpy(np.float64),
+                                                decided["action"].isin(HIT_ACTIONS).to_numpy(), scores[pool])
+    per_sample = np.zeros(labels.size)
+    if calibrated is not None:
+        per_sample[pool] = calibrated
+    errors, samples = {}, {}
+    for c in classes:
+        prior = float(joint[c, against]) if against is not None else float(joint[c].sum() - joint[c, c])
+        members = pool & (labels == c)
+        errors[int(c)] = max(prior, float(per_sample[members].sum())) if calibrated is not None else prior
+        samples[int(c)] = int(members.sum())
+    return errors, samples

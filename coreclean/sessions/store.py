@@ -33,7 +33,7 @@ import pandas as pd
 
 from coreclean.exceptions import SessionError
 
-__all__ = ["SCHEMA", "SCHEMA_VERSION", "ACTIONS", "HIT_ACTIONS", "SessionStore"]
+__all__ = ["SCHEMA", "SCHEMA_VERSION", "ACTIONS", "HIT_ACTIONS", "SessionStore", "RoundRaceError"]
 
 logger = logging.getLogger(__name__)
 
@@ -120,6 +120,10 @@ ROUND_COLUMNS = (
 )
 
 
+class RoundRaceError(SessionError):
+    """The decision log changed between reading a round and storing its close (another process decided)."""
+
+
 def _statements(script: str) -> list[str]:
     """Split a SQL script into whole statements (``executescript`` would commit outside our transaction)."""
     statements, pending = [], ""
@@ -170,6 +174,8 @@ class SessionStore:
         if exists and not os.access(self.path, os.W_OK):
             read_only = True
         self.read_only = read_only
+        if exists:
+            _check_is_session_file(self.path)  # before any write: never switch a foreign file to WAL
         try:
             if read_only:
                 uri = Path(self.path).resolve().as_uri() + "?mode=ro"
@@ -251,7 +257,14 @@ class SessionStore:
             )
 
     def close(self) -> None:
-        """Close the connection (idempotent)."""
+        """Fold the write-ahead log into the file and close the connection (idempotent).
+
+        After a close the session file alone holds every committed decision: it can be copied
+        without its ``-wal`` and ``-shm`` companions.
+        """
+        with contextlib.suppress(sqlite3.Error):
+            if not self.read_only and not self.in_memory:
+                self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         with contextlib.suppress(sqlite3.ProgrammingError):
             self._conn.close()
 
@@ -297,8 +310,14 @@ class SessionStore:
 
     def add_round_event(self, round_number: int, event: str, *, metrics: dict[str, Any] | None = None,
                         evaluation: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
-                        undo_decisions: Sequence[dict[str, Any]] = ()) -> int:
-        """Append a round 'close' (with its metrics and evaluation) or 'reopen' (with undo records), atomically."""
+                        undo_decisions: Sequence[dict[str, Any]] = (),
+                        expect_version: tuple[int, int] | None = None) -> int:
+        """Append a round 'close' (with its metrics and evaluation) or 'reopen' (with undo records), atomically.
+
+        With ``expect_version`` (from :meth:`log_version` when the round was read), raise
+        :class:`RoundRaceError` and write nothing if the log changed since: the stored numbers
+        must describe exactly the decisions in force.
+        """
         metrics = dict(metrics or {})
         if "evidence" in metrics and not isinstance(metrics["evidence"], str):
             metrics["evidence"] = json.dumps(metrics["evidence"])
@@ -306,6 +325,8 @@ class SessionStore:
         values = [round_number, event, time.time(), *[metrics[k] for k in columns[3:]]]
         now = time.time()
         with self._write() as conn:
+            if expect_version is not None and self._version(conn) != tuple(expect_version):
+                raise RoundRaceError(f"the decisions of round {round_number} changed while it was being closed.")
             cursor = conn.execute(
                 f"INSERT INTO rounds ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})", values)
             rounds_id = int(cursor.lastrowid)
@@ -321,7 +342,25 @@ class SessionStore:
                     {"reviewer": None, "decided_at": now, **row})
         return rounds_id
 
+    def replace_decision(self, undo: dict[str, Any], replacement: dict[str, Any] | None) -> list[int]:
+        """Revoke one decision and append its replacement in one transaction (see :meth:`add_decisions`)."""
+        return self.add_decisions([{**undo, "action": "undo"}, *([replacement] if replacement else [])])
+
     # ------------------------------------------------------------------ reads
+    @staticmethod
+    def _version(conn: sqlite3.Connection) -> tuple[int, int]:
+        row = conn.execute("SELECT (SELECT COALESCE(MAX(id), 0) FROM decisions), "
+                           "(SELECT COALESCE(MAX(id), 0) FROM rounds)").fetchone()
+        return int(row[0]), int(row[1])
+
+    def log_version(self) -> tuple[int, int]:
+        """``(last decision id, last round event id)``: changes whenever anything is appended."""
+        return self._version(self._conn)
+
+    def rounds_version(self) -> int:
+        """The last round event's id: changes whenever a round is closed or reopened."""
+        return self._version(self._conn)[1]
+
     def meta(self) -> dict[str, Any]:
         """All settings as a dict (JSON-decoded)."""
         return {key: json.loads(value) for key, value in self._conn.execute("SELECT key, value FROM meta")}
@@ -369,3 +408,26 @@ class SessionStore:
         row = self._conn.execute("SELECT probs, labels, weights FROM evaluations WHERE rounds_id = ?",
                                  (int(rounds_id),)).fetchone()
         return None if row is None else tuple(_blob_array(blob) for blob in row)  # type: ignore[return-value]
+
+
+def _check_is_session_file(path: str) -> None:
+    """Refuse a file that is not a coreclean session, reading it without changing it (not even to WAL)."""
+    try:
+        with open(path, "rb") as handle:
+            header = handle.read(16)
+    except OSError as err:
+        raise SessionError(f"cannot open session file {path}: {err}") from err
+    if header != b"SQLite format 3\x00":
+        raise SessionError(f"{path} is not a coreclean session file (not an SQLite database); "
+                           "pick another file with --session.")
+    try:
+        conn = sqlite3.connect(Path(path).resolve().as_uri() + "?mode=ro", uri=True)
+        try:
+            row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as err:
+        raise SessionError(f"{path} is not a coreclean session file ({err}); pick another file with --session.") from err
+    if row is None:
+        raise SessionError(f"{path} is not a coreclean session file (no schema_version); "
+                           "pick another file with --session.")

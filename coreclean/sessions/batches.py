@@ -1,0 +1,131 @@
+"""Which samples does the next round show? The top of each class's ranking, under a fixed or shared budget.
+
+With a fixed quota every class being cleaned shows ``batch_size`` samples a round. With a shared
+budget (``allocation="errors"``) the round shows ``batch_size x n_classes`` samples in all, split
+across the classes in proportion to their estimated errors left, each keeping a floor so that a
+class whose estimate is wrong still gets reviews that correct it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["ALLOCATIONS", "allocate_reviews", "choose_batch"]
+
+ALLOCATIONS = ("errors", "fixed")
+"""``errors``: split each round's reviews by estimated errors left; ``fixed``: ``batch_size`` per class."""
+
+
+def allocate_reviews(errors_left: Sequence[float], available: Sequence[int], total: int, *, floor: int) -> np.ndarray:
+    """Split ``total`` reviews across classes in proportion to ``errors_left``, each getting at least ``floor``.
+
+    Parameters
+    ----------
+    errors_left : sequence of float
+        Estimated errors left per class (negative or NaN count as 0).
+    available : sequence of int
+        Unreviewed samples per class: no class gets more than it has.
+    total : int
+        Reviews in the round.
+    floor : int
+        Reviews every class gets first (fewer where it has fewer available).
+
+    Returns
+    -------
+    ndarray of int
+        Reviews per class; sums to ``min(total, sum(available))``. Largest-remainder rounding, ties to
+        the earlier class, so the split is deterministic.
+    """
+    need = np.nan_to_num(np.asarray(errors_left, dtype=np.float64), nan=0.0).clip(min=0.0)
+    room = np.asarray(available, dtype=np.int64)
+    total = int(min(total, room.sum()))
+    counts = np.minimum(room, floor)
+    if counts.sum() >= total:  # the floors alone exhaust the round: trim from the last classes
+        excess = int(counts.sum() - total)
+        for k in range(len(counts) - 1, -1, -1):
+            cut = min(excess, int(counts[k]))
+            counts[k] -= cut
+            excess -= cut
+        return counts
+    while counts.sum() < total:
+        open_ = counts < room
+        left = total - int(counts.sum())
+        weight = np.where(open_, need, 0.0)
+        if weight.sum() <= 0:
+            weight = open_.astype(np.float64)
+        share = left * weight / weight.sum()
+        extra = np.minimum(np.floor(share).astype(np.int64), room - counts)
+        if extra.sum() == 0:  # hand out the remainders one by one, largest first
+            order = np.lexsort((np.arange(len(share)), -(share - np.floor(share))))
+            for k in order:
+                if counts.sum() >= total:
+                    break
+                if counts[k] < room[k] and weight[k] > 0:
+                    counts[k] += 1
+            continue
+        counts += extra
+    return counts
+
+
+def choose_batch(scores: np.ndarray, labels: np.ndarray, weights: np.ndarray, decided: np.ndarray,
+                 class_indices: Sequence[int], per_class: Sequence[int]) -> list[tuple[int, int]]:
+    """The rows to show: for each class, its ``per_class[k]`` highest-scored undecided kept samples.
+
+    Returns
+    -------
+    list of (row, class_index)
+        Class by class, most suspicious first.
+    """
+    chosen: list[tuple[int, int]] = []
+    for class_index, n in zip(class_indices, per_class):
+        members = np.flatnonzero((labels == class_index) & (weights > 0) & ~decided)
+        top = members[np.argsort(-scores[members], kind="stable")][: int(n)]
+        chosen.extend((int(i), int(class_index)) for i in top)
+    return chosen
+
+
+def batch_frame(stored: pd.DataFrame, decisions: pd.DataFrame, labels_at_start: np.ndarray, sample_ids: np.ndarray,
+                paths: np.ndarray, class_names: Sequence[str]) -> pd.DataFrame:
+    """A stored batch as the table reviewers see, with each sample's live decision of the round.
+
+    Parameters
+    ----------
+    stored : DataFrame
+        The round's ``batch_items`` rows, in display order.
+    decisions : DataFrame
+        The round's live decisions.
+    labels_at_start : ndarray of int
+        Every sample's label when the round started.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``round, position, index, id, path, class, label, suggested_label, suggested_prob,
+        score, action, new_label, weight, decision_id``; labels are class names, the decision
+        columns empty (or NaN / NA) where the sample is undecided.
+    """
+    names = np.asarray(class_names, dtype=object)
+    idx = stored["idx"].to_numpy(np.int64)
+    by_row = decisions.set_index("idx")
+    frame = pd.DataFrame({
+        "round": stored["round"].to_numpy(np.int64) if len(stored) else np.zeros(0, dtype=np.int64),
+        "position": stored["position"].to_numpy(np.int64),
+        "index": idx,
+        "id": sample_ids[idx].astype(str),
+        "path": paths[idx].astype(str),
+        "class": names[stored["class_index"].to_numpy(np.int64)],
+        "label": names[labels_at_start[idx]],
+        "suggested_label": names[stored["suggested_label"].to_numpy(np.int64)],
+        "suggested_prob": stored["suggested_prob"].to_numpy(np.float64),
+        "score": stored["score"].to_numpy(np.float64),
+    })
+    decided = [by_row.loc[i] if i in by_row.index else None for i in idx]
+    frame["action"] = [d["action"] if d is not None else "" for d in decided]
+    frame["new_label"] = [names[int(d["new_label"])] if d is not None and d["action"] == "relabel" else ""
+                          for d in decided]
+    frame["weight"] = [float(d["weight"]) if d is not None and not pd.isna(d["weight"]) else np.nan for d in decided]
+    frame["decision_id"] = [int(d["id"]) if d is not None else pd.NA for d in decided]
+    return frame

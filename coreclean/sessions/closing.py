@@ -1,0 +1,106 @@
+"""What happens when a round closes? Apply its decisions to the ranker, measure the labels, give the verdict.
+
+Three steps, each on explicit inputs: :func:`apply_round` (the ranker learns the round's
+decisions and re-scores incrementally), :func:`measure_labels` (cross-validated AUROC on the
+current labels with a bootstrap interval and the paired change from the last round) and
+:func:`summarize_round` (counts, errors left, base rate and the verdict as a
+:class:`~coreclean.sessions.rounds.RoundResult`). :class:`~coreclean.sessions.session.CleaningSession`
+strings them together and stores the result.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from coreclean.evaluation.auroc import bootstrap_auroc, paired_auroc_change
+from coreclean.evaluation.held_out import FoldedEvaluator
+from coreclean.sessions.rounds import RoundResult
+from coreclean.sessions.stopping import Verdict, plateau_verdict
+from coreclean.sessions.store import HIT_ACTIONS
+
+__all__ = ["apply_round", "measure_labels", "summarize_round"]
+
+
+def apply_round(ranker, decisions: pd.DataFrame) -> float:
+    """Apply one round's live decisions to ``ranker`` (relabel, drop, set_weight, verify) and re-score.
+
+    Returns the wall time it took, in seconds. A round with no decision leaves the ranker as it is.
+    """
+    start = time.perf_counter()
+    if decisions.empty:
+        return 0.0
+    for action, group in decisions.groupby("action"):
+        idx = group["idx"].to_numpy(np.int64)
+        if action == "relabel":
+            ranker.relabel(idx, group["new_label"].to_numpy(np.int64))
+        elif action == "drop":
+            ranker.drop(idx)
+        elif action == "downweight":
+            ranker.set_weight(idx, group["weight"].to_numpy(np.float64))
+            ranker.verify(idx)
+        elif action == "keep":
+            ranker.verify(idx)
+    ranker.rescore()
+    return time.perf_counter() - start
+
+
+def measure_labels(evaluator: FoldedEvaluator, features: np.ndarray, labels: np.ndarray, weights: np.ndarray, *,
+                   n_classes: int, previous: tuple[np.ndarray, np.ndarray, np.ndarray] | None, n_boot: int,
+                   seed: int) -> tuple[tuple[float, float, float], tuple[float, float, float] | None,
+                                       tuple[np.ndarray, np.ndarray, np.ndarray], float]:
+    """Cross-validated AUROC of the current labels: ``((auroc, low, high), change, evaluation, seconds)``.
+
+    ``change`` is the paired-bootstrap change from ``previous`` (None without one); ``evaluation``
+    is ``(probs, labels, weights)`` to store for the next round's pairing.
+    """
+    start = time.perf_counter()
+    probs = evaluator.fit(features, labels, weights, n_classes=n_classes).probs_
+    point = bootstrap_auroc(probs, labels, weights, n_boot=n_boot, random_state=seed)
+    change = None
+    if previous is not None:
+        change = paired_auroc_change(previous, (probs, labels, weights), n_boot=n_boot, random_state=seed)
+    return point, change, (probs, labels, weights), time.perf_counter() - start
+
+
+def summarize_round(round_number: int, decisions: pd.DataFrame, *, errors_left: Mapping[int, float],
+                    samples_left: Mapping[int, int], base_rate_before: float | None,
+                    auroc: tuple[float, float, float], change: tuple[float, float, float] | None,
+                    class_names: Sequence[str], update_seconds: float, eval_seconds: float) -> RoundResult:
+    """The round's :class:`RoundResult`: counts, errors left (total and by class), base rate and verdict.
+
+    Parameters
+    ----------
+    decisions : DataFrame
+        The round's live decisions (column ``action``).
+    errors_left, samples_left : mapping of class index to number
+        After the round, per class being cleaned.
+    base_rate_before : float or None
+        Errors left / samples left when the round started (None for round 0).
+    """
+    reviewed = decisions["action"] != "skip"
+    n_reviewed = int(reviewed.sum())
+    n_found = int(decisions["action"].isin(HIT_ACTIONS).sum())
+    total_left = float(sum(errors_left.values()))
+    total_samples = int(sum(samples_left.values()))
+    rate_after = total_left / total_samples if total_samples else 0.0
+    if round_number == 0:
+        verdict = Verdict(plateau=False, summary=f"baseline: ~{total_left:.0f} errors estimated in {total_samples} "
+                          f"samples (base rate {rate_after:.1%})",
+                          evidence={"errors_left": total_left, "samples_left": total_samples, "base_rate": rate_after})
+        base_rate = rate_after
+    else:
+        verdict = plateau_verdict(n_reviewed=n_reviewed, n_errors_found=n_found, errors_left=total_left,
+                                  samples_left=total_samples, auroc_change=change, base_rate=base_rate_before)
+        base_rate = float(verdict.evidence["base_rate"])
+    return RoundResult(
+        round=round_number, n_reviewed=n_reviewed, n_errors_found=n_found, n_skipped=int((~reviewed).sum()),
+        hit_rate=n_found / n_reviewed if n_reviewed else float("nan"),
+        auroc=auroc[0], auroc_low=auroc[1], auroc_high=auroc[2], auroc_change=change,
+        errors_left=total_left, samples_left=total_samples, base_rate=base_rate,
+        errors_left_by_class={class_names[c]: float(v) for c, v in errors_left.items()},
+        verdict=verdict, update_seconds=update_seconds, eval_seconds=eval_seconds,
+    )

@@ -1,0 +1,149 @@
+"""Which ranker does a session use right now? The ranker and evaluator, kept in step with the decision log.
+
+:class:`SessionModel` owns the session's :class:`~coreclean.scoring.ranker.LabelIssueRanker` and its
+:class:`~coreclean.evaluation.held_out.FoldedEvaluator`. The ranker is fitted from the replayed
+labels and weights and tagged with the log's rounds version; when another process (the review
+page, a second terminal) closes or reopens a round, the version moves and the next use refits, so
+no batch is ever drawn from a stale model.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from coreclean._internal.threads import limit_threads
+from coreclean.evaluation.held_out import FoldedEvaluator
+from coreclean.scoring.linear.folds import make_folds
+from coreclean.sessions import reporting, state
+from coreclean.sessions.batches import allocate_reviews
+from coreclean.sessions.closing import apply_round, measure_labels, summarize_round
+from coreclean.sessions.rounds import RoundResult
+from coreclean.sessions.stopping import errors_left_by_class
+from coreclean.sessions.store import SessionStore
+
+__all__ = ["SessionModel"]
+
+logger = logging.getLogger(__name__)
+
+
+class SessionModel:
+    """A session's ranker and evaluator over its features (see the module docstring).
+
+    Parameters
+    ----------
+    features : ndarray of shape (n_samples, n_features)
+    class_names : list of str
+    meta : dict
+        The session's settings (``method``, ``ranker_params``, ``random_state``, ``classes``,
+        ``against``, ``evaluate``, ``n_folds``, ``eval_C``, ``n_boot``).
+    start_labels, start_weights : ndarray of shape (n_samples,)
+    n_threads : int, optional
+        Thread override for fits (None: automatic).
+    """
+
+    def __init__(self, features: np.ndarray, class_names: list[str], meta: dict[str, Any], start_labels: np.ndarray,
+                 start_weights: np.ndarray, n_threads: int | None) -> None:
+        self.features, self.class_names, self.meta = features, class_names, meta
+        self.start_labels, self.start_weights, self.n_threads = start_labels, start_weights, n_threads
+        self._ranker = None
+        self._version: int | None = None
+        self._evaluator: FoldedEvaluator | None = None
+
+    def threads(self):
+        """The thread limit for work on all samples (a context manager)."""
+        return limit_threads(self.n_threads, n_samples=self.features.shape[0], n_features=self.features.shape[1])
+
+    def forget(self) -> None:
+        """Drop the fitted ranker: the next use refits it from the log."""
+        self._ranker = None
+
+    def ranker(self, store: SessionStore, applied: pd.DataFrame):
+        """The ranker with the ``applied`` decisions in; refitted when the log's rounds changed since it was fitted."""
+        version = store.rounds_version()
+        if self._ranker is not None and self._version == version:
+            return self._ranker
+        from coreclean.scoring.ranker import LabelIssueRanker
+
+        labels, weights = state.replay(self.start_labels, self.start_weights, applied)
+        start = time.perf_counter()
+        ranker = LabelIssueRanker(self.meta["method"], random_state=self.meta["random_state"],
+                                  **self.meta["ranker_params"])
+        reviewed = applied.loc[applied["action"].isin(state.TRUSTED_ACTIONS), "idx"].to_numpy(np.int64)
+        with self.threads():
+            ranker.fit(self.features, labels, weights, n_classes=len(self.class_names))
+            if reviewed.size:
+                ranker.verify(reviewed)
+                ranker.rescore()
+        logger.debug("fitted the %s ranker on %d samples in %.1f s", self.meta["method"], labels.size,
+                     time.perf_counter() - start)
+        self._ranker, self._version = ranker, version
+        return ranker
+
+    def mark_current(self, store: SessionStore) -> None:
+        """Record that the ranker in hand matches the log as it is now (after this process closed a round)."""
+        self._version = store.rounds_version()
+
+    def scores(self, ranker) -> np.ndarray:
+        """What batches are ranked by: the score, or the probability of the partner class."""
+        if self.meta["against"] is None:
+            return ranker.scores_
+        return ranker.probs_[:, self.class_names.index(self.meta["against"])].astype(np.float64)
+
+    def reviews_per_class(self, store: SessionStore, labels: np.ndarray, weights: np.ndarray,
+                          decided: np.ndarray) -> list[int]:
+        """How many samples of each class being cleaned the next batch shows (fixed, or by errors left)."""
+        classes = self.class_indices()
+        size = int(self.meta["batch_size"])
+        if self.meta.get("allocation", "fixed") == "fixed" or len(classes) == 1:
+            return [size] * len(classes)
+        available = [int(np.count_nonzero((labels == c) & (weights > 0) & ~decided)) for c in classes]
+        by_class = reporting.errors_left_by_class(store.closed_rounds())
+        estimates = [by_class.get(self.class_names[c], 0.0) for c in classes]
+        return allocate_reviews(estimates, available, size * len(classes), floor=max(1, size // 5)).tolist()
+
+    def class_indices(self) -> list[int]:
+        """The classes being cleaned, as indices."""
+        return [self.class_names.index(name) for name in self.meta["classes"]]
+
+    def measure_round(self, store: SessionStore, round_number: int, *,
+                      evaluate: bool | None) -> tuple[RoundResult, tuple | None]:
+        """Apply the round's decisions to the ranker, then measure: ``(RoundResult, evaluation or None)``."""
+        live = store.live_decisions()
+        this_round = live[live["round"] == round_number]
+        ranker = self.ranker(store, state.decided_before(live, round_number))
+        update_seconds = apply_round(ranker, this_round)
+        labels, weights = state.replay(self.start_labels, self.start_weights, live[live["round"] <= round_number])
+        against = self.class_names.index(self.meta["against"]) if self.meta["against"] is not None else None
+        errors, samples = errors_left_by_class(ranker.probs_, self.scores(ranker), labels, weights,
+                                               live[live["action"] != "skip"], self.class_indices(), against=against)
+        auroc, change, evaluation, eval_seconds = (float("nan"),) * 3, None, None, 0.0
+        if self.meta["evaluate"] if evaluate is None else evaluate:
+            if self._evaluator is None:
+                folds = make_folds(self.start_labels, self.meta["n_folds"], random_state=self.meta["random_state"])
+                self._evaluator = FoldedEvaluator(n_folds=self.meta["n_folds"], C=self.meta["eval_C"], folds=folds)
+            auroc, change, evaluation, eval_seconds = measure_labels(
+                self._evaluator, self.features, labels, weights, n_classes=len(self.class_names),
+                previous=_previous_evaluation(store, round_number), n_boot=self.meta["n_boot"],
+                seed=self.meta["random_state"] + round_number)
+        before = store.closed_rounds()
+        before = before[before["round"] < round_number]
+        base_before = None
+        if round_number > 0 and len(before):
+            last = before.iloc[-1]
+            base_before = float(last["errors_left"]) / last["samples_left"] if last["samples_left"] else 0.0
+        result = summarize_round(round_number, this_round, errors_left=errors, samples_left=samples,
+                                 base_rate_before=base_before, auroc=auroc, change=change,
+                                 class_names=self.class_names, update_seconds=update_seconds,
+                                 eval_seconds=eval_seconds)
+        return result, evaluation
+
+
+def _previous_evaluation(store: SessionStore, round_number: int):
+    closed = store.closed_rounds()
+    closed = closed[closed["round"] < round_number]
+    return None if closed.empty else store.evaluation(int(closed.iloc[-1]["id"]))
