@@ -9,7 +9,6 @@ from sklearn.metrics import roc_auc_score
 from coreclean.evaluation.held_out import FoldedEvaluator
 from coreclean.evaluation.auroc import auroc, auroc_per_class, bootstrap_auroc, paired_auroc_change
 from coreclean.scoring.linear.folds import make_folds
-from coreclean.sessions.stopping import plateau_verdict
 
 
 @pytest.fixture
@@ -61,20 +60,3 @@ def test_bootstrap_interval_and_paired_change(data):
     assert low > 0 and low <= change <= high  # fixing 60 labels raises AUROC, and the paired interval sees it
 
 
-def test_plateau_verdict_rests_on_hit_rate_and_errors_left():
-    going = plateau_verdict(n_reviewed=50, n_errors_found=30, errors_left=40, samples_left=500,
-                            auroc_change=(0.0, -0.001, 0.001))
-    assert not going.plateau and going.summary.startswith("keep going")
-    flat_hits = plateau_verdict(n_reviewed=50, n_errors_found=4, errors_left=40, samples_left=500,
-                                auroc_change=(0.01, 0.005, 0.02))
-    assert flat_hits.plateau  # AUROC still rising does not overrule a hit rate at the base rate
-    assert "one more round may pay" in flat_hits.summary and "no longer beats random" in flat_hits.summary
-    assert flat_hits.evidence["auroc_trend"] == "rising"
-    done = plateau_verdict(n_reviewed=50, n_errors_found=2, errors_left=0.3, samples_left=400)
-    assert done.plateau and "few or no errors left" in done.summary
-    confirm = plateau_verdict(n_reviewed=50, n_errors_found=40, errors_left=0.0, samples_left=400)
-    assert not confirm.plateau and "confirm" in confirm.summary
-    before = plateau_verdict(n_reviewed=50, n_errors_found=10, errors_left=5, samples_left=400, base_rate=0.15)
-    assert before.plateau and before.evidence["base_rate"] == 0.15
-    heavy = plateau_verdict(n_reviewed=500, n_errors_found=499, errors_left=19_000, samples_left=49_000, base_rate=0.6)
-    assert not heavy.plateau and "most of what is shown is still wrong" in heavy.summary

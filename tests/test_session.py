@@ -304,7 +304,7 @@ def test_reopened_session_continues(toy, tmp_path):
         assert result.auroc_change is not None  # paired against round 1's stored evaluation
         rounds = session.rounds()
         assert rounds["round"].tolist() == [0, 1, 2]
-        assert isinstance(result.verdict.summary, str) and "base rate" in result.verdict.summary
+        assert isinstance(result.verdict.summary, str) and "random review" in result.verdict.summary
 
 
 def test_in_memory_session_for_simulations(toy):

@@ -19,7 +19,7 @@ import pandas as pd
 from coreclean.evaluation.auroc import bootstrap_auroc, paired_auroc_change
 from coreclean.evaluation.held_out import FoldedEvaluator
 from coreclean.sessions.rounds import RoundResult
-from coreclean.sessions.stopping import Verdict, plateau_verdict
+from coreclean.sessions.stopping import Verdict, stop_verdict
 from coreclean.sessions.store import HIT_ACTIONS
 
 __all__ = ["apply_round", "measure_labels", "summarize_round"]
@@ -68,7 +68,8 @@ def measure_labels(evaluator: FoldedEvaluator, features: np.ndarray, labels: np.
 
 def summarize_round(round_number: int, decisions: pd.DataFrame, *, errors_left: Mapping[int, float],
                     samples_left: Mapping[int, int], base_rate_before: float | None,
-                    auroc: tuple[float, float, float], change: tuple[float, float, float] | None,
+                    errors_found: Mapping[int, int], auroc: tuple[float, float, float],
+                    change: tuple[float, float, float] | None,
                     class_names: Sequence[str], update_seconds: float, eval_seconds: float) -> RoundResult:
     """The round's :class:`RoundResult`: counts, errors left (total and by class), base rate and verdict.
 
@@ -78,6 +79,8 @@ def summarize_round(round_number: int, decisions: pd.DataFrame, *, errors_left: 
         The round's live decisions (column ``action``).
     errors_left, samples_left : mapping of class index to number
         After the round, per class being cleaned.
+    errors_found : mapping of class index to int
+        Errors found so far in each class being cleaned, this round included.
     base_rate_before : float or None
         Errors left / samples left when the round started (None for round 0).
     """
@@ -93,8 +96,10 @@ def summarize_round(round_number: int, decisions: pd.DataFrame, *, errors_left: 
                           evidence={"errors_left": total_left, "samples_left": total_samples, "base_rate": rate_after})
         base_rate = rate_after
     else:
-        verdict = plateau_verdict(n_reviewed=n_reviewed, n_errors_found=n_found, errors_left=total_left,
-                                  samples_left=total_samples, auroc_change=change, base_rate=base_rate_before)
+        verdict = stop_verdict(n_reviewed=n_reviewed, n_errors_found=n_found,
+                               errors_left={class_names[c]: float(v) for c, v in errors_left.items()},
+                               errors_found={class_names[c]: int(errors_found.get(c, 0)) for c in errors_left},
+                               samples_left=total_samples, auroc_change=change, base_rate=base_rate_before)
         base_rate = float(verdict.evidence["base_rate"])
     return RoundResult(
         round=round_number, n_reviewed=n_reviewed, n_errors_found=n_found, n_skipped=int((~reviewed).sum()),

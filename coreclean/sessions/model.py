@@ -24,7 +24,7 @@ from coreclean.sessions.batches import allocate_reviews
 from coreclean.sessions.closing import apply_round, measure_labels, summarize_round
 from coreclean.sessions.rounds import RoundResult
 from coreclean.sessions.stopping import errors_left_by_class
-from coreclean.sessions.store import SessionStore
+from coreclean.sessions.store import HIT_ACTIONS, SessionStore
 
 __all__ = ["SessionModel"]
 
@@ -136,7 +136,9 @@ class SessionModel:
         if round_number > 0 and len(before):
             last = before.iloc[-1]
             base_before = float(last["errors_left"]) / last["samples_left"] if last["samples_left"] else 0.0
-        result = summarize_round(round_number, this_round, errors_left=errors, samples_left=samples,
+        hits = live[(live["round"] <= round_number) & live["action"].isin(HIT_ACTIONS)]
+        found = {int(c): int(n) for c, n in hits.groupby("old_label").size().items()}
+        result = summarize_round(round_number, this_round, errors_left=errors, samples_left=samples, errors_found=found,
                                  base_rate_before=base_before, auroc=auroc, change=change,
                                  class_names=self.class_names, update_seconds=update_seconds,
                                  eval_seconds=eval_seconds)

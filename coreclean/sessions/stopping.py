@@ -1,14 +1,17 @@
-"""Should the reviewer stop? The plateau verdict from the hit rate, the base rate and the errors left.
+"""Should the reviewer stop? One verdict, "go on" or "stop", from the errors estimated left in each class.
 
-AUROC computed on labels that are being edited rises by construction when hard samples are dropped,
-so the verdict rests on the hit rate of the last round against the base rate (estimated errors left /
-samples left: what random review would find) and on the estimated errors left; the AUROC change is
-reported as supporting evidence only.
+A class is done when the errors estimated left in it are a small share of its errors (found so far
+plus estimated left), at most :data:`STOP_SHARE`, or less than one. The session says *stop* when
+every class being cleaned is done, and never while the last round still found errors in at least
+half of what it showed (the estimate is then confirmed by one more round). The last round's hit
+rate against the base rate (what random review would find) and the paired-bootstrap AUROC change
+are shown as evidence but do not decide: AUROC on labels being edited rises by construction when
+hard samples are dropped. The errors-left estimate itself is :func:`errors_left_by_class`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -16,24 +19,27 @@ import pandas as pd
 
 from coreclean.sessions.store import HIT_ACTIONS
 
-__all__ = ["Verdict", "plateau_verdict", "errors_left_by_class"]
+__all__ = ["Verdict", "STOP_SHARE", "stop_verdict", "errors_left_by_class"]
+
+STOP_SHARE = 0.15
+"""A class is done when at most this share of its errors is estimated left (chosen on the journey benchmark)."""
 
 
 @dataclass(frozen=True)
 class Verdict:
-    """Whether cleaning has plateaued, and why.
+    """Whether to stop cleaning, and why.
 
     Attributes
     ----------
     plateau : bool
-        True when the last round's hits were no better than random review would find, or (almost)
-        no errors are estimated left.
+        True when the verdict is *stop* (every class done; see the module docstring).
     summary : str
-        One line for people, e.g. ``"plateau: hit rate 2% vs base rate 2% ..."``.
+        One line for people, starting with ``"stop"`` or ``"go on"``.
     evidence : dict
         ``hit_rate``, ``base_rate``, ``lift`` (hit rate / base rate), ``errors_left``,
-        ``samples_left``, ``auroc_change``, ``change_low``, ``change_high``, ``auroc_trend``
-        ("rising", "flat", "falling" or None) and ``reasons`` (list of str).
+        ``samples_left``, ``share_left_by_class``, ``done_classes``, ``auroc_change``,
+        ``change_low``, ``change_high``, ``auroc_trend`` ("rising", "flat", "falling" or None) and
+        ``reasons`` (list of str).
     """
 
     plateau: bool
@@ -44,94 +50,70 @@ class Verdict:
         return asdict(self)
 
 
-def plateau_verdict(*, n_reviewed: int, n_errors_found: int, errors_left: float, samples_left: int,
-                    auroc_change: tuple[float, float, float] | None = None, base_rate: float | None = None,
-                    min_lift: float = 2.0,
-                    min_errors_left: float = 1.0) -> Verdict:
-    """Decide whether a cleaning session has plateaued after a round.
+def stop_verdict(*, n_reviewed: int, n_errors_found: int, errors_left: Mapping[str, float],
+                 errors_found: Mapping[str, int], samples_left: int, base_rate: float | None,
+                 auroc_change: tuple[float, float, float] | None = None,
+                 stop_share: float = STOP_SHARE) -> Verdict:
+    """The verdict after a round.
 
     Parameters
     ----------
-    n_reviewed : int
-        Samples decided in the round (skips excluded).
-    n_errors_found : int
-        Of those, the ones relabelled, dropped or down-weighted.
-    errors_left : float
-        Estimated label errors still among the unreviewed samples of the classes being cleaned.
+    n_reviewed, n_errors_found : int
+        The round's decisions (skips excluded) and the errors among them.
+    errors_left : mapping of class name to float
+        Estimated errors left among each class's unreviewed samples.
+    errors_found : mapping of class name to int
+        Errors found in each class so far, this round included.
     samples_left : int
-        Unreviewed (kept) samples of those classes.
+        Unreviewed kept samples of the classes.
+    base_rate : float or None
+        Errors left / samples left when the round started: the hit rate random review would have
+        had (None: as after the round).
     auroc_change : (change, low, high), optional
-        The paired-bootstrap AUROC change of the round (supporting evidence only).
-    base_rate : float, optional
-        The hit rate random review would have had in this round: errors left / samples left at the
-        round's *start*. Default: ``errors_left / samples_left`` (after the round).
-    min_lift : float
-        A round whose hit rate is below ``min_lift`` times the base rate found no more than random
-        review (roughly) would: plateau.
-    min_errors_left : float
-        Fewer estimated errors left than this: plateau (nothing left to find).
-
-    Neither reason stops a session whose last round still found errors in at least half of what it
-    showed: with noise that heavy (CIFAR-10N ``worse``, 40 %) random review would find as many, yet
-    every round still pays.
-
-    Returns
-    -------
-    Verdict
+        The paired-bootstrap AUROC change of the round (evidence only).
+    stop_share : float
+        A class is done when its estimated errors left are at most this share of its errors.
     """
+    total_left = float(sum(errors_left.values()))
     hit_rate = n_errors_found / n_reviewed if n_reviewed else float("nan")
     if base_rate is None:
-        base_rate = errors_left / samples_left if samples_left else 0.0
-    if base_rate > 0 and n_reviewed:
-        lift = hit_rate / base_rate
-    else:
-        lift = float("inf") if n_errors_found else float("nan")
-    exhausted = errors_left < min_errors_left or samples_left == 0
-    no_lift = bool(n_reviewed) and (n_errors_found == 0 or hit_rate < min_lift * base_rate)
+        base_rate = total_left / samples_left if samples_left else 0.0
+    lift = hit_rate / base_rate if base_rate > 0 and n_reviewed else (float("inf") if n_errors_found else float("nan"))
+    share = {name: left / (left + errors_found.get(name, 0)) if left + errors_found.get(name, 0) > 0 else 0.0
+             for name, left in errors_left.items()}
+    done = [name for name, left in errors_left.items() if left < 1.0 or share[name] <= stop_share]
     still_finding = bool(n_reviewed) and hit_rate >= 0.5
+    stop = len(done) == len(errors_left) and not still_finding
+    per_class = ", ".join(f"{name} ~{left:.0f}" for name, left in errors_left.items())
+    left_text = f"~{total_left:.0f} errors estimated left" + (f" ({per_class})" if len(errors_left) > 1 else "")
+    hit_text = (f"the last round found {n_errors_found} of {n_reviewed} ({hit_rate:.0%}) vs {base_rate:.1%} for "
+                "random review" if n_reviewed else "nothing reviewed in the last round")
     reasons = []
-    if no_lift:
-        reasons.append(f"the last round's hit rate {hit_rate:.0%} is not above {min_lift:g}x the base rate "
-                       f"{base_rate:.1%}: the ranking finds errors no faster than random review would")
-    if exhausted:
-        reasons.append(f"about {errors_left:.0f} errors are estimated left in {samples_left} unreviewed samples")
-    plateau = (no_lift or exhausted) and not still_finding
-    trend = None
-    change_text = "AUROC change not measured"
+    if stop:
+        head = f"stop: every class is done (at most {stop_share:.0%} of its errors estimated left)"
+        reasons.append(head[6:])
+    elif len(done) == len(errors_left):
+        head = "go on: few errors are estimated left, but the last round still found many; one more round confirms"
+        reasons.append("the last round's hit rate was at least 50%")
+    else:
+        pending = [name for name in errors_left if name not in done]
+        head = f"go on: {', '.join(pending)} still {'holds' if len(pending) == 1 else 'hold'} errors"
+        reasons.append(f"more than {stop_share:.0%} of the errors of {', '.join(pending)} are estimated left")
+    trend, change_text = None, ""
     if auroc_change is not None and np.all(np.isfinite(auroc_change)):
         change, low, high = auroc_change
         trend = "rising" if low > 0 else ("falling" if high < 0 else "flat")
-        change_text = f"AUROC change {change:+.4f} [{low:+.4f}, {high:+.4f}] ({trend}"
-        if plateau and trend == "rising":
-            change_text += ": the model still gains, so one more round may pay)"
-        elif plateau:
-            change_text += ", consistent with a plateau)"
-        else:
-            change_text += ")"
-    hit_text = f"hit rate {hit_rate:.0%} vs base rate {base_rate:.1%}" if n_reviewed else "nothing reviewed"
-    left_text = f"~{errors_left:.0f} errors estimated left in {samples_left} samples"
-    if plateau and no_lift and not exhausted:
-        head = "plateau (the ranking no longer beats random review; errors remain)"
-    elif plateau:
-        head = "plateau (few or no errors left)"
-    elif exhausted:
-        head = "keep going (the estimate says none left, but the last round still found many: confirm with one more)"
-        reasons.append("the last round's hit rate was still high")
-    elif no_lift:
-        head = "keep going (random review would find as many, but most of what is shown is still wrong)"
-        reasons.append("the last round's hit rate was still high")
-    else:
-        head = "keep going"
-    summary = f"{head}: {hit_text}; {left_text}; {change_text}"
+        change_text = f"; AUROC change {change:+.4f} [{low:+.4f}, {high:+.4f}] ({trend})"
     evidence = {
-        "hit_rate": hit_rate, "base_rate": base_rate, "lift": lift, "errors_left": float(errors_left),
+        "hit_rate": hit_rate, "base_rate": base_rate, "lift": lift, "errors_left": total_left,
         "samples_left": int(samples_left), "n_reviewed": int(n_reviewed), "n_errors_found": int(n_errors_found),
+        "share_left_by_class": share, "done_classes": done,
         "auroc_change": None if auroc_change is None else float(auroc_change[0]),
         "change_low": None if auroc_change is None else float(auroc_change[1]),
         "change_high": None if auroc_change is None else float(auroc_change[2]),
         "auroc_trend": trend, "reasons": reasons,
     }
-    return Verdict(plateau=plateau, summary=summary, evidence=evidence)
+    return Verdict(plateau=stop, summary=f"{head}; {left_text}; {hit_text}{change_text}", evidence=evidence)
 
 
 def errors_left_by_class(probs: np.ndarray, scores: np.ndarray, labels: np.ndarray, weights: np.ndarray,
@@ -164,23 +146,17 @@ def errors_left_by_class(probs: np.ndarray, scores: np.ndarray, labels: np.ndarr
     samples_left : dict of int to int
         Unreviewed kept samples per class.
     """
-    from coreclean.scoring.confident_joint import confident_joint
     from coreclean.sessions.errors_left import calibrated_error_probabilities
 
     unreviewed = np.ones(labels.size, dtype=bool)
     unreviewed[decided["idx"].to_numpy(np.int64)] = False
-    mask = unreviewed & (weights > 0)
-    joint = confident_joint(probs, labels, sample_weight=mask.astype(np.float64))
-    pool = mask & np.isin(labels, list(classes))
-    calibrated = calibrated_error_probabilities(decided["score"].to_numpy(np.float64),
-                                                decided["action"].isin(HIT_ACTIONS).to_numpy(), scores[pool])
+    pool = unreviewed & (weights > 0) & np.isin(labels, list(classes))
     per_sample = np.zeros(labels.size)
-    if calibrated is not None:
-        per_sample[pool] = calibrated
+    per_sample[pool] = calibrated_error_probabilities(decided["score"].to_numpy(np.float64),
+                                                      decided["action"].isin(HIT_ACTIONS).to_numpy(), scores[pool])
     errors, samples = {}, {}
     for c in classes:
-        prior = float(joint[c, against]) if against is not None else float(joint[c].sum() - joint[c, c])
         members = pool & (labels == c)
-        errors[int(c)] = max(prior, float(per_sample[members].sum())) if calibrated is not None else prior
+        errors[int(c)] = float(per_sample[members].sum())
         samples[int(c)] = int(members.sum())
     return errors, samples

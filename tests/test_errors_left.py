@@ -1,0 +1,53 @@
+"""Errors left among unreviewed samples: the ranker's posterior, recalibrated on the reviewer's verdicts."""
+
+import numpy as np
+
+from coreclean.sessions.errors_left import calibrated_error_probabilities
+
+
+def _population(rng, n=20_000, power=1.0):
+    """Scores in (0, 1); the true error probability is ``score ** power`` (1: calibrated)."""
+    scores = rng.beta(0.5, 4.0, n)
+    return scores, rng.random(n) < scores**power
+
+
+def test_without_verdicts_the_scores_are_the_estimate():
+    scores = np.array([0.1, 0.5, 0.9])
+    assert np.allclose(calibrated_error_probabilities(np.zeros(0), np.zeros(0, bool), scores), scores)
+
+
+def test_calibrated_scores_stay_calibrated_in_the_unreviewed_tail():
+    rng = np.random.default_rng(0)
+    scores, is_error = _population(rng)
+    order = np.argsort(-scores)
+    reviewed, rest = order[:2_000], order[2_000:]
+    estimate = calibrated_error_probabilities(scores[reviewed], is_error[reviewed], scores[rest]).sum()
+    truth = is_error[rest].sum()
+    assert abs(estimate - truth) < 0.15 * truth
+
+
+def test_overconfident_scores_are_corrected_by_the_verdicts():
+    rng = np.random.default_rng(3)
+    scores, is_error = _population(rng, power=2.0)  # the true error rate is far below the score
+    order = np.argsort(-scores)
+    reviewed, rest = order[:3_000], order[3_000:]
+    raw = scores[rest].sum()
+    truth = is_error[rest].sum()
+    estimate = calibrated_error_probabilities(scores[reviewed], is_error[reviewed], scores[rest]).sum()
+    assert raw > 2 * truth  # what the scores alone would say
+    assert abs(estimate - truth) < 0.35 * truth
+
+
+def test_uninformative_scores_give_the_hit_rate_times_the_pool():
+    rng = np.random.default_rng(1)
+    scores = rng.random(5_000)  # scores carry no information
+    is_error = rng.random(5_000) < 0.1
+    estimate = calibrated_error_probabilities(scores[:1_000], is_error[:1_000], scores[1_000:]).sum()
+    assert abs(estimate - 4_000 * is_error[:1_000].mean()) < 0.25 * 4_000 * is_error[:1_000].mean()
+
+
+def test_unscored_decisions_are_left_out():
+    with_nan = calibrated_error_probabilities(np.array([0.9, np.nan, 0.8]), np.array([True, False, True]),
+                                              np.array([0.2, 0.3]))
+    without = calibrated_error_probabilities(np.array([0.9, 0.8]), np.array([True, True]), np.array([0.2, 0.3]))
+    assert np.allclose(with_nan, without)
