@@ -10,6 +10,7 @@ CIFAR-10 order, are mapped into it with ``train_order.txt``.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from benchmarks.common import REPO
 
 logger = logging.getLogger(__name__)
 
-SHARED = REPO.parent / "shared"
+SHARED = Path(os.environ.get("CORECLEAN_SHARED", REPO.parent / "shared"))  # data, weights: read in place
 WORK = REPO / "benchmarks" / "work"
 DEFAULT_WEIGHTS = SHARED / "weights" / "mobilenet_v2_imagenet_features_torchvision.pth"
 CIFAR10N = SHARED / "data" / "cifar10n" / "CIFAR-10_human_labels.npz"

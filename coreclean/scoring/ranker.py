@@ -21,7 +21,6 @@ from coreclean._internal.validation import (
     check_sample_weight,
     sklearn_seed,
 )
-from coreclean.scoring.confident_joint import estimate_errors_per_class
 from coreclean.exceptions import InputValidationError
 from coreclean.scoring.methods import DEFAULT_METHOD, REGISTRY
 from coreclean.scoring.signal_set import SignalConfig, SignalSet
@@ -266,9 +265,14 @@ class LabelIssueRanker:
         return ranks
 
     def errors_per_class(self) -> np.ndarray:
-        """Estimated number of label errors still among the kept samples of each class (confident joint)."""
+        """Estimated number of label errors among the kept samples of each class: the sum of their scores.
+
+        The score is the posterior probability that the label is wrong, so its sum is the expected
+        count; sessions recalibrate it on the reviewer's verdicts (:mod:`coreclean.sessions.errors_left`).
+        """
         self._check_fitted()
-        return estimate_errors_per_class(self.probs_, self.labels_, sample_weight=self.sample_weight_)
+        kept = self.sample_weight_ > 0
+        return np.bincount(self.labels_[kept], weights=self.scores_[kept], minlength=self.n_classes_)
 
     def to_frame(self, *, sample_ids=None, class_names: list[str] | None = None) -> pd.DataFrame:
         """The ranking table: one row per sample, most suspicious first.
