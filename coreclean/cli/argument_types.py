@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import argparse
 
-__all__ = ["positive_int", "non_negative_int"]
+__all__ = ["positive_int", "non_negative_int", "THREADS_HELP"]
+
+#: Help of every ``--threads`` option: an override of the automatic choice.
+THREADS_HELP = ("BLAS/OpenMP threads (default: chosen from the free cores and the data size; "
+                "an override, rarely needed)")
 
 
 def positive_int(text: str) -> int:

@@ -6,6 +6,8 @@ import argparse
 import json
 from typing import Any
 
+from coreclean.cli.argument_types import THREADS_HELP, positive_int
+
 __all__ = ["register"]
 
 
@@ -25,7 +27,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--folds", type=int, default=5, help="cross-validation folds (default: 5)")
     parser.add_argument("--C", type=float, default=0.01, dest="C", help="inverse L2 strength (default: 0.01)")
     parser.add_argument("--seed", type=int, default=0, help="fold seed (default: 0)")
-    parser.add_argument("--threads", type=int, default=None, help="cap OpenMP/BLAS threads (1 is fastest on a busy machine)")
+    parser.add_argument("--threads", type=positive_int, default=None, help=THREADS_HELP)
     output = parser.add_mutually_exclusive_group()
     output.add_argument("--json", action="store_true", help="print JSON records instead of a table")
     output.add_argument("--csv", metavar="FILE", help="also write the table as CSV to FILE ('-' for stdout)")
@@ -33,10 +35,16 @@ def register(subparsers: Any) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from coreclean.diagnostics.class_report import class_report_from_cache
+    from coreclean._internal.progress import Progress
+    from coreclean.diagnostics.class_report import class_report
+    from coreclean.embedding.cache import load_embeddings
 
-    report = class_report_from_cache(args.cache, key=args.key, n_folds=args.folds, C=args.C, random_state=args.seed,
-                                     n_threads=args.threads)
+    with Progress("classes", phases=2, enabled=False if getattr(args, "quiet", False) else None) as progress:
+        with progress.phase("loading embeddings"):
+            embeddings = load_embeddings(args.cache, key=args.key)
+        with progress.phase(f"cross-validating {embeddings.labels.size} samples ({args.folds} folds)"):
+            report = class_report(embeddings.features, embeddings.labels, class_names=embeddings.class_names,
+                                  n_folds=args.folds, C=args.C, random_state=args.seed, n_threads=args.threads)
     if args.json:
         print(json.dumps(report.to_dict(orient="records"), indent=2, ensure_ascii=False))
         return 0

@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from coreclean.cli.argument_types import non_negative_int, positive_int
+from coreclean.cli.argument_types import THREADS_HELP, non_negative_int, positive_int
 from coreclean.exceptions import CorecleanError, InputValidationError
 
 __all__ = ["register"]
@@ -52,11 +52,21 @@ def register(subparsers: Any) -> None:
                         help="principal components the logistic regressions see; 0 = all columns "
                              "(default: LabelIssueRanker's)")
     parser.add_argument("--random-state", type=int, default=0, help="seed of folds and coresets (default: 0)")
-    parser.add_argument("--threads", type=positive_int, help="cap OpenMP/BLAS threads (1 is fastest on a busy machine)")
+    parser.add_argument("--threads", type=positive_int, help=THREADS_HELP)
     parser.set_defaults(handler=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
+    from coreclean._internal.progress import Progress
+
+    with Progress("rank", phases=3, enabled=False if getattr(args, "quiet", False) else None) as progress:
+        summary = _rank(args, progress)
+    print(summary)
+    return 0
+
+
+def _rank(args: argparse.Namespace, progress) -> str:
+    """Rank, write the CSV, and return the summary to print (after the progress line is gone)."""
     from coreclean._internal.threads import limit_threads
     from coreclean.scoring.ranker import LabelIssueRanker
     from coreclean.scoring.methods import REGISTRY
@@ -65,7 +75,8 @@ def _run(args: argparse.Namespace) -> int:
         raise InputValidationError(f"unknown method {args.method!r}; choose one of {', '.join(sorted(REGISTRY))}.")
     if args.folds is not None and args.folds < 2:
         raise InputValidationError(f"--folds must be at least 2; got {args.folds}.")
-    sample_ids, features, labels, class_names = _load_input(args)
+    with progress.phase("loading embeddings"):
+        sample_ids, features, labels, class_names = _load_input(args)
     class_index = None
     if args.class_name is not None:
         if args.class_name not in class_names:
@@ -77,23 +88,24 @@ def _run(args: argparse.Namespace) -> int:
     if settings.get("n_components") == 0:
         settings["n_components"] = None  # every column
     ranker = LabelIssueRanker(args.method, random_state=args.random_state, **settings)
-    with limit_threads(args.threads):
+    with progress.phase(f"ranking {labels.size} samples"), \
+            limit_threads(args.threads, n_samples=features.shape[0], n_features=features.shape[1]):
         ranker.fit(features, labels, n_classes=len(class_names))
-    frame = ranker.to_frame(sample_ids=sample_ids, class_names=class_names)
-    if class_index is not None:
-        frame = frame[frame["label"] == class_names[class_index]]
-    if args.top is not None:
-        frame = frame.head(args.top)
-    out = Path(args.out)
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        frame.to_csv(out, index=False)
-    except OSError as err:
-        raise CorecleanError(f"cannot write the ranking to {out}: {err}; pass --out somewhere writable.") from err
-    print(format_summary(ranker, class_names, sample_ids, class_index))
-    print(f"ranked {labels.size} samples of {len(class_names)} classes with {args.method!r} in "
-          f"{ranker.last_update_seconds_:.1f} s -> {out} ({len(frame)} rows)")
-    return 0
+    with progress.phase("writing the ranking"):
+        frame = ranker.to_frame(sample_ids=sample_ids, class_names=class_names)
+        if class_index is not None:
+            frame = frame[frame["label"] == class_names[class_index]]
+        if args.top is not None:
+            frame = frame.head(args.top)
+        out = Path(args.out)
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            frame.to_csv(out, index=False)
+        except OSError as err:
+            raise CorecleanError(f"cannot write the ranking to {out}: {err}; pass --out somewhere writable.") from err
+    return (format_summary(ranker, class_names, sample_ids, class_index) + "\n"
+            f"ranked {labels.size} samples of {len(class_names)} classes with {args.method!r} in "
+            f"{ranker.last_update_seconds_:.1f} s -> {out} ({len(frame)} rows)")
 
 
 def format_summary(ranker, class_names: list[str], sample_ids, class_index: int | None = None) -> str:

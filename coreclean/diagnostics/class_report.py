@@ -52,7 +52,8 @@ def class_report(
     random_state : int, Generator or None
         Seeds the folds.
     n_threads : int, optional
-        Cap OpenMP/BLAS threads (see :func:`coreclean._internal.threads.limit_threads`).
+        OpenMP/BLAS threads; default: chosen from the free cores and the problem size
+        (:func:`coreclean._internal.threads.limit_threads`).
 
     Returns
     -------
@@ -70,7 +71,7 @@ def class_report(
     labels = check_labels(labels, features.shape[0], n_classes=n_classes)
     n_classes = n_classes if n_classes is not None else int(labels.max()) + 1
     names = list(class_names) if class_names is not None else [str(k) for k in range(n_classes)]
-    with limit_threads(n_threads):
+    with limit_threads(n_threads, n_samples=features.shape[0], n_features=features.shape[1]):
         probs = FoldedEvaluator(n_folds=n_folds, C=C, random_state=random_state).fit(
             features, labels, n_classes=n_classes).probs_
     return _compute_report(probs, labels, names)

@@ -1,0 +1,133 @@
+"""The thread policy: counts follow free cores and problem size, reach every pool, and yield to --threads."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from threadpoolctl import threadpool_info
+
+from coreclean._internal import threads
+from coreclean._internal.threads import WORK_PER_THREAD, available_cores, choose_threads, limit_threads
+from coreclean.exceptions import InputValidationError
+
+
+def test_small_problems_get_one_thread_whatever_the_cores():
+    for cores in (1, 2, 16, 64):
+        assert choose_threads(3_000, 1_280, cores) == 1  # the 2-core box's 30-60x slowdown case
+        assert choose_threads(1_797, 64, cores) == 1  # the demo's digits
+        assert choose_threads(None, None, cores) == 1  # unknown size counts as small
+
+
+def test_threads_grow_with_problem_size_up_to_the_cores():
+    sizes = [(2_000, 512), (20_000, 512), (50_000, 512), (200_000, 512), (1_000_000, 512)]
+    on_16 = [choose_threads(n, d, 16) for n, d in sizes]
+    assert on_16 == sorted(on_16) and on_16[0] == 1 and on_16[-1] == 16
+    assert 1 < choose_threads(50_000, 512, 16) <= 16  # the 50k scale run uses several cores
+    assert choose_threads(1_000_000, 512, 2) == 2  # never more than the cores
+    assert choose_threads(1_000_000, 512, 1) == 1
+    n = 4 * WORK_PER_THREAD // 100
+    assert choose_threads(n, 100, 16) == 4  # one thread per WORK_PER_THREAD entries
+
+
+def test_threads_follow_cores_for_a_big_problem():
+    counts = [choose_threads(1_000_000, 512, cores) for cores in (1, 2, 4, 8, 16, 32)]
+    assert counts == [1, 2, 4, 8, 16, 32]
+
+
+def test_available_cores_reads_affinity_quota_and_load(monkeypatch, tmp_path):
+    monkeypatch.setattr(threads.os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
+    monkeypatch.setattr(threads.os, "cpu_count", lambda: 16)
+    monkeypatch.setattr(threads, "_cgroup_cpu_quota", lambda: None)
+    monkeypatch.setattr(threads.os, "getloadavg", lambda: (0.1, 0.1, 0.1))
+    assert available_cores() == 16
+    monkeypatch.setattr(threads.os, "getloadavg", lambda: (8.0, 8.0, 8.0))
+    assert available_cores() == 8  # half the machine is busy with other jobs
+    monkeypatch.setattr(threads.os, "getloadavg", lambda: (40.0, 40.0, 40.0))
+    assert available_cores() == 1  # overloaded: never below one
+    monkeypatch.setattr(threads.os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    monkeypatch.setattr(threads, "_cgroup_cpu_quota", lambda: 2.5)
+    assert available_cores() == 2  # a container allowed 2.5 CPUs
+    monkeypatch.setattr(threads.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(threads, "_cgroup_cpu_quota", lambda: None)
+    assert available_cores() == 2  # pinned to two cores (taskset)
+
+
+def test_cgroup_quota_files(tmp_path):
+    (tmp_path / "cpu.max").write_text("250000 100000\n")
+    assert threads._cgroup_cpu_quota(tmp_path) == 2.5
+    (tmp_path / "cpu.max").write_text("max 100000\n")
+    assert threads._cgroup_cpu_quota(tmp_path) is None
+    v1 = tmp_path / "v1"
+    (v1 / "cpu").mkdir(parents=True)
+    (v1 / "cpu" / "cpu.cfs_quota_us").write_text("400000\n")
+    (v1 / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
+    assert threads._cgroup_cpu_quota(v1) == 4.0
+    (v1 / "cpu" / "cpu.cfs_quota_us").write_text("-1\n")
+    assert threads._cgroup_cpu_quota(v1) is None
+    assert threads._cgroup_cpu_quota(tmp_path / "absent") is None
+
+
+def _pool_threads() -> set[int]:
+    return {pool["num_threads"] for pool in threadpool_info()}
+
+
+def test_automatic_limit_reaches_every_pool(monkeypatch):
+    import faiss  # noqa: F401 - its OpenBLAS and OpenMP must be limited too
+    import torch
+
+    monkeypatch.setattr(threads, "available_cores", lambda: 8)
+    with limit_threads(None, n_samples=3_000, n_features=1_280) as count:
+        assert count == 1
+        assert _pool_threads() == {1}  # before: None left every pool at its default (all cores)
+        assert torch.get_num_threads() == 1
+        assert faiss.omp_get_max_threads() == 1
+    big = choose_threads(1_000_000, 512, 8)
+    with limit_threads(None, n_samples=1_000_000, n_features=512) as count:
+        assert count == big == 8
+        assert torch.get_num_threads() == 8
+
+
+def test_explicit_count_wins_over_nested_automatic_blocks(monkeypatch):
+    monkeypatch.setattr(threads, "available_cores", lambda: 8)
+    with limit_threads(1):
+        with limit_threads(None, n_samples=1_000_000, n_features=512) as count:
+            assert count == 1 and _pool_threads() == {1}
+    with limit_threads(None):  # a block of unknown size (the session's): one thread ...
+        with limit_threads(None, n_samples=1_000_000, n_features=512) as count:
+            assert count == 8  # ... but a nested block that knows its size chooses by it
+
+
+def test_limits_are_restored_after_the_block():
+    import torch
+
+    before_pools, before_torch = _pool_threads(), torch.get_num_threads()
+    with limit_threads(1):
+        pass
+    assert _pool_threads() == before_pools and torch.get_num_threads() == before_torch
+
+
+@pytest.mark.parametrize("bad", [0, -2, 1.5, True])
+def test_bad_thread_counts_are_refused(bad):
+    with pytest.raises(InputValidationError, match="n_threads must be a whole number >= 1"):
+        with limit_threads(bad):
+            pass
+
+
+def test_folded_evaluator_runs_on_the_chosen_count(monkeypatch):
+    from coreclean.evaluation.held_out import FoldedEvaluator
+
+    seen = []
+    original = threads._pools_limited
+
+    def spy(count):
+        seen.append(count)
+        return original(count)
+
+    monkeypatch.setattr(threads, "_pools_limited", spy)
+    monkeypatch.setattr(threads, "available_cores", lambda: 16)
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(200, 8)).astype(np.float32)
+    FoldedEvaluator(random_state=0).fit(features, rng.integers(0, 3, 200))
+    with limit_threads(2):
+        FoldedEvaluator(random_state=0).fit(features, rng.integers(0, 3, 200))
+    assert seen == [1, 2, 2]  # small: one thread; inside an explicit --threads 2: two
