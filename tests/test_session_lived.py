@@ -222,3 +222,21 @@ def test_budget_across_classes_follows_the_errors_left(toy, tmp_path):
     with coreclean.CleaningSession.start(toy[0], tmp_path / "f.session", classes=["cat", "dog"], batch_size=10,
                                          evaluate=False, labels=labels, allocation="fixed") as session:
         assert session.next_batch().groupby("class").size().tolist() == [10, 10]
+
+
+def test_classes_rank_and_session_give_the_same_error_counts(toy, tmp_path):
+    """#10: `classes` and `rank` gave different error counts for the same class (cat 101 vs 77), the session a third."""
+    from coreclean.diagnostics.class_report import class_report_from_cache
+    from coreclean.embedding.cache import load_embeddings
+    from coreclean.scoring.ranker import LabelIssueRanker
+
+    report = class_report_from_cache(toy[0]).set_index("class")["estimated_errors"]
+    embeddings = load_embeddings(toy[0])
+    ranked = LabelIssueRanker(random_state=0).fit(embeddings.features, embeddings.labels).errors_per_class()
+    with coreclean.CleaningSession.start(toy[0], tmp_path / "s.session", classes=["cat", "dog"],
+                                         evaluate=False) as session:
+        started = session.status()["errors_left_by_class"]
+    for k, name in enumerate(embeddings.class_names):
+        assert report[name] == pytest.approx(ranked[k], rel=1e-6)
+        if name in started:
+            assert started[name] == pytest.approx(ranked[k], rel=1e-6)

@@ -1,11 +1,13 @@
 """Which class should I clean first? Per-class accuracy, AUROC, most-confused partner and estimated errors.
 
-:func:`class_report` fits a logistic regression on fixed folds (:class:`coreclean.evaluation.held_out.FoldedEvaluator`),
-and from its out-of-fold probabilities reports for each class: its cross-validated accuracy (recall:
-the share of its samples predicted as it), its one-vs-rest AUROC, the class it is most often
-mistaken for (the off-diagonal maximum of the row-normalised confusion matrix) and the estimated
-number of label errors among its samples (the confident joint, :mod:`coreclean.scoring.confident_joint`).
-Rows are sorted so the first is the class to clean first: most estimated errors, then lowest AUROC.
+:func:`class_report` fits the same :class:`~coreclean.scoring.ranker.LabelIssueRanker` a session
+starts with, and from its class probabilities (each blind to the sample's own label) reports for
+each class: its cross-validated accuracy (recall: the share of its samples predicted as it), its
+one-vs-rest AUROC, the class it is most often mistaken for (the off-diagonal maximum of the
+row-normalised confusion matrix) and the estimated number of label errors among its samples
+(:meth:`~coreclean.scoring.ranker.LabelIssueRanker.errors_per_class`: the sum of the scores, the
+number a session on the class starts from, and the one ``coreclean rank`` prints). Rows are sorted
+so the first is the class to clean first: most estimated errors, then lowest AUROC.
 """
 
 from __future__ import annotations
@@ -16,10 +18,9 @@ import numpy as np
 import pandas as pd
 
 from coreclean._internal.validation import check_features, check_labels
-from coreclean.scoring.confident_joint import estimate_errors_per_class
-from coreclean.evaluation.held_out import FoldedEvaluator
-from coreclean.evaluation.auroc import auroc_per_class
 from coreclean._internal.threads import limit_threads
+from coreclean.evaluation.auroc import auroc_per_class
+from coreclean.scoring.ranker import LabelIssueRanker
 
 __all__ = ["class_report", "class_report_from_cache", "REPORT_COLUMNS"]
 
@@ -48,7 +49,7 @@ def class_report(
         Default: ``"0"``, ``"1"``, ...
     n_folds : int
     C : float
-        Inverse L2 strength of the logistic regression on standardised features.
+        Inverse L2 strength of the ranker's logistic regressions on standardised features.
     random_state : int, Generator or None
         Seeds the folds.
     n_threads : int, optional
@@ -72,12 +73,12 @@ def class_report(
     n_classes = n_classes if n_classes is not None else int(labels.max()) + 1
     names = list(class_names) if class_names is not None else [str(k) for k in range(n_classes)]
     with limit_threads(n_threads, n_samples=features.shape[0], n_features=features.shape[1]):
-        probs = FoldedEvaluator(n_folds=n_folds, C=C, random_state=random_state).fit(
-            features, labels, n_classes=n_classes).probs_
-    return _compute_report(probs, labels, names)
+        ranker = LabelIssueRanker(n_folds=n_folds, C=C, random_state=random_state).fit(
+            features, labels, n_classes=n_classes)
+    return _compute_report(ranker.probs_.astype(np.float64), labels, names, ranker.errors_per_class())
 
 
-def _compute_report(probs: np.ndarray, labels: np.ndarray, names: list[str]) -> pd.DataFrame:
+def _compute_report(probs: np.ndarray, labels: np.ndarray, names: list[str], errors: np.ndarray) -> pd.DataFrame:
     n_classes = len(names)
     predicted = probs.argmax(axis=1)
     confusion = np.zeros((n_classes, n_classes), dtype=np.float64)
@@ -87,7 +88,6 @@ def _compute_report(probs: np.ndarray, labels: np.ndarray, names: list[str]) -> 
     off = normalised.copy()
     np.fill_diagonal(off, -1.0)
     partner = off.argmax(axis=1)
-    errors = estimate_errors_per_class(probs, labels)
     frame = pd.DataFrame({
         "class": names,
         "n_samples": counts.astype(np.int64),
