@@ -149,3 +149,39 @@ def test_class_leverage_gram_path_equals_the_svd():
     deficient = np.hstack([block, block[:, :1]])  # a repeated column: the SVD path must answer
     svd = np.square(np.linalg.svd(deficient, full_matrices=False)[0]).sum(axis=1)
     np.testing.assert_allclose(class_leverage_scores(deficient), svd, atol=1e-10)
+
+
+def test_scikit_learn_estimator_contract():
+    """#12: clone failed (no get_params), a bare AttributeError before fit, parameters checked nowhere."""
+    import pytest
+    from sklearn.base import clone
+    from sklearn.exceptions import NotFittedError
+
+    from coreclean.exceptions import InputValidationError
+    from coreclean.scoring.ranker import LabelIssueRanker
+
+    ranker = LabelIssueRanker("coreclean", n_folds=3, C=0.5, n_neighbors=7, random_state=4)
+    copy = clone(ranker)
+    assert copy is not ranker and copy.get_params() == ranker.get_params()
+    assert copy.set_params(C=0.25).C == 0.25 and ranker.C == 0.5
+    with pytest.raises(NotFittedError) as caught:
+        ranker.errors_per_class()
+    assert isinstance(caught.value, ValueError) and isinstance(caught.value, AttributeError)
+    features = np.random.default_rng(0).normal(size=(40, 5)).astype(np.float32)
+    labels = np.repeat([0, 1], 20)
+    for bad in ({"n_folds": 1}, {"C": 0.0}, {"n_neighbors": 2.5}, {"temperature": -1.0}, {"method": "nope"}):
+        with pytest.raises(InputValidationError, match=next(iter(bad))):
+            LabelIssueRanker(**bad).fit(features, labels)
+
+
+def test_classes_smaller_than_the_folds_get_a_clear_error():
+    """#11.10: every class smaller than n_folds gave scikit-learn's raw ValueError."""
+    import pytest
+
+    from coreclean.exceptions import InputValidationError
+    from coreclean.scoring.ranker import LabelIssueRanker
+
+    features = np.random.default_rng(0).normal(size=(12, 4)).astype(np.float32)
+    with pytest.raises(InputValidationError, match="Pass n_folds=4 or fewer"):
+        LabelIssueRanker().fit(features, np.repeat([0, 1, 2], 4))
+    LabelIssueRanker(n_folds=4, n_neighbors=3).fit(features, np.repeat([0, 1, 2], 4))  # what the message says works

@@ -11,8 +11,12 @@ from __future__ import annotations
 import logging
 import time
 
+import numbers
+
 import numpy as np
 import pandas as pd
+from sklearn.base import BaseEstimator
+from sklearn.exceptions import NotFittedError
 
 from coreclean._internal.validation import (
     check_features,
@@ -31,8 +35,12 @@ __all__ = ["LabelIssueRanker"]
 logger = logging.getLogger(__name__)
 
 
-class LabelIssueRanker:
-    """Score every sample by how likely its label is wrong, with scikit-learn habits.
+class LabelIssueRanker(BaseEstimator):
+    """Score every sample by how likely its label is wrong, with scikit-learn's estimator contract.
+
+    ``get_params`` / ``set_params`` / :func:`sklearn.base.clone` work; parameters are checked in one
+    place (:meth:`_validate_params`) when ``fit`` starts; methods that need a fit raise
+    :class:`sklearn.exceptions.NotFittedError` (a ``ValueError`` and an ``AttributeError``) before it.
 
     Parameters
     ----------
@@ -127,14 +135,18 @@ class LabelIssueRanker:
         InputValidationError
             NaN/inf rows, a label outside ``0..n_classes-1``, mismatched lengths, an unknown method.
         """
-        if self.method not in REGISTRY:
-            raise InputValidationError(f"unknown method {self.method!r}; choose one of {sorted(REGISTRY)}.")
+        self._validate_params()
         start = time.perf_counter()
         features = check_features(features) if not isinstance(features, np.memmap) else self._check_memmap(features)
         labels = check_labels(labels, features.shape[0], n_classes=n_classes)
         self.n_classes_ = int(n_classes if n_classes is not None else labels.max() + 1)
         if self.n_classes_ < 2:
             raise InputValidationError("need at least two classes to find label errors.")
+        largest = int(np.bincount(labels).max())
+        if self.folds is None and largest < self.n_folds:
+            raise InputValidationError(
+                f"every class has fewer than n_folds={self.n_folds} samples (the largest has {largest}): the "
+                f"out-of-fold models cannot be stratified. Pass n_folds={max(2, largest)} or fewer, or add samples.")
         self._rng = check_random_state(self.random_state)
         self.labels_ = labels.copy()
         self.sample_weight_ = check_sample_weight(sample_weight, labels.size).copy()
@@ -191,9 +203,31 @@ class LabelIssueRanker:
         sizes = np.bincount(self.labels_[kept], minlength=self.n_classes_)
         return sizes[self.labels_] < minimum
 
+    def _validate_params(self) -> None:
+        """Check every constructor parameter (called by ``fit``); raise :class:`InputValidationError` naming it."""
+        if self.method not in REGISTRY:
+            raise InputValidationError(f"unknown method {self.method!r}; choose one of {sorted(REGISTRY)}.")
+        whole = {"n_folds": (self.n_folds, 2, False), "n_neighbors": (self.n_neighbors, 1, False),
+                 "n_components": (self.n_components, 1, True), "max_fit_samples": (self.max_fit_samples, 1, True),
+                 "min_class_size": (self.min_class_size, 1, True)}
+        for name, (value, low, optional) in whole.items():
+            if value is None and optional:
+                continue
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+                raise InputValidationError(f"{name} must be a whole number >= {low}{' or None' if optional else ''}; "
+                                           f"got {value!r}.")
+        positive = {"C": (self.C, False), "radius": (self.radius, False), "trusted_weight": (self.trusted_weight, False),
+                    "temperature": (self.temperature, True)}
+        for name, (value, optional) in positive.items():
+            if value is None and optional:
+                continue
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value) or value <= 0:
+                raise InputValidationError(f"{name} must be a finite number > 0{' or None' if optional else ''}; "
+                                           f"got {value!r}.")
+
     def _check_fitted(self) -> None:
         if not hasattr(self, "scores_"):
-            raise AttributeError("This LabelIssueRanker is not fitted yet; call fit(features, labels) first.")
+            raise NotFittedError("This LabelIssueRanker is not fitted yet; call fit(features, labels) first.")
 
     # ------------------------------------------------------------------ review updates
     def _indices(self, indices) -> np.ndarray:
