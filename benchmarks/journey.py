@@ -96,7 +96,7 @@ def clean(cache: Path, data: Path, truth: pd.DataFrame, classes: list[str], allo
     for path in (session, review_dir):
         shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
     class_args = [arg for c in classes for arg in ("--class", c)]
-    start_s, _ = coreclean("session", "start", "--cache", str(cache), *class_args, "--batch", str(batch),
+    start_s, _ = coreclean("session", "start", "--cache", str(cache), *class_args, "--per-class", str(batch),
                            "--allocation", allocation, "--session", str(session))
     truth_map = dict(zip(truth["id"], truth["true_label"]))
     reviewed: set[str] = set()
@@ -210,7 +210,7 @@ def _time_first_round(cache: Path, truth: pd.DataFrame, classes: list[str], batc
     review_dir = work / "timing-review"
     shutil.rmtree(review_dir, ignore_errors=True)
     coreclean("session", "start", "--cache", str(cache), *[a for c in classes for a in ("--class", c)],
-              "--batch", str(batch), "--session", str(session))
+              "--per-class", str(batch), "--session", str(session))
     coreclean("session", "next", "--session", str(session), "--out", str(review_dir), "--no-sheet")
     sheet = review_dir / "round-1.csv"
     review(pd.read_csv(sheet, dtype=str, keep_default_na=False), dict(zip(truth["id"], truth["true_label"]))).to_csv(

@@ -15,7 +15,9 @@ def test_headless_session(tmp_path, capsys):
     session = tmp_path / "cat.session"
     common = ["--session", str(session), "--threads", "1"]
     assert main(["session", "start", "--cache", str(cache), "--class", "cat", "--batch", "10", *common]) == 0
-    assert "baseline" in capsys.readouterr().out
+    started = capsys.readouterr()
+    assert "baseline" in started.out
+    assert "--batch is renamed --per-class" in started.err  # the old spelling still works, and says so
     review = tmp_path / "review"
     assert main(["session", "next", *common, "--out", str(review)]) == 0
     out = capsys.readouterr().out

@@ -27,7 +27,7 @@ def toy(tmp_path_factory):
 def _start_cli(toy, tmp_path, *extra):
     session = tmp_path / "s.session"
     common = ["--session", str(session), "--threads", "1"]
-    assert main(["session", "start", "--cache", str(toy[0]), "--class", "cat", "--batch", "10", "--no-evaluate",
+    assert main(["session", "start", "--cache", str(toy[0]), "--class", "cat", "--per-class", "10", "--no-evaluate",
                  *common, *extra]) == 0
     return session, common
 

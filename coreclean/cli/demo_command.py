@@ -6,6 +6,8 @@ import argparse
 import time
 from typing import Any
 
+from coreclean.cli.argument_types import THREADS_HELP, RenamedOption, non_negative_int, positive_int
+
 __all__ = ["register"]
 
 
@@ -24,13 +26,15 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--weights", metavar="FILE", help="ResNet18 state-dict file (default: torchvision's cached "
                         "ImageNet weights if present, else raw pixels)")
     parser.add_argument("--backbone", help=argparse.SUPPRESS)
-    parser.add_argument("--image-size", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--rounds", type=int, default=4, help="review rounds (default: 4)")
-    parser.add_argument("--batch", type=int, default=15, help="samples per class per round (default: 15)")
-    parser.add_argument("--classes", type=int, default=3, help="how many classes to clean (default: 3)")
+    parser.add_argument("--image-size", type=positive_int, help=argparse.SUPPRESS)
+    parser.add_argument("--rounds", type=positive_int, default=4, help="review rounds (default: 4)")
+    parser.add_argument("--per-class", "--batch", dest="per_class", type=positive_int, default=15,
+                        action=RenamedOption, old="--batch", help="reviews per class per round (default: 15)")
+    parser.add_argument("--n-classes", "--classes", dest="n_classes", type=positive_int, default=3,
+                        action=RenamedOption, old="--classes", help="how many classes to clean (default: 3)")
     parser.add_argument("--noise", type=float, default=0.1, help="share of labels flipped (default: 0.1)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    parser.add_argument("--threads", type=int, default=1, help="OpenMP/BLAS threads for the fits (default: 1)")
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="random seed (default: 0)")
+    parser.add_argument("--threads", type=positive_int, default=None, help=THREADS_HELP)
     parser.set_defaults(handler=_run)
 
 
@@ -45,13 +49,13 @@ def _run(args: argparse.Namespace) -> int:
             print(f"  [{name}] round {result.round}: {result.n_errors_found} of {result.n_reviewed} reviewed were errors")
 
     result = run_demo(args.out, weights=args.weights, backbone=args.backbone, image_size=args.image_size,
-                      noise_rate=args.noise, n_classes_to_clean=args.classes, batch_size=args.batch,
+                      noise_rate=args.noise, n_classes_to_clean=args.n_classes, batch_size=args.per_class,
                       n_rounds=args.rounds, random_state=args.seed, progress=not args.quiet, on_round=on_round,
                       n_threads=args.threads)
     print(f"embedding: {result.note}")
     print(f"\nwhich class to clean (coreclean classes):\n{format_report(result.report.head(5))}\n")
     print(f"cleaning {', '.join(result.classes)}: {result.n_errors} planted errors there "
-          f"({result.n_errors_total} in all 10 classes); {args.batch} per class per round\n")
+          f"({result.n_errors_total} in all 10 classes); {args.per_class} per class per round\n")
     table = result.comparison.rename(columns={"coreclean_found": "coreclean", "random_found": "random",
                                               "coreclean_verdict": "coreclean verdict"})
     table["random"] = table["random"].map(lambda v: "-" if v != v else f"{int(v)}")

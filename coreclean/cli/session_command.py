@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from coreclean._internal.atomic import atomic_write_text
-from coreclean.cli.argument_types import positive_int
+from coreclean.cli.argument_types import RenamedOption, positive_int
 from coreclean.exceptions import CorecleanError
 
 __all__ = ["register"]
@@ -37,14 +37,15 @@ def register(subparsers: Any) -> None:
     start = commands.add_parser("start", help="start a session on a cache", description="Start a cleaning session.")
     start.add_argument("--cache", required=True, metavar="DIR", help="cache folder written by `coreclean embed`")
     start.add_argument("--class", dest="classes", action="append", required=True, metavar="NAME",
-                       help="a class to clean (repeat for several; each gets --batch samples per round)")
+                       help="a class to clean (repeat for several)")
     start.add_argument("--against", metavar="NAME", help="rank by the probability of being this partner class")
-    start.add_argument("--batch", type=positive_int, default=50,
+    start.add_argument("--per-class", "--batch", dest="per_class", type=positive_int, default=50,
+                       action=RenamedOption, old="--batch",
                        help="reviews per class per round (default: 50); with several classes the round shows "
-                            "--batch x classes in all")
+                            "--per-class x classes in all (formerly --batch)")
     start.add_argument("--allocation", choices=("errors", "fixed"), default="errors",
                        help="split each round's reviews across the classes by estimated errors left, each class "
-                            "keeping a floor (errors, the default), or --batch per class (fixed)")
+                            "keeping a floor (errors, the default), or --per-class of each (fixed)")
     start.add_argument("--session", metavar="FILE", help="session file (default: CACHE/sessions/<classes>.session)")
     start.add_argument("--method", default="coreclean", help="ranker (default: coreclean; 'random' for a baseline)")
     start.add_argument("--no-evaluate", action="store_true", help="skip the cross-validated AUROC at each round")
@@ -131,7 +132,7 @@ def _start(args: argparse.Namespace) -> int:
             slug += "-vs-" + re.sub(r"[^A-Za-z0-9._-]+", "-", args.against)
         path = str(Path(args.cache) / "sessions" / f"{slug}.session")
     session = CleaningSession.start(args.cache, path, classes=args.classes, against=args.against,
-                                    batch_size=args.batch, allocation=args.allocation, method=args.method,
+                                    batch_size=args.per_class, allocation=args.allocation, method=args.method,
                                     evaluate=not args.no_evaluate,
                                     random_state=args.seed, n_threads=args.threads)
     with session:
