@@ -65,3 +65,46 @@ def tiny_embed_options() -> dict:
 def rng() -> np.random.Generator:
     """A seeded generator for test data."""
     return np.random.default_rng(0)
+
+
+FEATURE_CLASS_NAMES = ["cat", "dog", "fox"]
+"""Class names of :func:`make_feature_cache`."""
+
+
+def gaussian_blobs(rng: np.random.Generator, n_per_class: int, n_features: int, n_classes: int, *,
+                   spread: float = 1.3) -> tuple[np.ndarray, np.ndarray]:
+    """Features drawn around one random centre per class: ``(features float32, labels int64)``, classes in order."""
+    labels = np.repeat(np.arange(n_classes), n_per_class)
+    centers = rng.normal(size=(n_classes, n_features)) * spread
+    features = (centers[labels] + rng.normal(size=(labels.size, n_features))).astype(np.float32)
+    return features, labels
+
+
+def make_feature_cache(root: Path, *, n_per_class: int = 150, n_features: int = 12, rate: float = 0.12,
+                       seed: int = 0, name: str = "toy", class_names=FEATURE_CLASS_NAMES):
+    """Write a feature cache with planted label errors; return ``(cache_dir, manifest_csv, true_labels, noisy_labels)``."""
+    import pandas as pd
+
+    from coreclean.embedding.cache import write_feature_cache
+    from coreclean.simulate.noise import inject_noise
+
+    rng = np.random.default_rng(seed)
+    features, true = gaussian_blobs(rng, n_per_class, n_features, len(class_names))
+    noisy, _ = inject_noise(true, rate=rate, n_classes=len(class_names), random_state=seed)
+    root.mkdir(parents=True, exist_ok=True)
+    manifest = root / "manifest.csv"
+    pd.DataFrame({"path": [f"img/{i:04d}.png" for i in range(true.size)],
+                  "label": [class_names[k] for k in noisy]}).to_csv(manifest, index=False)
+    cache = root / "cache"
+    write_feature_cache(cache, features, manifest, name=name)
+    return cache, manifest, true, noisy
+
+
+@pytest.fixture
+def one_thread():
+    """Every thread pool at one thread (sessions on tiny data: the fastest setting, and deterministic)."""
+    import sklearn.linear_model  # noqa: F401 - load sklearn's OpenMP runtime so the limit reaches it
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1):
+        yield

@@ -5,10 +5,14 @@ from __future__ import annotations
 import json
 
 import numpy as np
+from conftest import make_feature_cache as make_cache
 
-from coreclean.diagnostics.class_report import REPORT_COLUMNS, class_report, class_report_from_cache
 from coreclean.cli import main
-from test_session import make_cache
+from coreclean.diagnostics.class_report import (
+    REPORT_COLUMNS,
+    class_report,
+    class_report_from_cache,
+)
 
 
 def test_noisiest_class_comes_first(tmp_path):

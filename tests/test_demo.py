@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from coreclean.demo import choose_backbone, run_demo, write_digits
-from test_session import _one_thread  # noqa: F401 - autouse fixture
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_write_digits_plants_errors_in_folders(tmp_path):

@@ -5,13 +5,19 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import make_feature_cache as make_cache
 from PIL import Image
 
 import coreclean
 from coreclean.embedding.cache import write_feature_cache
 from coreclean.exceptions import ManifestError
-from coreclean.sessions.export import apply_label_patch, read_label_patch, write_manifest
-from test_session import _one_thread, make_cache  # noqa: F401 - autouse fixture
+from coreclean.sessions.export import (
+    apply_label_patch,
+    read_label_patch,
+    write_manifest,
+)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_patch_round_trip_with_drops_and_downweights(tmp_path):

@@ -7,52 +7,25 @@ import signal
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from threadpoolctl import threadpool_limits
+from conftest import FEATURE_CLASS_NAMES, make_feature_cache
 
 import coreclean
-from coreclean.embedding.cache import write_feature_cache
 from coreclean.exceptions import DecisionError, SessionError
 from coreclean.sessions.export import apply_label_patch
-from coreclean.simulate.noise import inject_noise
 from coreclean.simulate.reviewer import SimulatedReviewer, run_simulation
 
-CLASS_NAMES = ["cat", "dog", "fox"]
+pytestmark = pytest.mark.usefixtures("one_thread")
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    import sklearn.linear_model  # noqa: F401 - load sklearn's OpenMP runtime so the limit reaches it
-
-    with threadpool_limits(limits=1):
-        yield
-
-
-def make_cache(root: Path, *, n_per_class: int = 150, n_features: int = 12, rate: float = 0.12, seed: int = 0,
-               name: str = "toy", class_names=CLASS_NAMES):
-    """Write a feature cache with planted errors; return (cache_dir, manifest_csv, true_labels, noisy_labels)."""
-    rng = np.random.default_rng(seed)
-    n_classes = len(class_names)
-    true = np.repeat(np.arange(n_classes), n_per_class)
-    centers = rng.normal(size=(n_classes, n_features)) * 1.3
-    features = (centers[true] + rng.normal(size=(true.size, n_features))).astype(np.float32)
-    noisy, _ = inject_noise(true, rate=rate, n_classes=n_classes, random_state=seed)
-    root.mkdir(parents=True, exist_ok=True)
-    manifest = root / "manifest.csv"
-    pd.DataFrame({"path": [f"img/{i:04d}.png" for i in range(true.size)],
-                  "label": [class_names[k] for k in noisy]}).to_csv(manifest, index=False)
-    cache = root / "cache"
-    write_feature_cache(cache, features, manifest, name=name)
-    return cache, manifest, true, noisy
+CLASS_NAMES = FEATURE_CLASS_NAMES
 
 
 @pytest.fixture(scope="module")
 def toy(tmp_path_factory):
-    return make_cache(tmp_path_factory.mktemp("toy"))
+    return make_feature_cache(tmp_path_factory.mktemp("toy"))
 
 
 def start(toy, path, **kwargs):
@@ -209,7 +182,7 @@ def test_bad_starts(toy, tmp_path):
 
 
 def test_session_refuses_another_cache(toy, tmp_path):
-    other_cache = make_cache(tmp_path / "other", seed=1, name="toy")[0]
+    other_cache = make_feature_cache(tmp_path / "other", seed=1, name="toy")[0]
     with start(toy, tmp_path / "s.session", evaluate=False):
         pass
     with pytest.raises(SessionError, match="fingerprint|does not hold"):

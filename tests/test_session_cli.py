@@ -5,9 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+import pytest
+from conftest import make_feature_cache as make_cache
 
 from coreclean.cli import main
-from test_session import _one_thread, make_cache  # noqa: F401 - autouse fixture
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_headless_session(tmp_path, capsys):

@@ -11,12 +11,14 @@ import sqlite3
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import make_feature_cache as make_cache
 
 import coreclean
 from coreclean.cli import main
 from coreclean.exceptions import DecisionError, SessionError
 from coreclean.sessions.store import SessionStore
-from test_session import _one_thread, make_cache  # noqa: F401 - autouse fixture
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -210,7 +212,7 @@ def test_copying_a_closed_session_without_its_wal_keeps_every_decision(toy, tmp_
 def test_budget_across_classes_follows_the_errors_left(toy, tmp_path):
     """#10: a fixed quota per class wasted reviews on a class with few errors left."""
     labels = toy[3].copy()
-    cat, dog = 0, 1
+    cat = 0
     clean = np.flatnonzero(labels == cat)
     labels[clean] = toy[2][clean]  # cat: its own errors fixed, so cat has far fewer errors than dog
     with coreclean.CleaningSession.start(toy[0], tmp_path / "s.session", classes=["cat", "dog"], batch_size=10,
