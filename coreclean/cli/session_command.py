@@ -122,6 +122,13 @@ def _open(args: argparse.Namespace, *, read_only: bool = False):
     return CleaningSession.open(args.session, cache_dir=args.cache, read_only=read_only, n_threads=args.threads)
 
 
+def _progress(args: argparse.Namespace, step: str, phases: int):
+    """A progress line on stderr for a session step (phases named as they start; none when piped or -q)."""
+    from coreclean._internal.progress import Progress
+
+    return Progress(f"session {step}", phases=phases, enabled=False if getattr(args, "quiet", False) else None)
+
+
 def _start(args: argparse.Namespace) -> int:
     from coreclean.sessions.session import CleaningSession
 
@@ -131,10 +138,10 @@ def _start(args: argparse.Namespace) -> int:
         if args.against:
             slug += "-vs-" + re.sub(r"[^A-Za-z0-9._-]+", "-", args.against)
         path = str(Path(args.cache) / "sessions" / f"{slug}.session")
-    session = CleaningSession.start(args.cache, path, classes=args.classes, against=args.against,
-                                    batch_size=args.per_class, allocation=args.allocation, method=args.method,
-                                    evaluate=not args.no_evaluate,
-                                    random_state=args.seed, n_threads=args.threads)
+    with _progress(args, "start", 1) as progress, progress.phase("ranking the samples, measuring the baseline"):
+        session = CleaningSession.start(args.cache, path, classes=args.classes, against=args.against,
+                                        batch_size=args.per_class, allocation=args.allocation, method=args.method,
+                                        evaluate=not args.no_evaluate, random_state=args.seed, n_threads=args.threads)
     with session:
         baseline = session.rounds().iloc[0]
         print(f"started {path}: cleaning {', '.join(session.classes)}"
@@ -149,8 +156,12 @@ def _start(args: argparse.Namespace) -> int:
 def _next(args: argparse.Namespace) -> int:
     from coreclean.sessions.decisions import BATCH_COLUMNS, read_decisions
 
-    with _open(args) as session:
-        batch = session.next_batch()
+    with _progress(args, "next", 2) as progress:
+        with progress.phase("opening the session"):
+            session = _open(args)
+        with progress.phase("choosing the batch"):
+            batch = session.next_batch()
+    with session:
         if batch.empty:
             print("nothing left to review in this session's classes.")
             return 0
@@ -197,15 +208,17 @@ def _apply(args: argparse.Namespace) -> int:
         undecided = int((batch["action"] == "").sum()) if len(batch) else 0
         if undecided:
             print(f"{undecided} sample(s) of the batch left undecided; they can come back in a later round")
-        result = session.close_round()
+        with _progress(args, "apply", 1) as progress, progress.phase("closing the round: re-scoring, measuring"):
+            result = session.close_round()
         print(_result_line(result))
     return 0
 
 
 def _revise(args: argparse.Namespace) -> int:
-    with _open(args) as session:
-        result = session.revise(args.sample_id, args.action, new_label=args.new_label, weight=args.weight,
-                                reviewer=args.reviewer)
+    with _open(args) as session, _progress(args, "revise", 1) as progress:
+        with progress.phase("recomputing the round"):
+            result = session.revise(args.sample_id, args.action, new_label=args.new_label, weight=args.weight,
+                                    reviewer=args.reviewer)
         print(f"revised {args.sample_id}: {args.action}" + (f" -> {args.new_label}" if args.new_label else ""))
         print(_result_line(result))
     return 0
