@@ -79,3 +79,14 @@ def test_bad_inputs_are_refused() -> None:
         precision_at_k(np.zeros(2), np.array([True, False]), 0)
     with pytest.raises(InputValidationError, match="fraction"):
         recall_at_fraction(np.zeros(2), np.array([True, False]), 1.5)
+
+
+def test_recall_at_fraction_reviews_exactly_the_fraction():
+    """#11.18: ceil(0.07 * 100) in floating point reviewed 8 samples, not 7."""
+    from coreclean.evaluation.ranking_metrics import recall_at_fraction
+
+    scores = np.arange(100, 0, -1, dtype=np.float64)  # sample i ranked i-th
+    is_error = np.zeros(100, dtype=bool)
+    is_error[7] = True  # the 8th reviewed: outside a budget of exactly 7
+    assert recall_at_fraction(scores, is_error, 0.07) == 0.0
+    assert recall_at_fraction(scores, is_error, 0.08) == 1.0

@@ -15,6 +15,9 @@ Pure numpy, no scikit-learn needed.
 
 from __future__ import annotations
 
+import math
+from fractions import Fraction
+
 import numpy as np
 
 from coreclean.exceptions import InputValidationError
@@ -118,7 +121,7 @@ def recall_at_fraction(scores: np.ndarray, is_error: np.ndarray, fraction: float
     n_pos = int(is_error.sum())
     if n_pos == 0:
         return float("nan")
-    budget = int(np.ceil(fraction * scores.size))
+    budget = math.ceil(Fraction(str(fraction)) * scores.size)  # exact: 0.07 * 100 is 7, not 7.000000000000001
     return float(is_error[_order(scores)[:budget]].sum() / n_pos)
 
 
