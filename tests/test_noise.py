@@ -1,0 +1,47 @@
+"""Synthetic label noise (coreclean.simulate.noise): exact counts, the right kinds of flip, seeded."""
+
+import numpy as np
+import pytest
+
+from coreclean.exceptions import InputValidationError
+from coreclean.simulate.noise import flip_pairs, inject_noise
+
+
+def test_uniform_flips_exactly_the_rate_to_other_classes_and_is_seeded():
+    labels = np.repeat(np.arange(4), 50)
+    noisy, flipped = inject_noise(labels, rate=0.1, random_state=3)
+    assert flipped.sum() == 20 and np.array_equal(flipped, noisy != labels)
+    assert set(np.unique(noisy[flipped])) <= {0, 1, 2, 3}
+    again, _ = inject_noise(labels, rate=0.1, random_state=3)
+    assert np.array_equal(noisy, again) and labels.tolist() == np.repeat(np.arange(4), 50).tolist()  # input untouched
+
+
+def test_pairs_send_each_source_class_to_its_partner_only():
+    labels = np.repeat(np.arange(3), 40)
+    noisy, flipped = inject_noise(labels, rate=0.25, kind="pairs", pairs={0: 2}, random_state=0)
+    assert flipped.sum() == 10 and (labels[flipped] == 0).all() and (noisy[flipped] == 2).all()
+
+
+def test_nearest_flips_go_to_the_most_confusable_class():
+    rng = np.random.default_rng(0)
+    centers = np.array([[0.0, 0.0], [1.0, 0.0], [10.0, 10.0]])
+    labels = np.repeat(np.arange(3), 60)
+    features = (centers[labels] + rng.normal(scale=0.6, size=(labels.size, 2))).astype(np.float32)
+    noisy, flipped = inject_noise(labels, rate=0.1, kind="nearest", features=features, random_state=0)
+    assert flipped.sum() == 18
+    assert set(zip(labels[flipped].tolist(), noisy[flipped].tolist())) <= {(0, 1), (1, 0)}  # never to the far class
+
+
+def test_flip_pairs_is_exact_and_refuses_too_few():
+    labels = np.repeat(np.arange(3), 10)
+    noisy, flipped = flip_pairs(labels, {0: 1, 2: 0}, 4, random_state=0)
+    assert flipped.sum() == 8 and (noisy[labels == 0][flipped[labels == 0]] == 1).all()
+    with pytest.raises(InputValidationError, match="cannot flip 11"):
+        flip_pairs(labels, {0: 1}, 11)
+
+
+@pytest.mark.parametrize("kwargs, message", [({"rate": 1.0}, "rate must be"), ({"rate": 0.1, "kind": "odd"}, "kind"),
+                                             ({"rate": 0.1, "kind": "nearest"}, "needs features")])
+def test_bad_arguments_are_one_clear_error(kwargs, message):
+    with pytest.raises(InputValidationError, match=message):
+        inject_noise(np.repeat([0, 1], 5), **kwargs)
