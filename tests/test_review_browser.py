@@ -275,7 +275,7 @@ def test_thirty_decisions_typed_without_pause_all_land_on_the_right_samples(tmp_
         assert len(_visible(driver, ".card")) == 30
         # Decided cards are dimmed.
         opacity = driver.execute_script(
-            "return getComputedStyle(document.querySelector('.card.decided:not(.focused)')).opacity")
+            "return getComputedStyle(document.querySelector('.card.decided:not(.focused) img')).opacity")
         assert float(opacity) < 0.6
         # In the comfortable grid (g) the batch scrolls; the focused card stays wholly in view.
         ActionChains(driver).send_keys("g", Keys.END).perform()

@@ -10,7 +10,7 @@ transaction, exactly as ``coreclean session apply`` applies them.
 Routes (``?token=`` or the ``X-Coreclean-Token`` header on every one)::
 
     GET  /                     the page (static/review.html)
-    GET  /static/<file>        review.js, round.js, review.css
+    GET  /static/<file>        review.js, cards.js, round.js, review.css
     GET  /api/state            session status, class names, current batch with its decisions, rounds
     POST /api/decide           {"id", "action", "new_label"?}  -> state
     POST /api/undo             {"scope": "decision" | "round"} -> state
@@ -71,7 +71,7 @@ REVIEWER = "review-page"
 
 _STATIC_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
                  ".css": "text/css; charset=utf-8"}
-_STATIC_FILES = ("review.js", "round.js", "review.css")
+_STATIC_FILES = ("review.js", "cards.js", "round.js", "review.css")
 
 
 def make_app(

@@ -10,7 +10,6 @@
   const TOKEN = document.querySelector('meta[name="coreclean-token"]').content;
   const THUMB = 256;
   const REF_THUMB = 128;
-  const SMALL_IMAGE = 64;  // images no larger than this (CIFAR: 32 px) get the compact grid
 
   const state = {
     data: null,          // last /api/state answer
@@ -249,12 +248,28 @@
     if (state.focus >= rows.length) state.focus = Math.max(0, rows.length - 1);
     renderInfo(data);
     renderProgress(rows);
-    renderBatch(rows);
-    renderDetail();
+    const view = viewOf(rows);
+    window.corecleanCards.renderBatch(view);
+    window.corecleanCards.renderDetail(view);
     renderBusy();
     $("round-panel").hidden = state.round === null;
     document.querySelectorAll(".toolbar button").forEach((b) => { b.disabled = rows.length === 0 || state.round !== null; });
     document.querySelector('.toolbar [data-action="undo"]').disabled = false;
+  }
+
+  // What the drawing code (cards.js) needs to know; it never touches the state itself.
+  function viewOf(rows) {
+    return {
+      rows, focus: state.focus, shown, thumb: THUMB, refThumb: REF_THUMB, imageUrl,
+      undoing: (id) => state.pending.has(id) && state.pending.get(id).kind === "undo",
+      density: () => state.density,
+      typical: (className) => {
+        const ids = (state.data.typical || {})[className];
+        if (ids === undefined) loadTypical(className);
+        return ids;
+      },
+      onSelect: (id) => { const index = rowIndex(id); if (index >= 0) { state.focus = index; render(); } },
+    };
   }
 
   function renderInfo(data) {
@@ -278,123 +293,6 @@
     $("progress-text").textContent = total ? `${done} / ${total} decided` : "nothing left to review";
   }
 
-  function decisionText(decision) {
-    if (!decision) return "";
-    if (decision.action === "relabel") return `relabel → ${decision.new_label}`;
-    return decision.action;
-  }
-
-  function renderBatch(rows) {
-    const grid = $("batch");
-    const existing = new Map([...grid.querySelectorAll(".card")].map((card) => [card.dataset.id, card]));
-    const keep = new Set(rows.map((row) => row.id));
-    existing.forEach((card, id) => { if (!keep.has(id)) card.remove(); });
-    grid.querySelectorAll(".empty").forEach((el) => el.remove());
-    rows.forEach((row, index) => {
-      let card = existing.get(row.id);
-      if (!card) card = newCard(row);
-      grid.append(card);  // keeps display order
-      card.dataset.index = String(index);
-      card.classList.toggle("focused", index === state.focus);
-      const decision = shown(row);
-      card.classList.toggle("decided", Boolean(decision));
-      const caption = card.querySelector("figcaption");
-      const same = row.suggested_label === row.label;
-      caption.replaceChildren(
-        line("given", row.label),
-        line(same ? "agrees" : "suggested", same ? `agrees ${percent(row.suggested_prob)}` : `→ ${row.suggested_label} ${percent(row.suggested_prob)}`),
-      );
-      card.title = `${row.id}: given ${row.label}, suggested ${row.suggested_label} (${percent(row.suggested_prob)}), score ${formatNumber(row.score)}`;
-      let badge = card.querySelector(".badge");
-      const undoing = state.pending.has(row.id) && state.pending.get(row.id).kind === "undo";
-      if (decision || undoing) {
-        if (!badge) { badge = document.createElement("span"); card.append(badge); }
-        badge.className = `badge ${undoing ? "undoing" : decision.action}${decision && decision.pending ? " pending" : ""}`;
-        badge.textContent = undoing ? "undoing…" : decisionText(decision);
-      } else if (badge) {
-        badge.remove();
-      }
-    });
-    if (rows.length === 0) grid.replaceChildren(line("empty", "No batch to review: every sample worth a look has been decided."));
-    applyDensity();
-    const focused = grid.querySelector(".card.focused");
-    if (focused) focused.scrollIntoView({ block: "nearest" });
-  }
-
-  function newCard(row) {
-    const card = document.createElement("figure");
-    card.className = "card";
-    card.dataset.id = row.id;
-    const img = document.createElement("img");
-    img.alt = `sample ${row.id}`;
-    img.src = imageUrl(row.id, THUMB);
-    img.addEventListener("load", applyDensity);
-    card.append(img, document.createElement("figcaption"));
-    card.addEventListener("click", () => {
-      const index = rowIndex(row.id);
-      if (index >= 0) { state.focus = index; render(); }
-    });
-    return card;
-  }
-
-  // Small images (CIFAR's 32 px) get many cards per row; `g` switches by hand.
-  function applyDensity() {
-    let compact = state.density === "compact";
-    if (state.density === null) {
-      const sizes = [...$("batch").querySelectorAll(".card img")].filter((img) => img.naturalWidth > 0)
-        .map((img) => Math.max(img.naturalWidth, img.naturalHeight));
-      compact = sizes.length > 0 && Math.max(...sizes) <= SMALL_IMAGE;
-    }
-    $("batch").classList.toggle("compact", compact);
-  }
-
-  function renderDetail() {
-    const row = batch()[state.focus];
-    const detail = $("detail");
-    if (!row) {
-      detail.replaceChildren();
-      ["ref-given", "ref-suggested", "ref-given-title", "ref-suggested-title"].forEach((id) => $(id).replaceChildren());
-      return;
-    }
-    const decision = shown(row);
-    detail.replaceChildren(
-      line("", `Sample ${row.id} (${state.focus + 1} of ${batch().length})`),
-      line("", `given “${row.label}”, suggested “${row.suggested_label}” ${percent(row.suggested_prob)}, score ${formatNumber(row.score)}`),
-      line("", decision ? `decided: ${decisionText(decision)}${decision.pending ? " (saving…)" : ""}` : "not decided yet"),
-    );
-    $("ref-given-title").textContent = `Typical of the given class “${row.label}”`;
-    renderStrip("ref-given", row.label);
-    if (row.suggested_label === row.label) {
-      // Same class: do not show the same strip twice; say why there is nothing else to compare.
-      $("ref-suggested-title").textContent =
-        `The ranker suggests the given class itself (${percent(row.suggested_prob)}): compare with the strip above`;
-      $("ref-suggested").replaceChildren();
-    } else {
-      $("ref-suggested-title").textContent = `Typical of the suggested class “${row.suggested_label}”`;
-      renderStrip("ref-suggested", row.suggested_label);
-    }
-  }
-
-  function renderStrip(stripId, className) {
-    const ids = (state.data.typical || {})[className];
-    const strip = $(stripId);
-    if (ids === undefined) {
-      strip.replaceChildren(line("empty", "loading…"));
-      loadTypical(className);
-      return;
-    }
-    if (ids.length === 0) { strip.replaceChildren(line("empty", "none")); return; }
-    const current = [...strip.querySelectorAll("img")].map((img) => img.dataset.id).join("|");
-    if (current === ids.join("|")) return;
-    strip.replaceChildren(...ids.map((id) => {
-      const img = document.createElement("img");
-      img.dataset.id = id;
-      img.alt = `typical ${className}`;
-      img.src = imageUrl(id, REF_THUMB);
-      return img;
-    }));
-  }
-
   const pendingTypical = new Set();
   async function loadTypical(className) {
     if (className === undefined || className === null || pendingTypical.has(className)) return;
@@ -407,18 +305,8 @@
     } finally {
       pendingTypical.delete(className);
     }
-    renderDetail();
+    if (state.data) window.corecleanCards.renderDetail(viewOf(batch()));
   }
-
-  function line(cls, text) {
-    const el = document.createElement("div");
-    if (cls) el.className = cls;
-    el.textContent = text;
-    return el;
-  }
-
-  function percent(p) { return p === null || p === undefined ? "?" : `${Math.round(100 * p)}%`; }
-  function formatNumber(x) { return x === null || x === undefined ? "?" : Number(x).toFixed(3); }
 
   function toast(message, isError) {
     const el = $("toast");
@@ -521,7 +409,7 @@
 
   function toggleDensity() {
     state.density = $("batch").classList.contains("compact") ? "comfortable" : "compact";
-    applyDensity();
+    window.corecleanCards.applyDensity(state.density);
     const focused = $("batch").querySelector(".card.focused");
     if (focused) focused.scrollIntoView({ block: "nearest" });
   }
