@@ -7,6 +7,7 @@
 (function () {
   const $ = (id) => document.getElementById(id);
   const SMALL_IMAGE = 64;  // images no larger than this (CIFAR: 32 px) get the compact grid
+  let scrolledTo = null;   // id of the card last scrolled into view
 
   function decisionText(decision) {
     if (!decision) return "";
@@ -48,8 +49,10 @@
     });
     if (rows.length === 0) grid.replaceChildren(line("empty", "No batch to review: every sample worth a look has been decided."));
     applyDensity(view.density());
+    // Scroll only when the focus moved: an answer from the server must not undo the reader's own scrolling.
     const focused = grid.querySelector(".card.focused");
-    if (focused) focused.scrollIntoView({ block: "nearest" });
+    if (focused && focused.dataset.id !== scrolledTo) focused.scrollIntoView({ block: "nearest" });
+    scrolledTo = focused ? focused.dataset.id : null;
   }
 
   function newCard(row, view) {
