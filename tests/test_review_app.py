@@ -568,7 +568,8 @@ def test_half_open_connections_hold_no_threads_and_are_closed_after_the_timeout(
             idle.append(socket.create_connection((host, port), timeout=5))
         for _ in range(3):
             stalled = socket.create_connection((host, port), timeout=5)
-            stalled.sendall(b"POST /api/decide HTTP/1.0\r\nContent-Type: application/json\r\nContent-Length: 50\r\n\r\n{")
+            stalled.sendall(b"POST /api/decide HTTP/1.0\r\nContent-Type: application/json\r\n"
+                            b"Content-Length: 50\r\n\r\n{")
             idle.append(stalled)
         time.sleep(0.1)
         assert threading.active_count() <= before + 3  # the pool's threads, no more
