@@ -537,6 +537,21 @@ def test_cli_prints_the_url_first(template, tmp_path, monkeypatch, capsys):
     assert opened == []
 
 
+def test_cli_says_which_host_or_port_to_pick_when_it_cannot_listen(template, tmp_path, capsys):
+    from coreclean.cli import main
+
+    path = copy_session(template, tmp_path)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        assert main(["review", str(path), "--no-browser", "--port", str(port)]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot listen on 127.0.0.1:{port}" in err and "--port" in err and "Traceback" not in err
+    assert main(["review", str(path), "--no-browser", "--host", "no-such-host.invalid"]) == 2
+    assert "cannot listen on no-such-host.invalid" in capsys.readouterr().err
+
+
 def test_cli_refuses_a_missing_session(tmp_path, capsys):
     from coreclean.cli import main
 

@@ -99,9 +99,6 @@ class _WaitingRoom:
         self._wake_read.close()
         self._wake_write.close()
 
-    def __len__(self) -> int:
-        return len(self._waiting) + len(self._arrivals)
-
     def _wake(self) -> None:
         try:
             self._wake_write.send(b"\0")
@@ -178,7 +175,9 @@ class ReviewServer(WSGIServer):
         self.address_family = _address_family(address[0])
         self.request_timeout = float(request_timeout)
         self.max_threads = int(max_threads)
-        super().__init__(address, _QuietHandler, bind_and_activate=True)
+        self._pool: ThreadPoolExecutor | None = None
+        self._room: _WaitingRoom | None = None
+        super().__init__(address, _QuietHandler, bind_and_activate=True)  # a failed bind calls server_close
         self._pool = ThreadPoolExecutor(max_workers=self.max_threads, thread_name_prefix="coreclean-review-http")
         self._room = _WaitingRoom(self._dispatch, self.shutdown_request, timeout=self.request_timeout,
                                   capacity=max_waiting)
@@ -217,8 +216,10 @@ class ReviewServer(WSGIServer):
     def server_close(self) -> None:
         """Close the listening socket, the waiting connections, the threads and the app."""
         super().server_close()
-        self._room.close()
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        if self._room is not None:
+            self._room.close()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
         app = self.get_app()
         if isinstance(app, ReviewApp):
             app.close()
