@@ -9,6 +9,7 @@ import socket
 import sqlite3
 import sys
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -354,6 +355,17 @@ def test_malformed_decisions_are_refused_and_write_nothing(shared, body, content
     assert client.get("/api/state").json()["n_decided"] == 0
 
 
+def test_deeply_nested_json_is_refused_with_a_clear_400(shared):
+    # Was a 500 (RecursionError inside json.loads) for 8,000 nested arrays, well under the size limit.
+    client, path = shared
+    sample_id = client.get("/api/state").json()["batch"][0]["id"]
+    body = b'{"id": "' + sample_id.encode() + b'", "action": "keep", "weight": ' + b"[" * 8000 + b"]" * 8000 + b"}"
+    response = client.request("POST", "/api/decide", body=body, content_type="application/json")
+    assert response.status_code == 400, response.body
+    assert "nested too deeply" in response.json()["error"]
+    assert count_decisions(path) == 0
+
+
 def test_relabel_to_the_current_label_is_refused_by_the_session(shared):
     client, path = shared
     row = client.get("/api/state").json()["batch"][0]
@@ -414,8 +426,10 @@ def test_decisions_land_in_the_database_as_made_and_survive_a_restart(client, te
     state = response.json()
     assert state["n_decided"] == 4
     decisions = {row["id"]: row["decision"] for row in state["batch"]}
-    assert decisions[first["id"]] == {"action": "relabel", "new_label": other, "weight": None}
+    assert decisions[first["id"]] == {"action": "relabel", "new_label": other, "weight": None, "order": 1}
     assert decisions[third["id"]]["weight"] == 0.25
+    # "order" is the decision's id in the file: an undo takes back the highest.
+    assert [decisions[row["id"]]["order"] for row in batch[:4]] == [1, 2, 3, 4]
     # Changing one's mind is a new decision that supersedes the old one.
     assert client.post("/api/decide", {"id": second["id"], "action": "keep"}).json()["n_decided"] == 4
     undone = client.post("/api/undo", {"scope": "decision"}).json()
@@ -523,8 +537,118 @@ def test_cli_prints_the_url_first(template, tmp_path, monkeypatch, capsys):
     assert opened == []
 
 
+def test_cli_says_which_host_or_port_to_pick_when_it_cannot_listen(template, tmp_path, capsys):
+    from coreclean.cli import main
+
+    path = copy_session(template, tmp_path)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        assert main(["review", str(path), "--no-browser", "--port", str(port)]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot listen on 127.0.0.1:{port}" in err and "--port" in err and "Traceback" not in err
+    assert main(["review", str(path), "--no-browser", "--host", "no-such-host.invalid"]) == 2
+    assert "cannot listen on no-such-host.invalid" in capsys.readouterr().err
+
+
 def test_cli_refuses_a_missing_session(tmp_path, capsys):
     from coreclean.cli import main
 
     assert main(["review", str(tmp_path / "missing.session"), "--no-browser"]) == 2
     assert "no session file" in capsys.readouterr().err
+
+
+def _serve_in_thread(server):
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    return thread
+
+
+def _stop(server, thread) -> None:
+    server.shutdown()
+    server.server_close()
+    thread.join(5)
+
+
+def test_half_open_connections_hold_no_threads_and_are_closed_after_the_timeout(template, tmp_path):
+    # Was: one thread per connection, never timed out (400 half-open sockets held 405 threads).
+    server = make_server(copy_session(template, tmp_path), port=0, request_timeout=0.5, max_threads=3)
+    thread = _serve_in_thread(server)
+    idle: list[socket.socket] = []
+    try:
+        host, port = server.server_address[:2]
+        before = threading.active_count()
+        for _ in range(150):  # bounded: 150 silent clients, plus 3 that stall mid-request
+            idle.append(socket.create_connection((host, port), timeout=5))
+        for _ in range(3):
+            stalled = socket.create_connection((host, port), timeout=5)
+            stalled.sendall(b"POST /api/decide HTTP/1.0\r\nContent-Type: application/json\r\n"
+                            b"Content-Length: 50\r\n\r\n{")
+            idle.append(stalled)
+        time.sleep(0.1)
+        assert threading.active_count() <= before + 3  # the pool's threads, no more
+        # A real request is answered at once, though every thread but none is free.
+        token = quote(server.get_app().token)
+        started = time.monotonic()
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/state?token={token}", timeout=10) as response:
+            assert response.status == 200
+        assert time.monotonic() - started < 2.0
+        assert threading.active_count() <= before + 3
+        # Soon after the timeout the server has closed every one of them: each reads to end-of-stream
+        # (a socket.timeout here means the server still holds it).
+        deadline = time.monotonic() + 5
+        for client in idle:
+            client.settimeout(max(deadline - time.monotonic(), 0.01))
+            while client.recv(65536):
+                pass
+    finally:
+        for client in idle:
+            client.close()
+        _stop(server, thread)
+
+
+def test_ipv6_loopback_binds_and_answers(template, tmp_path):
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as probe:
+            probe.bind(("::1", 0))
+    except OSError as err:
+        pytest.skip(f"this machine has no IPv6 loopback (::1): {err}")
+    # Was: "Address family for hostname not supported" on --host ::1.
+    server = make_server(copy_session(template, tmp_path), host="::1", port=0)
+    thread = _serve_in_thread(server)
+    try:
+        port = server.server_address[1]
+        assert server.url.startswith(f"http://[::1]:{port}/?token=")
+        token = quote(server.get_app().token)
+        with urllib.request.urlopen(f"http://[::1]:{port}/api/state?token={token}", timeout=10) as response:
+            assert response.status == 200 and json.loads(response.read())["n_batch"] > 0
+    finally:
+        _stop(server, thread)
+
+
+def test_cli_opens_the_browser_without_the_token_on_its_command_line(template, tmp_path, monkeypatch, capsys):
+    from coreclean.cli import main
+    from coreclean.review import ReviewServer
+
+    opened: list[str] = []
+    seen: dict[str, Any] = {}
+
+    def fake_serve(self, poll_interval=0.5):
+        # While the server runs: the browser was given a file URL, not the page's URL.
+        for _ in range(100):
+            if opened:
+                break
+            time.sleep(0.01)
+        page = Path(urlsplit(opened[0]).path)
+        seen["page"], seen["mode"], seen["text"] = page, page.stat().st_mode & 0o777, page.read_text()
+
+    monkeypatch.setattr(ReviewServer, "serve_forever", fake_serve)
+    monkeypatch.setattr("webbrowser.open", opened.append)
+    path = copy_session(template, tmp_path)
+    assert main(["review", str(path)]) == 0
+    url = capsys.readouterr().out.splitlines()[0]
+    token = url.split("token=", 1)[1]
+    assert opened and opened[0].startswith("file://") and token not in opened[0]
+    assert seen["mode"] == 0o600 and url.replace("&", "&amp;") in seen["text"]
+    assert not seen["page"].exists()  # removed when the server stopped

@@ -2,8 +2,11 @@
 
 Needs Debian's ``chromium`` and ``chromium-driver`` and the ``selenium`` client (the ``browser``
 extra); ``bash scripts/install_browser.sh`` installs them. Skipped with the reason when missing.
-This is the one test that starts a real server process (``coreclean review --no-browser``). It
-also takes a screenshot; with ``CORECLEAN_SCREENSHOT=1`` it overwrites the README's ``docs/review-page.png``.
+The first test starts a real server process (``coreclean review --no-browser``) and takes a
+screenshot at 1400x1000; with ``CORECLEAN_SCREENSHOT=1`` it overwrites the README's
+``docs/review-page.png``. The second types 30 decisions with no pause between keys against a
+server in a thread whose round close is slowed down, and checks every decision landed, in order,
+on the card focused when its key was pressed, and that the busy state lasts until the server answers.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -63,7 +67,7 @@ def _browser_or_skip():
     profile = tempfile.mkdtemp(prefix="coreclean-chromium-")
     for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage", f"--user-data-dir={profile}", "--window-size=1360,1320"):
+                 "--disable-dev-shm-usage", f"--user-data-dir={profile}", "--window-size=1400,1000"):
         options.add_argument(flag)
     try:
         driver = webdriver.Chrome(options=options, service=Service(executable_path=str(CHROMEDRIVER)))
@@ -125,6 +129,7 @@ def _live_decisions(session: Path) -> dict[str, tuple[str, str | None]]:
 
 
 def test_review_a_batch_with_the_keyboard(tmp_path):
+    from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.keys import Keys
 
     driver, profile = _browser_or_skip()
@@ -178,11 +183,13 @@ def test_review_a_batch_with_the_keyboard(tmp_path):
         assert len(driver.find_elements("css selector", ".card .badge")) == 4
         assert driver.find_element("id", "progress-text").text == "4 / 6 decided"
 
-        # The last two: keep and downweight; the page then closes the round by itself.
-        expected[_focused(driver)["id"]] = ("keep", None)
-        _press(driver, "k")
-        expected[_focused(driver)["id"]] = ("downweight", None)
-        _press(driver, "w")
+        # The last two in one burst with a change of mind: keep, drop, undo (the drop), downweight.
+        # The page then closes the round by itself.
+        state = driver.execute_script(STATE)
+        undecided = [row["id"] for row in state["data"]["batch"] if not row["decision"]]
+        expected[undecided[0]] = ("keep", None)
+        expected[undecided[1]] = ("downweight", None)
+        ActionChains(driver).send_keys("kduw").perform()
         _wait(driver, "return !document.getElementById('round-panel').hidden")
         assert _live_decisions(session) == expected
         verdict = driver.find_element("id", "round-verdict").text
@@ -212,3 +219,85 @@ def test_review_a_batch_with_the_keyboard(tmp_path):
                 process.wait(10)
             except subprocess.TimeoutExpired:
                 process.kill()
+
+
+def _visible(driver, selector: str) -> list[dict]:
+    """The elements matching ``selector`` that lie wholly in the viewport, below the sticky header."""
+    return driver.execute_script("""
+        const header = document.querySelector('.topbar').getBoundingClientRect().bottom;
+        return [...document.querySelectorAll(arguments[0])].map((el) => el.getBoundingClientRect())
+          .filter((r) => r.top >= header - 1 && r.bottom <= window.innerHeight + 1)
+          .map((r) => ({top: r.top, left: r.left}));""", selector)
+
+
+def test_thirty_decisions_typed_without_pause_all_land_on_the_right_samples(tmp_path):
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.keys import Keys
+
+    from coreclean.review import make_server
+    from coreclean.sessions.session import CleaningSession
+
+    driver, profile = _browser_or_skip()
+    path = build_session(tmp_path, per_class=20, batch_size=15)  # 30 cards of 8-16 px images
+    session = CleaningSession.open(path)
+    close_round = session.close_round
+
+    def slow_close_round(**kwargs):
+        time.sleep(2.5)  # a long re-score: the busy state must outlast the old 1.8 s toast
+        return close_round(**kwargs)
+
+    session.close_round = slow_close_round
+    server = make_server(session, port=0)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        driver.get(server.url)
+        _wait(driver, READY)
+        batch = [row["id"] for row in driver.execute_script(STATE)["data"]["batch"]]
+        assert len(batch) == 30
+
+        # 30 decisions in one burst, no pause between keys (was: 1 landed at 0 ms, 2 at 30 ms apart).
+        keys = "kdsw" * 7 + "kd"
+        ActionChains(driver).send_keys(keys).perform()
+        actions = {"k": "keep", "d": "drop", "s": "skip", "w": "downweight"}
+        _wait(driver, "return window.corecleanReview.state().data.n_decided === 30", timeout=15)
+        # The page re-scores once all 30 are saved; its busy line stays up for the whole re-score.
+        _wait(driver, "return window.corecleanReview.state().closing !== null", timeout=30)
+        time.sleep(2.0)
+        busy = driver.find_element("id", "busy")
+        assert busy.is_displayed() and "re-scoring" in busy.text
+        assert "busy" in driver.find_element("tag name", "body").get_attribute("class")
+        _wait(driver, "return !document.getElementById('round-panel').hidden", timeout=60)
+        assert not busy.is_displayed()
+        assert "busy" not in driver.find_element("tag name", "body").get_attribute("class")
+
+        # Small images get the compact grid: the whole batch fits in the 1400x1000 window.
+        _wait(driver, "return [...document.images].every((img) => img.complete && img.naturalWidth > 0)")
+        driver.execute_script("window.scrollTo(0, 0)")
+        assert "compact" in driver.find_element("id", "batch").get_attribute("class")
+        assert len(_visible(driver, ".card")) == 30
+        # Decided cards are dimmed.
+        opacity = driver.execute_script(
+            "return getComputedStyle(document.querySelector('.card.decided:not(.focused) img')).opacity")
+        assert float(opacity) < 0.6
+        # In the comfortable grid (g) the batch scrolls; the focused card stays wholly in view.
+        ActionChains(driver).send_keys("g", Keys.END).perform()
+        assert "compact" not in driver.find_element("id", "batch").get_attribute("class")
+        visible = len(_visible(driver, ".card"))
+        assert 15 <= visible < 30 and _visible(driver, ".card.focused")  # was 8 of 30 at 1400x1000; 18 here
+        ActionChains(driver).send_keys(Keys.HOME).perform()
+        assert _visible(driver, ".card.focused")
+
+        with CleaningSession.open(path, read_only=True) as reader:
+            log = reader.decisions()
+        live = log[(log["action"] != "undo") & ~log["revoked"]].sort_values("decision_id")
+        assert list(zip(live["id"], live["action"])) == [(sample, actions[key]) for sample, key in zip(batch, keys)]
+        errors = [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+        assert not errors, errors
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+        session.close()

@@ -24,7 +24,8 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("session", metavar="SESSION", help="the session file (from `coreclean session start`)")
     parser.add_argument("--host", default=None,
-                        help="interface to listen on (default: 127.0.0.1 only). Anything else exposes the page "
+                        help="interface to listen on, IPv4 or IPv6 (default: 127.0.0.1 only; ::1 for IPv6 loopback). "
+                             "Anything not loopback exposes the page "
                              "to the network behind its token, over plain HTTP: you are warned.")
     parser.add_argument("--port", type=_port, default=0, help="TCP port (default: a free one)")
     parser.add_argument("--no-browser", action="store_true", help="print the URL but do not open a browser")
@@ -41,11 +42,9 @@ def _port(text: str) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    import threading
-    import webbrowser
     from pathlib import Path
 
-    from coreclean.review import make_server
+    from coreclean.review import make_server, open_in_browser
 
     session_path = Path(args.session).expanduser()
     if not session_path.is_file():
@@ -55,15 +54,20 @@ def _run(args: argparse.Namespace) -> int:
     try:
         server = make_server(session_path, host=host, port=args.port, thumbnail_dir=thumbnails)
     except OSError as err:
-        raise CorecleanError(f"cannot listen on {host}:{args.port}: {err.strerror or err}") from err
+        raise CorecleanError(f"cannot listen on {host}:{args.port}: {err.strerror or err}; pick another "
+                             "--host (127.0.0.1, ::1) or --port (0 picks a free one).") from err
+    redirect = None
     try:
         print(server.url, flush=True)
         print("Ctrl-C stops the server; every decision is already saved.", file=sys.stderr, flush=True)
         if not args.no_browser:
-            threading.Thread(target=webbrowser.open, args=(server.url,), daemon=True).start()
+            # The browser opens a private file that redirects to the URL: the token stays off its command line.
+            redirect = open_in_browser(server.url, thumbnails)
         server.serve_forever()
     except KeyboardInterrupt:
         print("coreclean review: stopped; every decision is saved.", file=sys.stderr)
     finally:
         server.server_close()
+        if redirect is not None:
+            redirect.unlink(missing_ok=True)
     return 0

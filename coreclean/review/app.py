@@ -10,7 +10,7 @@ transaction, exactly as ``coreclean session apply`` applies them.
 Routes (``?token=`` or the ``X-Coreclean-Token`` header on every one)::
 
     GET  /                     the page (static/review.html)
-    GET  /static/<file>        review.js, review.css
+    GET  /static/<file>        review.js, cards.js, round.js, review.css
     GET  /api/state            session status, class names, current batch with its decisions, rounds
     POST /api/decide           {"id", "action", "new_label"?}  -> state
     POST /api/undo             {"scope": "decision" | "round"} -> state
@@ -21,19 +21,32 @@ Routes (``?token=`` or the ``X-Coreclean-Token`` header on every one)::
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 import os
 import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from http import HTTPStatus
 from importlib import resources
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
+from coreclean.review.payloads import batch_records, jsonable, round_result, sample_files
+from coreclean.review.protocol import (
+    MAX_BODY_BYTES,
+    SECURITY_HEADERS,
+    Answer,
+    HTTPError,
+    StartResponse,
+    allow,
+    expect_object,
+    first,
+    int_param,
+    is_number,
+    json_response,
+    read_json,
+    status_line,
+)
 from coreclean.review.security import (
     TOKEN_HEADER,
     FileGuard,
@@ -43,15 +56,12 @@ from coreclean.review.security import (
 )
 from coreclean.review.thumbnails import ThumbnailCache, ThumbnailError
 
-__all__ = ["ReviewApp", "make_app", "ACTIONS", "MAX_BODY_BYTES"]
+__all__ = ["ReviewApp", "make_app", "ACTIONS", "MAX_BODY_BYTES", "round_result"]
 
 logger = logging.getLogger(__name__)
 
 ACTIONS = ("keep", "relabel", "drop", "downweight", "skip")
 """Decisions the page can send; the session validates them again."""
-
-MAX_BODY_BYTES = 16 * 1024
-"""Largest request body accepted; a decision is a few dozen bytes."""
 
 N_TYPICAL = 4
 """Reference images shown per class."""
@@ -61,27 +71,7 @@ REVIEWER = "review-page"
 
 _STATIC_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
                  ".css": "text/css; charset=utf-8"}
-_STATIC_FILES = ("review.js", "review.css")
-_SECURITY_HEADERS = [
-    ("X-Content-Type-Options", "nosniff"),
-    ("Referrer-Policy", "no-referrer"),
-    ("X-Frame-Options", "DENY"),
-    ("Cross-Origin-Resource-Policy", "same-origin"),
-    ("Content-Security-Policy",
-     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
-     "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"),
-]
-
-StartResponse = Callable[..., Any]
-
-
-class HTTPError(Exception):
-    """Answer the request with ``status`` and a JSON ``{"error": message}``; nothing was written."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
+_STATIC_FILES = ("review.js", "cards.js", "round.js", "review.css")
 
 
 def make_app(
@@ -141,8 +131,8 @@ class ReviewApp:
         self._closed = False
         self._lock = threading.Lock()
         self._call(self._open_session, session)
-        paths, self._sha256, root = self._call(lambda: _sample_files(self._session))
-        self.guard = FileGuard(paths, root=root)
+        paths, self._sha256 = self._call(lambda: sample_files(self._session))
+        self.guard = FileGuard(paths)
 
     # -- session thread -------------------------------------------------------------------------
 
@@ -182,42 +172,42 @@ class ReviewApp:
         try:
             status, headers, body = self._dispatch(environ)
         except HTTPError as err:
-            status, headers, body = _json_response(err.status, {"error": err.message})
+            status, headers, body = json_response(err.status, {"error": err.message})
         except Exception:  # the server must survive anything a request can trigger
             logger.exception("review server: unexpected error on %s %s",
                              environ.get("REQUEST_METHOD"), environ.get("PATH_INFO"))
-            status, headers, body = _json_response(500, {"error": "internal error; see the server's log"})
-        start_response(_status_line(status), headers + _SECURITY_HEADERS + [("Content-Length", str(len(body)))])
+            status, headers, body = json_response(500, {"error": "internal error; see the server's log"})
+        start_response(status_line(status), headers + SECURITY_HEADERS + [("Content-Length", str(len(body)))])
         return [body]
 
-    def _dispatch(self, environ: dict[str, Any]) -> tuple[int, list[tuple[str, str]], bytes]:
+    def _dispatch(self, environ: dict[str, Any]) -> Answer:
         method = environ.get("REQUEST_METHOD", "GET").upper()
         path = environ.get("PATH_INFO", "") or "/"
         query = parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)
         self._check_host(environ)
-        given = environ.get("HTTP_" + TOKEN_HEADER.upper().replace("-", "_")) or _first(query, "token")
+        given = environ.get("HTTP_" + TOKEN_HEADER.upper().replace("-", "_")) or first(query, "token")
         if not token_matches(given, self.token):
             raise HTTPError(403, "missing or wrong token: open the URL `coreclean review` printed")
 
         if path == "/":
-            _allow(method, "GET")
+            allow(method, "GET")
             return self._static("review.html")
         if path.startswith("/static/"):
-            _allow(method, "GET")
+            allow(method, "GET")
             name = path[len("/static/"):]
             if name not in _STATIC_FILES:
                 raise HTTPError(404, "no such file")
             return self._static(name)
         if path == "/api/image":
-            _allow(method, "GET")
-            return self._image(_first(query, "id") or "", query)
+            allow(method, "GET")
+            return self._image(first(query, "id") or "", query)
         route = _ROUTES.get(path)
         if route is None:
             raise HTTPError(404, "no such route")
         route_method, handler = route
-        _allow(method, route_method)
-        body = _read_json(environ) if method == "POST" else None
-        return _json_response(200, handler(self, query, body))
+        allow(method, route_method)
+        body = read_json(environ) if method == "POST" else None
+        return json_response(200, handler(self, query, body))
 
     def _check_host(self, environ: dict[str, Any]) -> None:
         if self.allowed_hosts is None:
@@ -226,15 +216,15 @@ class ReviewApp:
         if host not in self.allowed_hosts:
             raise HTTPError(421, "unexpected Host header; open the page with the URL `coreclean review` printed")
 
-    def _static(self, name: str) -> tuple[int, list[tuple[str, str]], bytes]:
+    def _static(self, name: str) -> Answer:
         body = (self._static_dir / name).read_bytes()
         if name == "review.html":
             body = body.replace(b"{{token}}", self.token.encode("ascii"))
         content_type = _STATIC_TYPES[Path(name).suffix]
         return 200, [("Content-Type", content_type), ("Cache-Control", "no-store")], body
 
-    def _image(self, sample_id: str, query: dict[str, list[str]]) -> tuple[int, list[tuple[str, str]], bytes]:
-        size = _int_param(query, "size", default=256, low=16, high=2048)
+    def _image(self, sample_id: str, query: dict[str, list[str]]) -> Answer:
+        size = int_param(query, "size", default=256, low=16, high=2048)
         try:
             real = self.guard.resolve(sample_id)
         except FileRefused as err:
@@ -251,7 +241,7 @@ class ReviewApp:
         return self._call(self._state)
 
     def api_decide(self, query: dict[str, list[str]], body: Any) -> dict[str, Any]:
-        body = _expect_object(body, required=("id", "action"), optional=("new_label", "weight"))
+        body = expect_object(body, required=("id", "action"), optional=("new_label", "weight"))
         sample_id, action = body["id"], body["action"]
         if not isinstance(sample_id, str) or not sample_id:
             raise HTTPError(400, "`id` must be a non-empty string")
@@ -264,23 +254,23 @@ class ReviewApp:
         elif new_label is not None:
             raise HTTPError(400, f"`new_label` goes only with relabel, not {action}")
         weight = body.get("weight")
-        if weight is not None and (action != "downweight" or not _is_number(weight)):
+        if weight is not None and (action != "downweight" or not is_number(weight)):
             raise HTTPError(400, "`weight` must be a number and goes only with downweight")
         return self._call(self._decide, sample_id, action, new_label, weight)
 
     def api_undo(self, query: dict[str, list[str]], body: Any) -> dict[str, Any]:
-        body = _expect_object(body, required=(), optional=("scope",))
+        body = expect_object(body, required=(), optional=("scope",))
         scope = body.get("scope", "decision")
         if scope not in ("decision", "round"):
             raise HTTPError(400, f"`scope` must be decision or round; got {scope!r}")
         return self._call(self._undo, scope)
 
     def api_round(self, query: dict[str, list[str]], body: Any) -> dict[str, Any]:
-        _expect_object(body, required=(), optional=())
+        expect_object(body, required=(), optional=())
         return self._call(self._close_round)
 
     def api_typical(self, query: dict[str, list[str]], body: Any) -> dict[str, Any]:
-        class_name = _first(query, "class")
+        class_name = first(query, "class")
         if not class_name:
             raise HTTPError(400, "give ?class=NAME")
         return self._call(self._typical, class_name)
@@ -289,18 +279,18 @@ class ReviewApp:
 
     def _state(self) -> dict[str, Any]:
         session = self._session
-        batch = _batch_records(session)
+        batch = batch_records(session)
         round_number = int(session.round)
         shown = sorted({row["label"] for row in batch} | {row["suggested_label"] for row in batch})
         return {
-            "status": _jsonable(session.status()),
+            "status": jsonable(session.status()),
             "class_names": [str(name) for name in session.class_names],
             "round": round_number,
             "batch": batch,
             "n_batch": len(batch),
             "n_decided": sum(row["decision"] is not None for row in batch),
             "typical": {name: self._typical_ids(name, round_number) for name in shown},
-            "rounds": _jsonable(session.rounds()),
+            "rounds": jsonable(session.rounds()),
         }
 
     def _typical_ids(self, class_name: str, round_number: int) -> list[str]:
@@ -329,7 +319,7 @@ class ReviewApp:
         return self._state()
 
     def _close_round(self) -> dict[str, Any]:
-        batch = _batch_records(self._session)
+        batch = batch_records(self._session)
         if not batch:
             raise HTTPError(409, "no batch to close: nothing is left to review")
         undecided = sum(row["decision"] is None for row in batch)
@@ -353,51 +343,6 @@ _ROUTES: dict[str, tuple[str, Callable[[ReviewApp, dict[str, list[str]], Any], d
 }
 
 
-# -- adapting the session's answers to JSON -------------------------------------------------------
-
-_BATCH_FIELDS = ("id", "class", "label", "suggested_label", "suggested_prob", "score", "position")
-
-
-def _batch_records(session: Any) -> list[dict[str, Any]]:
-    """The open round's batch as the page needs it: no paths, one ``decision`` (or None) per row."""
-    records = []
-    for row in _jsonable(session.next_batch()):
-        record = {name: row.get(name) for name in _BATCH_FIELDS}
-        record["id"] = str(record["id"])
-        action = row.get("action") or ""
-        record["decision"] = None if not action else {
-            "action": action, "new_label": row.get("new_label") or None, "weight": row.get("weight")}
-        records.append(record)
-    return records
-
-
-def round_result(result: Any) -> dict[str, Any]:
-    """Flatten a :class:`coreclean.sessions.session.RoundResult` for the page (verdict summary, AUROC change)."""
-    data = _jsonable(result)
-    verdict = data.pop("verdict", None) or {}
-    change = data.pop("auroc_change", None)
-    data["verdict"] = verdict.get("summary") if isinstance(verdict, dict) else verdict
-    data["plateau"] = bool(verdict.get("plateau")) if isinstance(verdict, dict) else None
-    data["auroc_change"], data["change_low"], data["change_high"] = (change if change else (None, None, None))
-    return data
-
-
-def _sample_files(session: Any) -> tuple[dict[str, str], dict[str, str], str | None]:
-    """Return id -> recorded path, id -> recorded sha256 ("" where unknown) and the dataset root (None: derive)."""
-    from coreclean.embedding.cache import read_samples
-    from coreclean.exceptions import CacheError
-
-    ids = [str(sample_id) for sample_id in session.sample_ids]
-    paths = dict(zip(ids, (str(path) for path in session.paths)))
-    sha256: dict[str, str] = {}
-    try:
-        samples = read_samples(session.cache_dir, key=getattr(session, "cache_key", None))
-    except (CacheError, AttributeError):
-        samples = None
-    # Use the recorded hashes only when that table lists exactly the session's samples and paths.
-    if samples is not None and list(samples["id"]) == ids and list(samples["path"]) == list(paths.values()):
-        sha256 = dict(zip(ids, samples["sha256"].astype(str)))
-    return paths, sha256, None
 
 
 def _session_call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -410,106 +355,3 @@ def _session_call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         raise HTTPError(400, str(err)) from err
     except CorecleanError as err:
         raise HTTPError(409, str(err)) from err
-
-
-def _jsonable(value: Any) -> Any:
-    """Turn session answers (DataFrames, numpy scalars, dataclasses, NaN) into JSON-ready values."""
-    if hasattr(value, "to_dict") and hasattr(value, "columns"):
-        return [_jsonable(row) for row in value.to_dict(orient="records")]
-    if hasattr(value, "__dataclass_fields__"):
-        import dataclasses
-
-        return _jsonable(dataclasses.asdict(value))
-    if hasattr(value, "_asdict"):
-        return _jsonable(value._asdict())
-    if isinstance(value, dict):
-        return {str(key): _jsonable(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return [_jsonable(item) for item in value]
-    if hasattr(value, "item") and callable(value.item) and getattr(value, "ndim", 1) == 0:
-        value = value.item()
-    elif hasattr(value, "tolist"):
-        return _jsonable(value.tolist())
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if value is None or isinstance(value, (str, int, float, bool)):
-        return value
-    if hasattr(value, "isoformat"):
-        return value.isoformat()
-    return str(value)
-
-
-# -- small HTTP helpers ---------------------------------------------------------------------------
-
-
-def _status_line(status: int) -> str:
-    try:
-        return f"{status} {HTTPStatus(status).phrase}"
-    except ValueError:
-        return f"{status} Error"
-
-
-def _json_response(status: int, payload: Any) -> tuple[int, list[tuple[str, str]], bytes]:
-    body = json.dumps(payload, ensure_ascii=False, allow_nan=False).encode("utf-8")
-    return status, [("Content-Type", "application/json; charset=utf-8"), ("Cache-Control", "no-store")], body
-
-
-def _allow(method: str, expected: str) -> None:
-    if method != expected:
-        raise HTTPError(405, f"use {expected}")
-
-
-def _first(query: dict[str, list[str]], name: str) -> str | None:
-    values = query.get(name)
-    return values[0] if values else None
-
-
-def _int_param(query: dict[str, list[str]], name: str, *, default: int, low: int, high: int) -> int:
-    text = _first(query, name)
-    if text is None:
-        return default
-    try:
-        value = int(text)
-    except ValueError as err:
-        raise HTTPError(400, f"`{name}` must be an integer") from err
-    return min(max(value, low), high)
-
-
-def _read_json(environ: dict[str, Any]) -> Any:
-    content_type = (environ.get("CONTENT_TYPE") or "").split(";")[0].strip().lower()
-    if content_type != "application/json":
-        raise HTTPError(415, "send the body as application/json")
-    try:
-        length = int(environ.get("CONTENT_LENGTH") or 0)
-    except ValueError as err:
-        raise HTTPError(400, "bad Content-Length") from err
-    if length < 0:
-        raise HTTPError(400, "bad Content-Length")
-    if length > MAX_BODY_BYTES:
-        raise HTTPError(413, f"body larger than {MAX_BODY_BYTES} bytes")
-    raw = environ["wsgi.input"].read(length) if length else b""
-    if len(raw) != length:
-        raise HTTPError(400, "body shorter than its Content-Length")
-    if not raw.strip():
-        return {}
-    try:
-        return json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as err:
-        raise HTTPError(400, f"body is not valid JSON: {err}") from err
-
-
-def _expect_object(body: Any, *, required: tuple[str, ...], optional: tuple[str, ...]) -> dict[str, Any]:
-    if not isinstance(body, dict):
-        raise HTTPError(400, "body must be a JSON object")
-    missing = [key for key in required if key not in body]
-    if missing:
-        raise HTTPError(400, f"missing field(s): {', '.join(missing)}")
-    unknown = sorted(set(body) - set(required) - set(optional))
-    if unknown:
-        raise HTTPError(400, f"unknown field(s): {', '.join(unknown)}")
-    return body
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-

@@ -1,20 +1,30 @@
 // coreclean review page: plain JS, no build step, no dependencies.
-// The server is the source of truth: every key press that decides sends one request, the server
-// commits it to the session file and answers with the new state, which is rendered as is.
+// The server is the source of truth, and keys never wait for it: a decision key lands at once on the
+// card focused when it was pressed (shown as pending), focus moves on, and the request joins a queue
+// that is sent strictly in order, one at a time. Each answer is the server's new state; decisions
+// still queued are drawn over it until their own answer arrives. Nothing typed is dropped: a key the
+// page cannot apply (while a round is re-scored) says so.
 "use strict";
 
 (function () {
   const TOKEN = document.querySelector('meta[name="coreclean-token"]').content;
-  const THUMB = 384;
+  const THUMB = 256;
   const REF_THUMB = 128;
 
   const state = {
-    data: null,        // last /api/state answer
-    focus: 0,          // index into data.batch
-    busy: false,       // a request is in flight: ignore decision keys
-    round: null,       // last close_round result, while the round panel shows
-    options: [],       // relabel completion matches
-    active: 0,         // selected completion
+    data: null,          // last /api/state answer
+    focus: 0,            // index into data.batch
+    queue: [],           // operations not yet answered, oldest first: {kind: "decide"|"undo", id, action, new_label}
+    sending: false,      // queue[0] is in flight
+    pending: new Map(),  // id -> the newest queued operation on that sample (drawn over the server's state)
+    history: [],         // ids in the order they were decided in this round (an undo takes back the last)
+    loading: false,      // the page or the next batch is being fetched
+    closing: null,       // time the round close was sent, while the server re-scores
+    round: null,         // last close_round result, while the round panel shows
+    density: null,       // "compact" or "comfortable"; null: chosen from the image size
+    relabelId: null,     // sample the relabel dialog is for
+    options: [],         // relabel completion matches
+    active: 0,           // selected completion
   };
 
   const $ = (id) => document.getElementById(id);
@@ -40,18 +50,192 @@
     return `/api/image?id=${encodeURIComponent(id)}&size=${size}&token=${encodeURIComponent(TOKEN)}`;
   }
 
-  async function run(task) {
-    if (state.busy) return;
-    state.busy = true;
-    document.body.classList.add("busy");
+  function busy() { return state.loading || state.closing !== null || state.queue.length > 0; }
+
+  // The busy line stays until the server has answered everything: saving, loading or re-scoring.
+  function renderBusy() {
+    const el = $("busy");
+    let text = "";
+    if (state.closing !== null) {
+      const seconds = Math.round((Date.now() - state.closing) / 1000);
+      text = `re-scoring the round… ${seconds} s (keys wait until it is done)`;
+    } else if (state.queue.length > 0) {
+      text = `saving ${state.queue.length} decision${state.queue.length > 1 ? "s" : ""}…`;
+    } else if (state.loading) {
+      text = "loading…";
+    }
+    el.textContent = text;
+    el.hidden = !text;
+    document.body.classList.toggle("busy", busy());
+  }
+  setInterval(() => { if (state.closing !== null) renderBusy(); }, 1000);
+
+  // ---------------------------------------------------------------- the queue
+  function rowIndex(id) { return batch().findIndex((r) => r.id === id); }
+
+  // The decision drawn on a card: a queued one first, else the server's.
+  function shown(row) {
+    const op = state.pending.get(row.id);
+    if (!op) return row.decision;
+    return op.kind === "undo" ? null : { action: op.action, new_label: op.new_label || null, pending: true };
+  }
+
+  function refuse() {
+    if (state.closing !== null) { toast("the round is being re-scored: wait for its result, then press n", true); return true; }
+    if (state.loading) { toast("the batch is loading: press the key again in a moment", true); return true; }
+    if (state.round !== null) { toast("this round is closed: press n for the next batch (u reopens it)", true); return true; }
+    return false;
+  }
+
+  function decide(action, newLabel, id) {
+    if (refuse()) return;
+    const row = id !== undefined ? batch()[rowIndex(id)] : batch()[state.focus];
+    if (!row) return;
+    const op = { kind: "decide", id: row.id, action };
+    if (action === "relabel") op.new_label = newLabel;
+    state.queue.push(op);
+    state.pending.set(row.id, op);
+    state.history.push(row.id);
+    state.focus = firstUndecided(rowIndex(row.id) + 1);
+    render();
+    send();
+  }
+
+  function undo() {
+    if (state.round !== null && state.closing === null) { undoRound(); return; }  // the batch is closed: reopen it
+    if (refuse()) return;
+    const last = state.queue[state.queue.length - 1];
+    if (last && last.kind === "decide" && !(state.sending && state.queue.length === 1)) {
+      // Not sent yet: take it off the queue; the server never hears of it.
+      state.queue.pop();
+      forget(last);
+      state.focus = rowIndex(last.id);
+      render();
+      return;
+    }
+    const id = state.history.pop();
+    const op = { kind: "undo", id };
+    state.queue.push(op);
+    if (id !== undefined) { state.pending.set(id, op); state.focus = rowIndex(id); }
+    render();
+    send();
+  }
+
+  // Remove a decision from the pending drawing and the history (it was cancelled or refused).
+  function forget(op) {
+    const history = state.history.lastIndexOf(op.id);
+    if (history >= 0) state.history.splice(history, 1);
+    if (state.pending.get(op.id) !== op) return;
+    const earlier = [...state.queue].reverse().find((other) => other.id === op.id);
+    if (earlier) state.pending.set(op.id, earlier); else state.pending.delete(op.id);
+  }
+
+  async function send() {
+    if (state.sending) return;
+    state.sending = true;
     try {
-      await task();
+      while (state.queue.length > 0) {
+        const op = state.queue[0];
+        renderBusy();
+        try {
+          if (op.kind === "undo") {
+            state.data = await api("POST", "/api/undo", { scope: "decision" });
+          } else {
+            const body = { id: op.id, action: op.action };
+            if (op.action === "relabel") body.new_label = op.new_label;
+            state.data = await api("POST", "/api/decide", body);
+          }
+        } catch (err) {
+          toast(op.kind === "undo" ? `undo: ${err.message}` : `sample ${op.id}: ${err.message}`, true);
+          if (op.kind === "undo") { if (op.id !== undefined) state.history.push(op.id); } else forget(op);
+        }
+        state.queue.shift();
+        if (state.pending.get(op.id) === op) state.pending.delete(op.id);
+        render();
+      }
+    } finally {
+      state.sending = false;
+      renderBusy();
+    }
+    await maybeCloseRound();
+  }
+
+  // When every image of the batch is decided and saved, close the round: re-score, AUROC, hit rate, verdict.
+  async function maybeCloseRound() {
+    const data = state.data;
+    if (!data || data.n_batch === 0 || data.n_decided < data.n_batch || state.round !== null) return;
+    if (state.queue.length > 0 || state.closing !== null) return;
+    state.closing = Date.now();
+    renderBusy();
+    try {
+      const answer = await api("POST", "/api/round", {});
+      state.round = answer.result || {};
+      // Keep the finished batch on screen until the reviewer asks for the next one.
+      state.data = Object.assign({}, state.data, { rounds: answer.state.rounds, status: answer.state.status });
+    } catch (err) {
+      toast(`closing the round: ${err.message}`, true);
+    } finally {
+      state.closing = null;
+      renderBusy();
+    }
+    render();
+    if (state.round !== null) {
+      window.corecleanRound.render(state.round, state.data.rounds);
+      $("round-panel").scrollIntoView({ block: "nearest" });
+    }
+  }
+
+  async function fetchState(after) {
+    state.loading = true;
+    renderBusy();
+    try {
+      state.data = await api("GET", "/api/state");
+      state.history = batch().filter((r) => r.decision).sort((a, b) => a.decision.order - b.decision.order).map((r) => r.id);
+      after();
     } catch (err) {
       toast(err.message, true);
     } finally {
-      state.busy = false;
-      document.body.classList.remove("busy");
+      state.loading = false;
+      renderBusy();
     }
+    render();
+  }
+
+  function load() {
+    return fetchState(() => { state.focus = firstUndecided(0); }).then(maybeCloseRound);
+  }
+
+  function nextBatch() {
+    if (state.round === null || state.closing !== null || state.loading) return;
+    fetchState(() => { state.round = null; state.focus = firstUndecided(0); window.scrollTo(0, 0); });
+  }
+
+  async function undoRound() {
+    if (state.loading) return;
+    state.loading = true;
+    renderBusy();
+    try {
+      state.data = await api("POST", "/api/undo", { scope: "round" });
+      state.round = null;
+      state.history = [];
+      state.focus = firstUndecided(0);
+      toast("round reopened");
+    } catch (err) {
+      toast(err.message, true);
+    } finally {
+      state.loading = false;
+      renderBusy();
+    }
+    render();
+  }
+
+  function firstUndecided(from) {
+    const rows = batch();
+    for (let k = 0; k < rows.length; k++) {
+      const i = (from + k) % rows.length;
+      if (!shown(rows[i])) return i;
+    }
+    return Math.min(Math.max(from - 1, 0), Math.max(0, rows.length - 1));
   }
 
   // ---------------------------------------------------------------- rendering
@@ -63,12 +247,29 @@
     const rows = batch();
     if (state.focus >= rows.length) state.focus = Math.max(0, rows.length - 1);
     renderInfo(data);
-    renderProgress(data);
-    renderBatch(rows);
-    renderDetail();
+    renderProgress(rows);
+    const view = viewOf(rows);
+    window.corecleanCards.renderBatch(view);
+    window.corecleanCards.renderDetail(view);
+    renderBusy();
     $("round-panel").hidden = state.round === null;
     document.querySelectorAll(".toolbar button").forEach((b) => { b.disabled = rows.length === 0 || state.round !== null; });
     document.querySelector('.toolbar [data-action="undo"]').disabled = false;
+  }
+
+  // What the drawing code (cards.js) needs to know; it never touches the state itself.
+  function viewOf(rows) {
+    return {
+      rows, focus: state.focus, shown, thumb: THUMB, refThumb: REF_THUMB, imageUrl,
+      undoing: (id) => state.pending.has(id) && state.pending.get(id).kind === "undo",
+      density: () => state.density,
+      typical: (className) => {
+        const ids = (state.data.typical || {})[className];
+        if (ids === undefined) loadTypical(className);
+        return ids;
+      },
+      onSelect: (id) => { const index = rowIndex(id); if (index >= 0) { state.focus = index; render(); } },
+    };
   }
 
   function renderInfo(data) {
@@ -78,104 +279,18 @@
     if (status.classes) parts.push(`cleaning ${status.classes.join(", ")}`);
     if (status.reviewed_total !== undefined) parts.push(`${status.reviewed_total} reviewed`);
     if (status.errors_found_total !== undefined) parts.push(`${status.errors_found_total} errors found`);
-    if (status.last_verdict) parts.push(`last round: ${status.last_verdict}`);
     $("session-info").textContent = parts.join(" · ");
     $("session-info").title = status.path || "";
+    const verdict = $("verdict");
+    verdict.textContent = status.last_verdict ? `Last round: ${status.last_verdict}` : "";
+    verdict.hidden = !status.last_verdict;
   }
 
-  function renderProgress(data) {
-    const total = data.n_batch, done = data.n_decided;
+  function renderProgress(rows) {
+    const total = rows.length, done = rows.filter(shown).length;
     const fraction = total ? done / total : 1;
     $("progress-fill").style.width = `${(100 * fraction).toFixed(1)}%`;
     $("progress-text").textContent = total ? `${done} / ${total} decided` : "nothing left to review";
-  }
-
-  function decisionText(decision) {
-    if (!decision) return "";
-    if (decision.action === "relabel") return `relabel → ${decision.new_label}`;
-    return decision.action;
-  }
-
-  function renderBatch(rows) {
-    const grid = $("batch");
-    const existing = new Map([...grid.children].map((card) => [card.dataset.id, card]));
-    const keep = new Set(rows.map((row) => row.id));
-    existing.forEach((card, id) => { if (!keep.has(id)) card.remove(); });
-    rows.forEach((row, index) => {
-      let card = existing.get(row.id);
-      if (!card) {
-        card = document.createElement("figure");
-        card.className = "card";
-        card.dataset.id = row.id;
-        card.tabIndex = -1;
-        const img = document.createElement("img");
-        img.alt = `sample ${row.id}`;
-        img.loading = "lazy";
-        img.src = imageUrl(row.id, THUMB);
-        card.append(img, document.createElement("figcaption"));
-        card.addEventListener("click", () => { state.focus = rows.findIndex((r) => r.id === row.id); render(); });
-      }
-      grid.append(card);  // keeps display order
-      card.dataset.index = String(index);
-      card.classList.toggle("focused", index === state.focus);
-      card.classList.toggle("decided", Boolean(row.decision));
-      const caption = card.querySelector("figcaption");
-      caption.replaceChildren(
-        line("given", `given: ${row.label}`),
-        line("suggested", `suggested: ${row.suggested_label} (${percent(row.suggested_prob)})`),
-        line("score", `score ${formatNumber(row.score)}`),
-      );
-      let badge = card.querySelector(".badge");
-      if (row.decision) {
-        if (!badge) { badge = document.createElement("span"); card.append(badge); }
-        badge.className = `badge ${row.decision.action}`;
-        badge.textContent = decisionText(row.decision);
-      } else if (badge) {
-        badge.remove();
-      }
-    });
-    if (rows.length === 0) {
-      grid.replaceChildren(line("empty", "No batch to review: every sample worth a look has been decided."));
-    }
-    const focused = grid.querySelector(".card.focused");
-    if (focused) focused.scrollIntoView({ block: "nearest" });
-  }
-
-  function renderDetail() {
-    const row = batch()[state.focus];
-    const detail = $("detail");
-    if (!row) {
-      detail.replaceChildren();
-      ["ref-given", "ref-suggested", "ref-given-name", "ref-suggested-name"].forEach((id) => $(id).replaceChildren());
-      return;
-    }
-    detail.replaceChildren(
-      line("", `Sample ${row.id} (${state.focus + 1} of ${batch().length})`),
-      line("", decisionText(row.decision) ? `decided: ${decisionText(row.decision)}` : "not decided yet"),
-    );
-    renderStrip("ref-given", "ref-given-name", row.label);
-    renderStrip("ref-suggested", "ref-suggested-name", row.suggested_label);
-  }
-
-  function renderStrip(stripId, nameId, className) {
-    $(nameId).textContent = className === undefined || className === null ? "" : `“${className}”`;
-    const ids = (state.data.typical || {})[className];
-    const strip = $(stripId);
-    if (ids === undefined) {
-      strip.replaceChildren(line("empty", "loading…"));
-      loadTypical(className);
-      return;
-    }
-    if (ids.length === 0) { strip.replaceChildren(line("empty", "none")); return; }
-    const current = [...strip.querySelectorAll("img")].map((img) => img.dataset.id).join("|");
-    if (current === ids.join("|")) return;
-    strip.replaceChildren(...ids.map((id) => {
-      const img = document.createElement("img");
-      img.dataset.id = id;
-      img.alt = `typical ${className}`;
-      img.src = imageUrl(id, REF_THUMB);
-      return img;
-    }));
   }
 
   const pendingTypical = new Set();
@@ -185,23 +300,13 @@
     try {
       const answer = await api("GET", `/api/typical?class=${encodeURIComponent(className)}`);
       state.data.typical[className] = answer.ids;
-      renderDetail();
     } catch (err) {
       state.data.typical[className] = [];
     } finally {
       pendingTypical.delete(className);
     }
+    if (state.data) window.corecleanCards.renderDetail(viewOf(batch()));
   }
-
-  function line(cls, text) {
-    const el = document.createElement("div");
-    if (cls) el.className = cls;
-    el.textContent = text;
-    return el;
-  }
-
-  function percent(p) { return p === null || p === undefined ? "?" : `${Math.round(100 * p)}%`; }
-  function formatNumber(x) { return x === null || x === undefined ? "?" : Number(x).toFixed(3); }
 
   function toast(message, isError) {
     const el = $("toast");
@@ -212,164 +317,12 @@
     toast.timer = setTimeout(() => { el.hidden = true; }, isError ? 5000 : 1800);
   }
 
-  // ---------------------------------------------------------------- round panel and chart
-  function renderRound(result) {
-    const r = result || {};
-    $("round-title").textContent = r.round !== undefined ? `Round ${r.round} closed` : "Round closed";
-    const verdict = $("round-verdict");
-    verdict.textContent = r.verdict || (r.plateau ? "plateau: further rounds find few errors" : "");
-    verdict.classList.toggle("plateau", Boolean(r.plateau));
-    const metrics = [
-      ["reviewed", r.n_reviewed], ["errors found", r.n_errors_found], ["skipped", r.n_skipped],
-      ["hit rate", r.hit_rate === undefined || r.hit_rate === null ? undefined : percent(r.hit_rate)],
-      ["AUROC", r.auroc === undefined || r.auroc === null ? undefined : formatNumber(r.auroc)],
-      ["AUROC change", r.auroc_change === undefined || r.auroc_change === null ? undefined : formatSigned(r.auroc_change)],
-      ["errors left (est.)", r.errors_left === undefined || r.errors_left === null ? undefined : Math.round(r.errors_left)],
-    ];
-    $("round-metrics").replaceChildren(...metrics.filter(([, v]) => v !== undefined && v !== null).map(([k, v]) => {
-      const div = document.createElement("div");
-      const dt = document.createElement("dt"); dt.textContent = k;
-      const dd = document.createElement("dd"); dd.textContent = String(v);
-      div.append(dt, dd);
-      return div;
-    }));
-    renderChart(state.data ? state.data.rounds : []);
-  }
-
-  function formatSigned(x) { const v = Number(x); return `${v >= 0 ? "+" : ""}${v.toFixed(3)}`; }
-
-  function renderChart(rounds) {
-    const box = $("round-chart");
-    const rows = (rounds || []).filter((r) => r.round !== undefined);
-    if (rows.length === 0) { box.replaceChildren(); return; }
-    const W = 560, H = 220, L = 40, R = 110, T = 12, B = 28;
-    const NS = "http://www.w3.org/2000/svg";
-    const svg = document.createElementNS(NS, "svg");
-    svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
-    svg.setAttribute("role", "img");
-    svg.setAttribute("aria-label", "hit rate and AUROC per round");
-    const xs = rows.map((r) => Number(r.round));
-    const x0 = Math.min(...xs), x1 = Math.max(...xs);
-    const x = (v) => L + (x1 === x0 ? (W - L - R) / 2 : ((v - x0) / (x1 - x0)) * (W - L - R));
-    const y = (v) => T + (1 - v) * (H - T - B);
-    const el = (name, attrs, text) => {
-      const node = document.createElementNS(NS, name);
-      Object.entries(attrs).forEach(([k, v]) => node.setAttribute(k, String(v)));
-      if (text !== undefined) node.textContent = text;
-      svg.append(node);
-      return node;
-    };
-    [0, 0.25, 0.5, 0.75, 1].forEach((t) => {
-      el("line", { x1: L, x2: W - R, y1: y(t), y2: y(t), class: "axis" });
-      el("text", { x: L - 6, y: y(t) + 4, "text-anchor": "end" }, t.toFixed(2));
-    });
-    rows.forEach((r) => el("text", { x: x(Number(r.round)), y: H - 8, "text-anchor": "middle" }, `round ${r.round}`));
-    const band = rows.filter((r) => isNum(r.auroc_low) && isNum(r.auroc_high));
-    if (band.length > 1) {
-      const top = band.map((r) => `${x(Number(r.round))},${y(r.auroc_high)}`);
-      const bottom = band.slice().reverse().map((r) => `${x(Number(r.round))},${y(r.auroc_low)}`);
-      el("polygon", { points: [...top, ...bottom].join(" "), class: "band" });
-    }
-    const series = [["auroc", "AUROC"], ["hit_rate", "hit rate"]];
-    series.forEach(([key, label], k) => {
-      const pts = rows.filter((r) => isNum(r[key]));
-      const cls = key === "auroc" ? "auroc" : "hit";
-      if (pts.length > 1) el("polyline", { points: pts.map((r) => `${x(Number(r.round))},${y(r[key])}`).join(" "), class: cls });
-      pts.forEach((r) => el("circle", { cx: x(Number(r.round)), cy: y(r[key]), r: 3.5, class: `dot-${cls}` }));
-      el("circle", { cx: W - R + 16, cy: T + 10 + 18 * k, r: 4, class: `dot-${cls}` });
-      el("text", { x: W - R + 26, y: T + 14 + 18 * k }, label);
-    });
-    box.replaceChildren(svg);
-  }
-
-  function isNum(v) { return typeof v === "number" && Number.isFinite(v); }
-
-  // ---------------------------------------------------------------- actions
-  async function load() {
-    await run(async () => {
-      state.data = await api("GET", "/api/state");
-      state.focus = firstUndecided(0);
-      render();
-      await maybeCloseRound();
-    });
-  }
-
-  function firstUndecided(from) {
-    const rows = batch();
-    for (let k = 0; k < rows.length; k++) {
-      const i = (from + k) % rows.length;
-      if (!rows[i].decision) return i;
-    }
-    return Math.min(from, Math.max(0, rows.length - 1));
-  }
-
-  async function decide(action, newLabel) {
-    const row = batch()[state.focus];
-    if (!row || state.round !== null) return;
-    await run(async () => {
-      const body = { id: row.id, action };
-      if (action === "relabel") body.new_label = newLabel;
-      state.data = await api("POST", "/api/decide", body);
-      const index = batch().findIndex((r) => r.id === row.id);
-      state.focus = firstUndecided(index >= 0 ? index + 1 : state.focus);
-      render();
-      await maybeCloseRound();
-    });
-  }
-
-  async function undo() {
-    if (state.round !== null) { await undoRound(); return; }  // the batch is closed: undo its round
-    await run(async () => {
-      const before = new Map(batch().map((r) => [r.id, decisionText(r.decision)]));
-      state.data = await api("POST", "/api/undo", { scope: "decision" });
-      state.round = null;
-      const changed = batch().findIndex((r) => before.get(r.id) !== decisionText(r.decision));
-      if (changed >= 0) state.focus = changed;
-      render();
-      toast("undone");
-    });
-  }
-
-  async function undoRound() {
-    await run(async () => {
-      state.data = await api("POST", "/api/undo", { scope: "round" });
-      state.round = null;
-      state.focus = firstUndecided(0);
-      render();
-      toast("round reopened");
-    });
-  }
-
-  // When every image of the batch is decided, close the round: re-score, AUROC, hit rate, plateau.
-  async function maybeCloseRound() {
-    const data = state.data;
-    if (!data || data.n_batch === 0 || data.n_decided < data.n_batch || state.round !== null) return;
-    toast("batch done: re-scoring…");
-    const answer = await api("POST", "/api/round", {});
-    state.round = answer.result || {};
-    // Keep the finished batch on screen until the reviewer asks for the next one.
-    state.data = Object.assign({}, state.data, { rounds: answer.state.rounds, status: answer.state.status });
-    $("toast").hidden = true;
-    render();
-    renderRound(state.round);
-    $("round-panel").scrollIntoView({ block: "nearest" });
-  }
-
-  async function nextBatch() {
-    if (state.round === null) return;
-    await run(async () => {
-      state.data = await api("GET", "/api/state");
-      state.round = null;
-      state.focus = firstUndecided(0);
-      render();
-      window.scrollTo(0, 0);
-    });
-  }
-
   // ---------------------------------------------------------------- relabel to any class
   function openRelabel() {
+    if (refuse()) return;
     const row = batch()[state.focus];
-    if (!row || state.round !== null) return;
+    if (!row) return;
+    state.relabelId = row.id;  // the card focused now, whatever the queue does meanwhile
     $("relabel-what").textContent = `sample ${row.id} (given “${row.label}”)`;
     $("relabel").hidden = false;
     const input = $("relabel-input");
@@ -418,7 +371,7 @@
     const chosen = exact || state.options[state.active];
     if (!chosen) { toast(`no class matches “${name}”`, true); return; }
     closeRelabel();
-    decide("relabel", chosen);
+    decide("relabel", chosen, state.relabelId);
   }
 
   $("relabel-input").addEventListener("input", updateOptions);
@@ -454,6 +407,13 @@
     return n < 0 ? cards.length : n;
   }
 
+  function toggleDensity() {
+    state.density = $("batch").classList.contains("compact") ? "comfortable" : "compact";
+    window.corecleanCards.applyDensity(state.density);
+    const focused = $("batch").querySelector(".card.focused");
+    if (focused) focused.scrollIntoView({ block: "nearest" });
+  }
+
   function doAction(name) {
     const row = batch()[state.focus];
     switch (name) {
@@ -487,6 +447,7 @@
       case "ArrowUp": move(-columns()); break;
       case "Home": move(-batch().length); break;
       case "End": move(batch().length); break;
+      case "g": toggleDensity(); break;
       case "n": case "Enter":
         if (state.round === null) return;
         nextBatch(); break;
@@ -506,9 +467,14 @@
   $("undo-round").addEventListener("click", undoRound);
   $("help-button").addEventListener("click", () => { $("help").hidden = !$("help").hidden; });
   $("help").addEventListener("click", () => { $("help").hidden = true; });
+  // The sticky header's height, so a card scrolled into view is never hidden under it.
+  const header = document.querySelector(".topbar");
+  const fitHeader = () => document.documentElement.style.setProperty("--header-h", `${header.offsetHeight}px`);
+  new ResizeObserver(fitHeader).observe(header);
+  fitHeader();
 
-  // Expose a read-only view for tests and debugging.
-  window.corecleanReview = { state: () => state, ready: () => state.data !== null && !state.busy };
+  // A read-only view for tests and debugging; ready: loaded, nothing queued, loading or re-scoring.
+  window.corecleanReview = { state: () => state, ready: () => state.data !== null && !busy() };
 
   load();
 })();
