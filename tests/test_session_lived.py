@@ -242,3 +242,28 @@ def test_classes_rank_and_session_give_the_same_error_counts(toy, tmp_path):
         assert report[name] == pytest.approx(ranked[k], rel=1e-6)
         if name in started:
             assert started[name] == pytest.approx(ranked[k], rel=1e-6)
+
+
+def test_export_tree_from_the_cli_gives_a_folder_to_train_on(tmp_path, capsys):
+    """#10: export wrote CSVs only; moving files by hand changed every id."""
+    from conftest import make_image_folder
+
+    data = make_image_folder(tmp_path / "data", class_names=("ant", "bee"), per_class=12)
+    cache = tmp_path / "cache"
+    assert main(["-q", "embed", str(data), "--cache", str(cache), "--backbone", "pixels", "--image-size", "8"]) == 0
+    session = tmp_path / "s.session"
+    common = ["--session", str(session), "--threads", "1"]
+    assert main(["session", "start", "--cache", str(cache), "--class", "ant", "--per-class", "4", "--no-evaluate",
+                 *common]) == 0
+    assert main(["session", "next", *common, "--out", str(tmp_path / "review"), "--no-sheet"]) == 0
+    sheet = pd.read_csv(tmp_path / "review" / "round-1.csv", dtype=str, keep_default_na=False)
+    sheet["action"] = ["relabel", "drop", "keep", "keep"]
+    sheet["new_label"] = ["bee", "", "", ""]
+    sheet.to_csv(tmp_path / "review" / "round-1.csv", index=False)
+    assert main(["session", "apply", *common, str(tmp_path / "review" / "round-1.csv")]) == 0
+    assert main(["session", "export", *common, "--format", "tree", "--out", str(tmp_path / "tree")]) == 0
+    manifest = pd.read_csv(tmp_path / "tree" / "manifest.csv").set_index("id")
+    moved, dropped = sheet["id"][0], sheet["id"][1]
+    assert manifest.loc[moved, "label"] == "bee" and manifest.loc[moved, "path"].startswith("bee/")
+    assert dropped not in manifest.index and len(manifest) == 23
+    assert (tmp_path / "tree" / manifest.loc[moved, "path"]).read_bytes() == (data / moved).read_bytes()

@@ -87,11 +87,17 @@ def register(subparsers: Any) -> None:
     status.add_argument("--plots", metavar="FILE", help="PNG to write (default: <session>-rounds.png)")
     status.set_defaults(handler=_status)
 
-    export = commands.add_parser("export", help="write cleaned labels, a label patch and the audit trail",
-                                 description="Write labels.csv, label_patch.csv, decisions.csv and rounds.csv; with "
-                                             "--manifest also the cleaned manifest.")
+    export = commands.add_parser("export", help="write cleaned labels, a label patch and the audit trail, or a tree",
+                                 description="--format csv (default): labels.csv, label_patch.csv, decisions.csv and "
+                                             "rounds.csv, and the cleaned manifest.csv. --format tree: a folder per "
+                                             "class with relabelled files in their new class and dropped ones left "
+                                             "out, plus its manifest.csv.")
     _session_arguments(export)
     export.add_argument("--out", required=True, metavar="DIR")
+    export.add_argument("--format", choices=("csv", "tree"), default="csv", help="what to write (default: csv)")
+    export.add_argument("--link", choices=("copy", "hard", "symlink"), default="copy",
+                        help="with --format tree: copy files (default), hard-link them (shares the original files: "
+                             "editing one edits both) or symlink them")
     export.add_argument("--manifest", metavar="SOURCE",
                         help="the original dataset (CSV or folder) to write a cleaned manifest.csv for "
                              "(default: the source the cache was embedded from, if it still exists)")
@@ -269,6 +275,16 @@ def _export(args: argparse.Namespace) -> int:
     from coreclean.sessions.export import apply_label_patch, write_manifest
 
     with _open(args, read_only=True) as session:
+        if args.format == "tree":
+            from coreclean.formats.tree import export_tree
+            from coreclean.sessions.export import session_table
+
+            table = session_table(session)
+            manifest = export_tree(table, args.out, link=args.link)
+            kept = int((table["weight"] > 0).sum())
+            print(f"tree: {args.out} ({kept} images in {table.loc[table['weight'] > 0, 'label'].nunique()} class "
+                  f"folders, {len(table) - kept} dropped left out; files {args.link})\nmanifest: {manifest}")
+            return 0
         paths = session.export(args.out)
         source = args.manifest
         if source is None:
