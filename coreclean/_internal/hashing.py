@@ -112,6 +112,15 @@ def _read_memo(memo_path: Path) -> dict[str, tuple[int, int, str]]:
 
 
 def _write_memo(memo_path: Path, rows: Iterable[tuple[str, int, int, str]]) -> None:
+    """Write the memo; a path that is not valid UTF-8 (a raw byte file name) is left out, never fatal."""
     buffer = io.StringIO()
-    csv.writer(buffer).writerows(rows)
+    csv.writer(buffer).writerows(row for row in rows if _is_utf8(row[0]))
     atomic_write_text(memo_path, buffer.getvalue())
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

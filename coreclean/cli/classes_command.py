@@ -21,7 +21,7 @@ def register(subparsers: Any) -> None:
         ),
     )
     parser.add_argument("--cache", required=True, metavar="DIR", help="cache folder written by `coreclean embed`")
-    parser.add_argument("--key", default=None, help="embedding set key (default: the most recent)")
+    parser.add_argument("--key", default=None, help="embedding set key (needed when the cache holds several; the error lists them)")
     parser.add_argument("--folds", type=int, default=5, help="cross-validation folds (default: 5)")
     parser.add_argument("--C", type=float, default=0.01, dest="C", help="inverse L2 strength (default: 0.01)")
     parser.add_argument("--seed", type=int, default=0, help="fold seed (default: 0)")

@@ -36,6 +36,7 @@ def register(subparsers: Any) -> None:
 
     start = commands.add_parser("start", help="start a session on a cache", description="Start a cleaning session.")
     start.add_argument("--cache", required=True, metavar="DIR", help="cache folder written by `coreclean embed`")
+    start.add_argument("--key", help="embedding set key in --cache (needed when it holds several; the error lists them)")
     start.add_argument("--class", dest="classes", action="append", required=True, metavar="NAME",
                        help="a class to clean (repeat for several; each gets --batch samples per round)")
     start.add_argument("--against", metavar="NAME", help="rank by the probability of being this partner class")
@@ -132,7 +133,7 @@ def _start(args: argparse.Namespace) -> int:
         path = str(Path(args.cache) / "sessions" / f"{slug}.session")
     session = CleaningSession.start(args.cache, path, classes=args.classes, against=args.against,
                                     batch_size=args.batch, allocation=args.allocation, method=args.method,
-                                    evaluate=not args.no_evaluate,
+                                    evaluate=not args.no_evaluate, key=args.key,
                                     random_state=args.seed, n_threads=args.threads)
     with session:
         baseline = session.rounds().iloc[0]
