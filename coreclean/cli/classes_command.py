@@ -63,6 +63,11 @@ def format_report(report) -> str:
     first = report.iloc[0]
     hint = (f"\nclean first: {first['class']!r} (~{first['estimated_errors']:.0f} errors, most confused with "
             f"{first['confused_with']!r}): coreclean session start --class {_quote(first['class'])} ...")
+    populated = report.loc[report["n_samples"] > 0, "class"].tolist()
+    if len(populated) < 2:  # issue 11 #19: one class has no partner to be confused with
+        hint = (f"\nonly class {populated[0] if populated else ''!r} has samples: coreclean finds wrong labels as "
+                "confusions between classes, so a single class cannot be cleaned by this method; embed a dataset "
+                "with at least two classes.")
     return shown.to_string(index=False) + hint
 
 

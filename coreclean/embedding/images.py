@@ -91,8 +91,8 @@ def _check_size(path: Path, image: Image.Image) -> None:
         image.draft("RGB", (width // factor, height // factor))
     if image.size[0] * image.size[1] > MAX_PIXELS:
         raise UnreadableImageError(
-            path, f"image is {width} x {height} = {width * height / 1e6:.0f} megapixels, above the "
-                  f"limit of {MAX_PIXELS / 1e6:.0f} (coreclean.embedding.images.MAX_PIXELS); downscale it"
+            path, f"image is {width} x {height} = {width * height:,} pixels, above the limit of {MAX_PIXELS:,} "
+                  "(coreclean.embedding.images.MAX_PIXELS); downscale it"
         )
 
 
