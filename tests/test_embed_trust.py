@@ -201,7 +201,7 @@ def test_damaged_features_are_detected_and_embed_repairs_them(
 
 
 def test_features_are_hashed_once_per_change(embedded, monkeypatch: pytest.MonkeyPatch) -> None:
-    import coreclean.embedding.integrity as integrity
+    from coreclean.embedding import integrity
 
     cache, result, _ = embedded
     calls = []
@@ -298,6 +298,22 @@ def test_non_utf8_file_name_is_skipped_and_reported(tmp_path: Path, capsys: pyte
     assert code == 0 and "embedded 12 images" in out and "1 skipped" in out
     errors = pd.read_csv(tmp_path / "c" / "errors.csv", keep_default_na=False)
     assert errors["id"].tolist() == ["a/caf\\xe9.png"] and "not valid UTF-8" in errors["reason"][0]
+
+
+def test_hash_memo_survives_a_non_utf8_path(tmp_path: Path) -> None:
+    # finding 8: the UnicodeEncodeError came from writing the hash memo
+    from coreclean._internal.hashing import hash_files
+
+    good = tmp_path / "good.png"
+    good.write_bytes(b"abc")
+    odd = tmp_path / os.fsdecode(b"caf\xe9.png")
+    try:
+        odd.write_bytes(b"abc")
+    except (OSError, UnicodeEncodeError):
+        pytest.skip("this file system refuses non-UTF-8 names")
+    first = hash_files([good, odd], memo_path=tmp_path / "memo.csv")
+    assert first[0] == first[1] and len(first[0]) == 64
+    assert (tmp_path / "memo.csv").read_text(encoding="utf-8").count("\n") == 1  # only the UTF-8 path
 
 
 # --- 12: resume at any size ---------------------------------------------------------------------

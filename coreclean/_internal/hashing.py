@@ -56,7 +56,8 @@ def hash_files(
         Absolute file paths.
     memo_path : Path, optional
         A CSV remembering ``path, size, mtime_ns, sha256`` from earlier calls; a file whose size and
-        modification time are unchanged is not read again. It is rewritten atomically at the end.
+        modification time are unchanged is not read again. It is rewritten atomically at the end,
+        keeping the rows of paths not asked for this time (other datasets in the same cache).
     n_threads : int
         Files are hashed in this many threads (hashlib releases the GIL).
 
@@ -94,12 +95,10 @@ def hash_files(
             for i, result in zip(to_hash, pool.map(_one, to_hash, chunksize=64)):
                 results[i] = result
     if memo_path is not None and to_hash:
-        rows = (
-            (str(p), st[0], st[1], r)
-            for p, st, r in zip(paths, stats, results)
-            if st is not None and isinstance(r, str)
-        )
-        _write_memo(memo_path, rows)
+        for p, st, r in zip(paths, stats, results):
+            if st is not None and isinstance(r, str):
+                memo[str(p)] = (st[0], st[1], r)
+        _write_memo(memo_path, ((p, *entry) for p, entry in memo.items()))  # other datasets' rows stay too
     return results
 
 

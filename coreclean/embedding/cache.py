@@ -162,7 +162,8 @@ def read_samples(cache_dir: str | os.PathLike, *, key: str | None = None) -> pd.
         data = path.read_bytes()
     except OSError as err:
         raise CacheError(f"cannot read {path} ({err}); {repair_hint(set_dir, info)}") from err
-    if hashlib.sha256(data).hexdigest() != info.get("checksums", {}).get("samples.csv"):
+    checksums = info.get("checksums")
+    if not isinstance(checksums, dict) or hashlib.sha256(data).hexdigest() != checksums.get("samples.csv"):
         raise CacheError(f"{path} was changed or damaged since it was written (its checksum differs): "
                          f"its rows and labels cannot be trusted; {repair_hint(set_dir, info)}. To change "
                          "labels, edit the dataset (or use a session) and embed again.")

@@ -95,6 +95,9 @@ class ChunkStore:
                 with np.load(path, allow_pickle=False) as data:
                     shas = data["sha256"].tolist()
                     failed = list(zip(data["failed_sha256"].tolist(), data["failed_reason"].tolist()))
+            except OSError as err:  # unreadable now (permissions, too many open files): not damaged, keep it
+                logger.warning("cannot read chunk %s (%s); its samples are computed again", path, err)
+                continue
             except _CHUNK_ERRORS as err:
                 self._discard(path, err)
                 continue

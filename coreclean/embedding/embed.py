@@ -96,7 +96,8 @@ def embed_dataset(
     source : str or os.PathLike
         A folder-per-class tree or a CSV manifest (``path,label[,id]``), see :func:`coreclean.read_manifest`.
     cache_dir : str or os.PathLike
-        The cache folder (created if needed). Several backbones/settings can share it.
+        The cache folder (created if needed). Several datasets and settings share it, each as its
+        own embedding set (key); sets with the same settings reuse each other's vectors.
     backbone : str
         A torchvision classification model name; its penultimate (pooled) features are stored.
     weights : str, os.PathLike or None
@@ -161,7 +162,7 @@ def embed_dataset(
 
     n_workers = _default_workers() if workers is None else max(0, workers)
     n_computed = 0
-    for attempt in range(_REPAIR_ATTEMPTS):
+    for _ in range(_REPAIR_ATTEMPTS):
         todo: dict[str, Path] = {}
         for sha, path in zip(shas, manifest.paths):
             if sha is not None and sha not in store.done and sha not in store.failed and sha not in todo:

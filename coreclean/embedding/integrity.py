@@ -50,13 +50,16 @@ def open_features(set_dir: Path, info: dict[str, Any]) -> np.ndarray:
     if features.ndim != 2 or features.shape != expected or features.dtype != np.float32:
         raise CacheError(f"{path} holds {features.shape} {features.dtype}, not the {expected} float32 its "
                          f"info.json promises; {repair_hint(set_dir, info)}.")
+    try:
+        block_rows, recorded = int(info["checksums"]["block_rows"]), list(info["checksums"]["features.npy"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise CacheError(f"{set_dir / 'info.json'} lacks the checksums of features.npy; "
+                         f"{repair_hint(set_dir, info)}.") from err
     stamp = file_stamp(path, info)
     memo = set_dir / "verified.json"
     with contextlib.suppress(OSError, ValueError):
         if json.loads(memo.read_text(encoding="utf-8")) == stamp:
             return features
-    block_rows = int(info["checksums"]["block_rows"])
-    recorded = info["checksums"]["features.npy"]
     digests = block_digests(features, block_rows)
     bad = [i for i, (got, want) in enumerate(zip(digests, recorded)) if got != want]
     if bad or len(digests) != len(recorded):
@@ -94,6 +97,8 @@ def repair_hint(set_dir: Path, info: dict[str, Any] | None = None) -> str:
         return f"delete {set_dir} and run `coreclean embed` again"
     cache = shlex.quote(str(cache_dir))
     if settings.get("transform") == "user-provided features":
+        if source == "<DataFrame>":
+            return "call coreclean.embedding.cache.write_feature_cache again with the same vectors and table"
         return (f"run `coreclean embed --features X.npy --manifest {shlex.quote(str(source))} --cache {cache}` "
                 "with the same vectors to rebuild it")
     weights = str(settings.get("weights", "DEFAULT"))
