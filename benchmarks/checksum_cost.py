@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -47,8 +48,9 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(run), flush=True)
         runs.append(run)
     if args.out is not None:
-        args.out.write_text(json.dumps({"benchmark": "checksum_cost", "command": " ".join(sys.argv), "runs": runs},
-                                       indent=2))
+        command = "python -m benchmarks.checksum_cost " + " ".join(sys.argv[1:] if argv is None else argv)
+        args.out.write_text(json.dumps({"benchmark": "checksum_cost", "command": command,
+                                        "load_average_at_end": os.getloadavg(), "runs": runs}, indent=2))
     return 0
 
 

@@ -130,6 +130,8 @@ def _start(args: argparse.Namespace) -> int:
         slug = re.sub(r"[^A-Za-z0-9._+-]+", "-", "+".join(args.classes)).strip("-") or "session"
         if args.against:
             slug += "-vs-" + re.sub(r"[^A-Za-z0-9._-]+", "-", args.against)
+        if args.key:  # one cache, several datasets: their sessions must not share a default file
+            slug = f"{args.key}-{slug}"
         path = str(Path(args.cache) / "sessions" / f"{slug}.session")
     session = CleaningSession.start(args.cache, path, classes=args.classes, against=args.against,
                                     batch_size=args.batch, allocation=args.allocation, method=args.method,
