@@ -104,11 +104,15 @@ def prepare_cifar_folders(data_root: Path) -> None:
 def find_embedding_set(cache_dir: Path, source: Path, backbone: Backbone) -> str | None:
     """Key of a finished embedding set of ``source`` with these settings in ``cache_dir``, or None."""
     from coreclean.embedding.cache import list_embedding_sets, read_cache_info
+    from coreclean.exceptions import CacheError
 
     if not (cache_dir / "embeddings").is_dir():
         return None
     for key in list_embedding_sets(cache_dir):
-        info = read_cache_info(cache_dir, key=key)
+        try:
+            info = read_cache_info(cache_dir, key=key)
+        except CacheError:  # damaged or an older cache format: embed_dataset repairs or upgrades it in place
+            continue
         weights_ok = (info.get("weights_source") == str(Path(backbone.weights).resolve())
                       if _looks_like_path(backbone.weights)
                       else backbone.weights.lower() in (str(info.get("weights", "")).lower(), "default")

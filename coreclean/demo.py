@@ -181,9 +181,9 @@ def run_demo(
         chosen_size = image_size or chosen_size
     elif image_size is not None:
         chosen_size = image_size
-    embed_dataset(data_dir, cache_dir, backbone=chosen_backbone, weights=chosen_weights, device="cpu",
-                  batch_size=128, workers=0, image_size=chosen_size, precision="fp32", progress=progress)
-    embeddings = load_embeddings(cache_dir)
+    embedded = embed_dataset(data_dir, cache_dir, backbone=chosen_backbone, weights=chosen_weights, device="cpu",
+                             batch_size=128, workers=0, image_size=chosen_size, precision="fp32", progress=progress)
+    embeddings = load_embeddings(cache_dir, key=embedded.key)
     report = class_report(embeddings.features, embeddings.labels, class_names=embeddings.class_names,
                           random_state=random_state, n_threads=n_threads)
     classes = report["class"].head(n_classes_to_clean).tolist()
@@ -200,7 +200,7 @@ def run_demo(
         for stale in session_dir.glob(f"{name}.session*"):
             stale.unlink()
         with CleaningSession.start(cache_dir, path, classes=classes, batch_size=batch_size, method=method,
-                                   random_state=random_state, n_threads=n_threads) as session:
+                                   key=embedded.key, random_state=random_state, n_threads=n_threads) as session:
             reviewer = SimulatedReviewer(session.sample_ids, true_labels, session.class_names)
             for _ in range(n_rounds):
                 batch = session.next_batch()

@@ -15,7 +15,7 @@ from conftest import SHARED_DIR, write_image
 from coreclean import embed_dataset, load_embeddings, read_samples
 from coreclean.embedding.backbones import build_feature_extractor, default_preprocess
 from coreclean.embedding.cache import ChunkStore, list_embedding_sets
-from coreclean.exceptions import ManifestError, WeightsError
+from coreclean.exceptions import CacheError, ManifestError, WeightsError
 
 MOBILENET_TRUNK = SHARED_DIR / "weights" / "mobilenet_v2_imagenet_features_torchvision.pth"
 
@@ -121,9 +121,12 @@ def test_csv_source_and_settings_make_separate_sets(image_folder: Path, tmp_path
     small = embed_dataset(image_folder / "m.csv", cache, **tiny_embed_options)
     large = embed_dataset(image_folder / "m.csv", cache, **{**tiny_embed_options, "image_size": 40})
     assert small.key != large.key and large.n_computed == 2
-    assert load_embeddings(cache).class_names == ["a", "b"]
+    assert load_embeddings(cache, key=large.key).class_names == ["a", "b"]
     assert set(list_embedding_sets(cache)) == {small.key, large.key}
     assert list_embedding_sets(cache)[0] == large.key  # most recent first
+    with pytest.raises(CacheError, match="holds 2 embedding sets; pick one with --key") as info:
+        load_embeddings(cache)  # issue 11 #2: never "the most recent" silently
+    assert small.key in str(info.value) and large.key in str(info.value)
 
 
 def test_empty_or_missing_source_is_one_clear_error(tmp_path: Path, tiny_embed_options: dict) -> None:

@@ -56,7 +56,8 @@ def hash_files(
         Absolute file paths.
     memo_path : Path, optional
         A CSV remembering ``path, size, mtime_ns, sha256`` from earlier calls; a file whose size and
-        modification time are unchanged is not read again. It is rewritten atomically at the end.
+        modification time are unchanged is not read again. It is rewritten atomically at the end,
+        keeping the rows of paths not asked for this time (other datasets in the same cache).
     n_threads : int
         Files are hashed in this many threads (hashlib releases the GIL).
 
@@ -94,12 +95,10 @@ def hash_files(
             for i, result in zip(to_hash, pool.map(_one, to_hash, chunksize=64)):
                 results[i] = result
     if memo_path is not None and to_hash:
-        rows = (
-            (str(p), st[0], st[1], r)
-            for p, st, r in zip(paths, stats, results)
-            if st is not None and isinstance(r, str)
-        )
-        _write_memo(memo_path, rows)
+        for p, st, r in zip(paths, stats, results):
+            if st is not None and isinstance(r, str):
+                memo[str(p)] = (st[0], st[1], r)
+        _write_memo(memo_path, ((p, *entry) for p, entry in memo.items()))  # other datasets' rows stay too
     return results
 
 
@@ -112,6 +111,15 @@ def _read_memo(memo_path: Path) -> dict[str, tuple[int, int, str]]:
 
 
 def _write_memo(memo_path: Path, rows: Iterable[tuple[str, int, int, str]]) -> None:
+    """Write the memo; a path that is not valid UTF-8 (a raw byte file name) is left out, never fatal."""
     buffer = io.StringIO()
-    csv.writer(buffer).writerows(rows)
+    csv.writer(buffer).writerows(row for row in rows if _is_utf8(row[0]))
     atomic_write_text(memo_path, buffer.getvalue())
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

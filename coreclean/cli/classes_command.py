@@ -23,7 +23,7 @@ def register(subparsers: Any) -> None:
         ),
     )
     parser.add_argument("--cache", required=True, metavar="DIR", help="cache folder written by `coreclean embed`")
-    parser.add_argument("--key", default=None, help="embedding set key (default: the most recent)")
+    parser.add_argument("--key", default=None, help="embedding set key (needed when the cache holds several; the error lists them)")
     parser.add_argument("--folds", type=int, default=5, help="cross-validation folds (default: 5)")
     parser.add_argument("--C", type=float, default=0.01, dest="C", help="inverse L2 strength (default: 0.01)")
     parser.add_argument("--seed", type=int, default=0, help="fold seed (default: 0)")
@@ -42,6 +42,12 @@ def _run(args: argparse.Namespace) -> int:
     with Progress("classes", phases=2, enabled=False if getattr(args, "quiet", False) else None) as progress:
         with progress.phase("loading embeddings"):
             embeddings = load_embeddings(args.cache, key=args.key)
+        populated = sorted({embeddings.class_names[k] for k in set(embeddings.labels.tolist())})
+        if len(populated) < 2:  # issue 11 #19: one class has no partner to be confused with
+            print(f"only class {populated[0] if populated else ''!r} has samples: coreclean finds wrong labels as "
+                  "confusions between classes, so a single class cannot be cleaned by this method; embed a dataset "
+                  "with at least two classes.")
+            return 0
         with progress.phase(f"cross-validating {embeddings.labels.size} samples ({args.folds} folds)"):
             report = class_report(embeddings.features, embeddings.labels, class_names=embeddings.class_names,
                                   n_folds=args.folds, C=args.C, random_state=args.seed, n_threads=args.threads)

@@ -19,7 +19,8 @@ def register(subparsers: Any) -> None:
         description=(
             "Embed SOURCE (a folder with one sub-folder per class, or a CSV manifest path,label[,id]) with a "
             "frozen torchvision backbone into --cache DIR. Re-running computes only new or changed images; "
-            "a killed run resumes. Or bring your own vectors: --features X.npy --manifest m.csv."
+            "a killed run resumes; damaged cache files are repaired. Each dataset gets its own set (key) in the "
+            "cache, beside the others. Or bring your own vectors: --features X.npy --manifest m.csv."
         ),
     )
     parser.add_argument("source", nargs="?", metavar="SOURCE", help="image folder tree or CSV manifest")
@@ -37,7 +38,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
                         help="auto: bf16 only where validated, else fp32")
     parser.add_argument("--chunk-size", type=positive_int, default=4096,
-                        help="vectors per committed chunk: the most work a kill can lose (default: 4096)")
+                        help="vectors per committed chunk (default: 4096); work is also committed every 30 s "
+                             "and on Ctrl-C, so a kill loses at most that much")
     byo = parser.add_argument_group("bring your own embeddings")
     byo.add_argument("--features", metavar="X.npy", help="(n, d) array, row i = manifest row i")
     byo.add_argument("--manifest", metavar="M.csv", help="CSV path,label[,id] for --features (paths need not exist)")
@@ -66,7 +68,8 @@ def _run(args: argparse.Namespace) -> int:
         progress=not args.quiet,
     )
     skipped = f", {result.n_skipped} skipped (see {args.cache}/errors.csv)" if result.n_skipped else ""
-    print(f"embedded {result.n_samples} images ({result.n_computed} newly computed){skipped} -> {result.path}")
+    print(f"embedded {result.n_samples} images ({result.n_computed} newly computed){skipped} -> {result.path}"
+          f" (--key {result.key})")
     return 0
 
 

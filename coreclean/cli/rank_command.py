@@ -34,7 +34,7 @@ def register(subparsers: Any) -> None:
     )
     source = parser.add_argument_group("input (one of)")
     source.add_argument("--cache", metavar="DIR", help="cache folder written by `coreclean embed`")
-    source.add_argument("--key", default=None, help="embedding set key in --cache (default: the most recent)")
+    source.add_argument("--key", default=None, help="embedding set key in --cache (needed when it holds several; the error lists them)")
     source.add_argument("--features", metavar="X.npy", help="(n_samples, n_features) array of your own embeddings")
     source.add_argument("--labels", metavar="FILE",
                         help="labels for --features: CSV (one column of names or integers, or columns id,label) "

@@ -36,6 +36,7 @@ def register(subparsers: Any) -> None:
 
     start = commands.add_parser("start", help="start a session on a cache", description="Start a cleaning session.")
     start.add_argument("--cache", required=True, metavar="DIR", help="cache folder written by `coreclean embed`")
+    start.add_argument("--key", help="embedding set key in --cache (needed when it holds several; the error lists them)")
     start.add_argument("--class", dest="classes", action="append", required=True, metavar="NAME",
                        help="a class to clean (repeat for several)")
     start.add_argument("--against", metavar="NAME", help="rank by the probability of being this partner class")
@@ -143,11 +144,14 @@ def _start(args: argparse.Namespace) -> int:
         slug = re.sub(r"[^A-Za-z0-9._+-]+", "-", "+".join(args.classes)).strip("-") or "session"
         if args.against:
             slug += "-vs-" + re.sub(r"[^A-Za-z0-9._-]+", "-", args.against)
+        if args.key:  # one cache, several datasets: their sessions must not share a default file
+            slug = f"{args.key}-{slug}"
         path = str(Path(args.cache) / "sessions" / f"{slug}.session")
     with _progress(args, "start", 1) as progress, progress.phase("ranking the samples, measuring the baseline"):
         session = CleaningSession.start(args.cache, path, classes=args.classes, against=args.against,
                                         batch_size=args.per_class, allocation=args.allocation, method=args.method,
-                                        evaluate=not args.no_evaluate, random_state=args.seed, n_threads=args.threads)
+                                        evaluate=not args.no_evaluate, key=args.key, random_state=args.seed,
+                                        n_threads=args.threads)
     with session:
         baseline = session.rounds().iloc[0]
         print(f"started {path}: cleaning {', '.join(session.classes)}"

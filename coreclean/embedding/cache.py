@@ -1,28 +1,37 @@
 """Where do embeddings live on disk, and how are they read back?
 
-A cache folder holds any number of *embedding sets*, one per combination of backbone, weights,
-preprocessing and precision (its *key*)::
+A cache folder holds any number of *embedding sets* side by side, one per dataset (the folder or
+CSV embedded) and combination of backbone, weights, preprocessing and precision (its *key*)::
 
     CACHE/
       hashes.csv                  path, size, mtime_ns -> sha256 memo (skips re-reading unchanged files)
       errors.csv                  samples skipped by the last run: id, path, reason
       embeddings/<key>/
-        settings.json             what the key stands for (written when the set is created)
+        settings.json             what the key stands for: settings and dataset (written at creation)
         chunks/chunk-*.npz        committed work: sha256 (n,), features (n, d) float32, failures
         features.npy              (n_samples, d) float32 in dataset order; np.load(mmap_mode="r")
         samples.csv               id, path, sha256, label, label_name (same row order)
-        info.json                 the sidecar: settings, versions, class_names, fingerprint, ...
+        info.json                 the sidecar: settings, versions, class_names, fingerprint,
+                                  format_version, checksums of samples.csv and of features.npy blocks
+        verified.json             when features.npy last matched its checksums (a memo)
 
 Vectors are stored per content hash, so a renamed file reuses its vector and an edited one is
-recomputed. Every file is written to a temporary name, fsynced and renamed into place, so a killed
-run leaves only whole chunks behind and the next run computes just what is missing. Reading never
-needs torch: :func:`load_embeddings` returns memory-mapped features.
+recomputed; sets with the same settings read each other's chunks, so embedding a second dataset
+recomputes only images the first did not have. Every file is written to a temporary name, fsynced
+and renamed into place, so a killed run leaves only whole chunks behind and the next run computes
+just what is missing. Reading never needs torch: :func:`load_embeddings` returns memory-mapped
+features after checking them against the checksums in ``info.json`` (``samples.csv`` on every
+read; ``features.npy`` block by block, once after each change of the file: ``verified.json``
+remembers its inode, size and times). Damage is a :class:`CacheError` naming the command that
+repairs it (``coreclean embed``, which rewrites damaged files from the chunks and recomputes
+damaged chunks). Where a cache holds several sets and none is named, readers stop and list them.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import logging
 import os
@@ -36,9 +45,11 @@ import pandas as pd
 
 from coreclean import __version__
 from coreclean._internal.atomic import atomic_open, atomic_path, atomic_write_text
-from coreclean._internal.hashing import sha256_text
+from coreclean._internal.hashing import sha256_file, sha256_text
 from coreclean._internal.validation import check_features
-from coreclean.exceptions import CacheError, CacheMismatchError, InputValidationError
+from coreclean.exceptions import CacheError, InputValidationError
+from coreclean.embedding.chunks import ChunkStore, shared_chunk_dirs
+from coreclean.embedding.integrity import FORMAT_VERSION, file_stamp, open_features, repair_hint
 from coreclean.embedding.manifest import Manifest, Problem, manifest_from_frame, read_manifest
 
 __all__ = [
@@ -53,6 +64,8 @@ __all__ = [
     "write_errors",
     "publish_embedding_set",
     "samples_frame",
+    "dataset_dir",
+    "shared_chunk_dirs",
 ]
 
 logger = logging.getLogger(__name__)
@@ -87,56 +100,85 @@ class Embeddings(NamedTuple):
 
 
 def list_embedding_sets(cache_dir: str | os.PathLike) -> list[str]:
-    """Return the keys of the finished embedding sets in ``cache_dir``, most recent first."""
+    """Return the keys of the finished embedding sets in ``cache_dir``, most recent first.
+
+    A set whose ``info.json`` is unreadable is listed last, so a reader can say what repairs it.
+    """
     root = Path(cache_dir) / "embeddings"
     found = []
     for info_path in root.glob("*/info.json"):
         try:
             updated = float(json.loads(info_path.read_text(encoding="utf-8")).get("updated_at", 0))
-        except (OSError, ValueError):
-            continue
+        except (OSError, ValueError, AttributeError, TypeError):
+            updated = float("-inf")
         found.append((updated, info_path.parent.name))
     return [key for _, key in sorted(found, reverse=True)]
 
 
 def read_cache_info(cache_dir: str | os.PathLike, *, key: str | None = None) -> dict[str, Any]:
-    """Return the JSON sidecar of an embedding set (the most recent one unless ``key`` is given).
+    """Return the JSON sidecar of an embedding set: the only one in ``cache_dir``, or the one named ``key``.
 
     Raises
     ------
     CacheError
-        If ``cache_dir`` holds no finished embedding set, or none under ``key``.
+        If ``cache_dir`` holds no finished embedding set, none under ``key``, several and no ``key``
+        (the message lists them), or the sidecar is unreadable or of another cache format (the
+        message names the command to run).
     """
-    info_path = _set_dir(cache_dir, key) / "info.json"
+    set_dir = _set_dir(cache_dir, key)
+    info_path = set_dir / "info.json"
     try:
-        return json.loads(info_path.read_text(encoding="utf-8"))
+        info = json.loads(info_path.read_text(encoding="utf-8"))
+        if not isinstance(info, dict):
+            raise ValueError("not a JSON object")
     except (OSError, ValueError) as err:
-        raise CacheError(f"cannot read {info_path}: {err}; re-run `coreclean embed` to rebuild it.") from err
+        raise CacheError(f"cannot read {info_path} ({err}); {repair_hint(set_dir)}") from err
+    version = info.get("format_version", 1)
+    if version != FORMAT_VERSION:
+        if isinstance(version, int) and version > FORMAT_VERSION:
+            raise CacheError(f"embedding set {set_dir.name} in {cache_dir} has cache format {version}, newer than "
+                             f"this coreclean ({__version__}) reads ({FORMAT_VERSION}); upgrade coreclean.")
+        raise CacheError(f"embedding set {set_dir.name} in {cache_dir} was written by an older coreclean (cache "
+                         f"format {version}, this one reads {FORMAT_VERSION}); {repair_hint(set_dir, info)} "
+                         "(nothing is recomputed; the key and its sessions stay).")
+    return info
 
 
 def read_samples(cache_dir: str | os.PathLike, *, key: str | None = None) -> pd.DataFrame:
     """Return the samples table: columns id, path (absolute), sha256, label (int64), label_name.
 
     Rows are in the same order as the rows of ``features``; only successfully embedded samples appear.
+    The file's bytes are checked against the checksum in ``info.json`` first.
 
     Raises
     ------
     CacheError
-        If the embedding set is missing or its table is unreadable.
+        If the embedding set is missing, or its table is unreadable or does not match its checksum.
     """
-    path = _set_dir(cache_dir, key) / "samples.csv"
+    info = read_cache_info(cache_dir, key=key)
+    set_dir = Path(cache_dir) / "embeddings" / info["key"]
+    path = set_dir / "samples.csv"
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise CacheError(f"cannot read {path} ({err}); {repair_hint(set_dir, info)}") from err
+    checksums = info.get("checksums")
+    if not isinstance(checksums, dict) or hashlib.sha256(data).hexdigest() != checksums.get("samples.csv"):
+        raise CacheError(f"{path} was changed or damaged since it was written (its checksum differs): "
+                         f"its rows and labels cannot be trusted; {repair_hint(set_dir, info)}. To change "
+                         "labels, edit the dataset (or use a session) and embed again.")
     try:
         frame = pd.read_csv(
-            path, dtype={"id": str, "path": str, "sha256": str, "label_name": str, "label": np.int64},
+            io.BytesIO(data), dtype={"id": str, "path": str, "sha256": str, "label_name": str, "label": np.int64},
             keep_default_na=False, encoding="utf-8",
         )
     except (OSError, ValueError, pd.errors.ParserError) as err:
-        raise CacheError(f"cannot read {path}: {err}; re-run `coreclean embed` to rebuild it.") from err
+        raise CacheError(f"cannot read {path} ({err}); {repair_hint(set_dir, info)}") from err
     return frame[SAMPLE_COLUMNS]
 
 
 def load_embeddings(cache_dir: str | os.PathLike, *, key: str | None = None) -> Embeddings:
-    """Load an embedding set: the most recent one in ``cache_dir``, or the one named ``key``.
+    """Load an embedding set: the only one in ``cache_dir``, or the one named ``key``.
 
     Parameters
     ----------
@@ -144,35 +186,33 @@ def load_embeddings(cache_dir: str | os.PathLike, *, key: str | None = None) -> 
         A folder written by ``coreclean embed`` / :func:`coreclean.embed_dataset` /
         :func:`write_feature_cache`.
     key : str, optional
-        A sub-folder name of ``cache_dir/embeddings`` (see :func:`list_embedding_sets`).
+        A sub-folder name of ``cache_dir/embeddings`` (see :func:`list_embedding_sets`); needed
+        when the cache holds more than one set.
 
     Returns
     -------
     Embeddings
-        ``features`` is a read-only float32 memmap, so a large set never has to fit in RAM.
+        ``features`` is a read-only float32 memmap, so a large set never has to fit in RAM. It and
+        the samples table matched their checksums.
 
     Raises
     ------
     CacheError
-        If there is no finished set, or its files disagree with each other.
+        If there is no finished set, several and no ``key``, or its files are damaged or disagree
+        with each other (the message names the command that repairs them).
 
     Examples
     --------
     >>> emb = coreclean.load_embeddings("cache/")  # doctest: +SKIP
     >>> emb.features.shape, emb.class_names[:3]  # doctest: +SKIP
     """
-    set_dir = _set_dir(cache_dir, key)
-    info = read_cache_info(cache_dir, key=set_dir.name)
+    info = read_cache_info(cache_dir, key=key)
+    set_dir = Path(cache_dir) / "embeddings" / info["key"]
     samples = read_samples(cache_dir, key=set_dir.name)
-    try:
-        features = np.load(set_dir / "features.npy", mmap_mode="r")
-    except (OSError, ValueError) as err:
-        raise CacheError(f"cannot read {set_dir / 'features.npy'}: {err}; re-run `coreclean embed`.") from err
-    if features.ndim != 2 or features.shape[0] != len(samples) or features.dtype != np.float32:
-        raise CacheError(
-            f"{set_dir} is inconsistent: features {features.shape} {features.dtype} for {len(samples)} samples; "
-            "delete that folder and re-run `coreclean embed`."
-        )
+    features = open_features(set_dir, info)
+    if len(samples) != features.shape[0]:
+        raise CacheError(f"{set_dir} is inconsistent: {features.shape[0]} vectors for {len(samples)} samples; "
+                         f"{repair_hint(set_dir, info)}.")
     return Embeddings(
         sample_ids=samples["id"].to_numpy(dtype=object),
         features=features,
@@ -189,12 +229,26 @@ def _set_dir(cache_dir: str | os.PathLike, key: str | None) -> Path:
             raise CacheError(
                 f"no embedding set in {cache_dir}; create one with `coreclean embed SOURCE --cache {cache_dir}`."
             )
+        if len(keys) > 1:
+            choices = "\n".join(f"  {k}  ({_describe(cache_dir / 'embeddings' / k)})" for k in keys)
+            raise CacheError(f"{cache_dir} holds {len(keys)} embedding sets; pick one with --key KEY "
+                             f"(key=... in Python):\n{choices}")
         key = keys[0]
     set_dir = cache_dir / "embeddings" / key
     if not (set_dir / "info.json").is_file():
         available = list_embedding_sets(cache_dir)
         raise CacheError(f"no finished embedding set {key!r} in {cache_dir}; available: {available}.")
     return set_dir
+
+
+def _describe(set_dir: Path) -> str:
+    """A few words on an embedding set for a list of choices: its source, size and backbone."""
+    try:
+        info = json.loads((set_dir / "info.json").read_text(encoding="utf-8"))
+        return (f"{info.get('source')}, {info.get('n_samples')} samples, {info.get('backbone')} "
+                f"at {info.get('image_size')} px")
+    except (OSError, ValueError, AttributeError):
+        return "unreadable info.json"
 
 
 # --------------------------------------------------------------------------------------------
@@ -208,96 +262,21 @@ def make_key(settings: dict[str, Any], *, prefix: str) -> str:
     return f"{safe}-{digest}"
 
 
-class ChunkStore:
-    """The committed chunks of one embedding set: which content hashes are done or failed.
+def dataset_dir(cache_dir: Path, settings: dict[str, Any], source: str, *, prefix: str) -> tuple[Path, dict[str, Any]]:
+    """Where the embedding set of dataset ``source`` made with ``settings`` lives, and its settings file's content.
 
-    ``done`` maps sha256 -> (chunk number, row); ``failed`` maps sha256 -> reason. Both are rebuilt
-    from the chunk files on construction, so whatever a killed run committed is reused.
+    The key covers the settings and the dataset, so another dataset embedded into the same cache
+    gets a set of its own beside the first. A set of the same dataset from cache format 1 (keyed by
+    the settings alone) keeps its key, so sessions started on it stay valid once it is upgraded.
     """
-
-    def __init__(self, set_dir: Path, settings: dict[str, Any]) -> None:
-        self.set_dir = set_dir
-        self.chunk_dir = set_dir / "chunks"
-        self.chunk_dir.mkdir(parents=True, exist_ok=True)
-        settings_path = set_dir / "settings.json"
-        if settings_path.is_file():
-            stored = json.loads(settings_path.read_text(encoding="utf-8"))
-            if stored != json.loads(json.dumps(settings)):
-                raise CacheMismatchError(
-                    f"{set_dir} was built with other settings ({stored}); delete that folder to rebuild it."
-                )
-        else:
-            atomic_write_text(settings_path, json.dumps(settings, indent=2, sort_keys=True))
-        self.chunk_files: list[Path] = []
-        self.done: dict[str, tuple[int, int]] = {}
-        self.failed: dict[str, str] = {}
-        self._rebuild_index()
-
-    def _rebuild_index(self) -> None:
-        for stale in self.chunk_dir.glob(".chunk-*.tmp-*"):
-            if not _pid_alive(stale.name.rsplit("-", 1)[-1]):
-                with contextlib.suppress(OSError):
-                    stale.unlink()
-        for path in sorted(self.chunk_dir.glob("chunk-*.npz")):
-            try:
-                with np.load(path, allow_pickle=False) as data:
-                    shas = data["sha256"].tolist()
-                    failed = zip(data["failed_sha256"].tolist(), data["failed_reason"].tolist())
-                    failed = list(failed)
-            except (OSError, ValueError, KeyError) as err:
-                logger.warning("ignoring unreadable chunk %s (%s); its samples will be recomputed", path, err)
-                continue
-            self._register(path, shas, failed)
-        logger.debug("%s: %d embedded, %d failed from %d chunk(s)", self.set_dir.name, len(self.done),
-                     len(self.failed), len(self.chunk_files))
-
-    def commit(self, shas: Sequence[str], features: np.ndarray, failed: Sequence[tuple[str, str]] = ()) -> None:
-        """Write one chunk durably (temp file, fsync, rename), then add it to the index."""
-        if not len(shas) and not failed:
-            return
-        path = self.chunk_dir / f"chunk-{time.time_ns():020d}-{os.getpid()}.npz"
-        features = np.ascontiguousarray(features, dtype=np.float32)
-        if not len(shas):
-            features = features.reshape(0, 0)
-        with atomic_open(path) as handle:
-            np.savez(
-                handle,
-                sha256=np.asarray(list(shas), dtype="U64"),
-                features=features,
-                failed_sha256=np.asarray([s for s, _ in failed], dtype="U64"),
-                failed_reason=np.asarray([r for _, r in failed], dtype=str),
-            )
-        self._register(path, shas, failed)
-
-    def _register(self, path: Path, shas: Sequence[str], failed: Iterable[tuple[str, str]]) -> None:
-        """Add a committed chunk to the index: each sha's (chunk, row), and each failure's reason."""
-        number = len(self.chunk_files)
-        self.chunk_files.append(path)
-        for row, sha in enumerate(shas):
-            self.done.setdefault(sha, (number, row))
-        for sha, reason in failed:
-            self.failed.setdefault(sha, reason)
-
-    def fill(self, out: np.ndarray, shas: Sequence[str]) -> None:
-        """Write the stored vector of each of ``shas`` into the rows of ``out``, one chunk at a time."""
-        where = np.array([self.done[s] for s in shas], dtype=np.int64).reshape(-1, 2)
-        order = np.argsort(where[:, 0], kind="stable")
-        chunk_ids, starts = np.unique(where[order, 0], return_index=True)
-        bounds = [*starts[1:], len(order)]
-        for chunk_id, start, stop in zip(chunk_ids, starts, bounds):
-            positions = order[start:stop]
-            with np.load(self.chunk_files[chunk_id], allow_pickle=False) as data:
-                out[np.sort(positions)] = data["features"][where[np.sort(positions), 1]]
-
-
-def _pid_alive(text: str) -> bool:
-    try:
-        os.kill(int(text), 0)
-    except (ValueError, ProcessLookupError):
-        return False
-    except PermissionError:
-        return True
-    return True
+    root = Path(cache_dir) / "embeddings"
+    legacy = root / make_key(settings, prefix=prefix)
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        if json.loads((legacy / "info.json").read_text(encoding="utf-8")).get("source") == source:
+            return legacy, dict(settings)
+    keyed = {**settings, "dataset": source}
+    name = Path(source).stem if source.endswith(".csv") else Path(source).name
+    return root / make_key(keyed, prefix=f"{prefix}-{name or 'data'}"), keyed
 
 
 def write_errors(cache_dir: Path, problems: Iterable[Problem]) -> Path:
@@ -320,8 +299,11 @@ def publish_embedding_set(
     """Write ``features.npy``, ``samples.csv`` and ``info.json`` of a finished set, each atomically.
 
     ``fill(out, rows)`` must write the float32 vectors of ``samples.iloc[rows]`` into ``out`` (an
-    array of ``len(rows)`` rows); it is called on bounded blocks so RAM use stays small. When the
-    existing set already has the same fingerprint only ``info.json`` is refreshed.
+    array of ``len(rows)`` rows); it is called on bounded blocks so RAM use stays small. The sidecar
+    records the sha256 of ``samples.csv`` and of every block of ``features.npy``. When the existing
+    set already has the same fingerprint, this cache format and files matching their checksums,
+    only ``info.json`` is refreshed; otherwise (new content, damage, an older format) both files are
+    written again.
 
     Returns
     -------
@@ -331,38 +313,70 @@ def publish_embedding_set(
     fingerprint = _fingerprint(set_dir.name, samples, class_names)
     n_samples = len(samples)
     info_path = set_dir / "info.json"
-    features_path = set_dir / "features.npy"
-    previous = json.loads(info_path.read_text(encoding="utf-8")) if info_path.is_file() else {}
-    unchanged = previous.get("fingerprint") == fingerprint and features_path.is_file()
-    if not unchanged:
-        _write_features(features_path, n_samples, dim, fill)
-        atomic_write_text(set_dir / "samples.csv", samples[SAMPLE_COLUMNS].to_csv(index=False))
+    previous: dict[str, Any] = {}
+    with contextlib.suppress(OSError, ValueError):
+        loaded = json.loads(info_path.read_text(encoding="utf-8"))
+        previous = loaded if isinstance(loaded, dict) else {}
+    unchanged = previous.get("fingerprint") == fingerprint and _intact(set_dir, previous)
+    if unchanged:
+        checksums = previous["checksums"]
+    else:
+        if previous.get("fingerprint") == fingerprint:
+            logger.warning("%s: files damaged or from an older cache format; rewriting them from the chunks", set_dir)
+        digests = _write_features(set_dir / "features.npy", n_samples, dim, fill)
+        table = samples[SAMPLE_COLUMNS].to_csv(index=False).encode("utf-8")
+        with atomic_open(set_dir / "samples.csv") as handle:
+            handle.write(table)
+        checksums = {"samples.csv": hashlib.sha256(table).hexdigest(), "block_rows": _ASSEMBLY_ROWS,
+                     "features.npy": digests}
     now = time.time()
     info = {
         **info,
         "key": set_dir.name,
+        "format_version": FORMAT_VERSION,
         "dim": int(dim),
         "n_samples": int(n_samples),
         "class_names": list(class_names),
         "fingerprint": fingerprint,
+        "checksums": checksums,
         "coreclean_version": __version__,
         "created_at": previous.get("created_at", now) if unchanged else now,
         "updated_at": now,
     }
     atomic_write_text(info_path, json.dumps(info, indent=2, ensure_ascii=False))
+    if not unchanged:
+        with contextlib.suppress(OSError):  # just written from checked chunks: no need to hash it again
+            atomic_write_text(set_dir / "verified.json", json.dumps(file_stamp(set_dir / "features.npy", info)))
     return info
 
 
-def _write_features(path: Path, n_samples: int, dim: int, fill: Callable[[np.ndarray, slice], None]) -> None:
+def _intact(set_dir: Path, info: dict[str, Any]) -> bool:
+    """Whether a set's files are of this format and match the checksums in its sidecar ``info``."""
+    if info.get("format_version") != FORMAT_VERSION:
+        return False
+    try:
+        if sha256_file(set_dir / "samples.csv") != info["checksums"]["samples.csv"]:
+            return False
+        open_features(set_dir, info)
+    except (OSError, KeyError, TypeError, ValueError, CacheError):
+        return False
+    return True
+
+
+def _write_features(path: Path, n_samples: int, dim: int, fill: Callable[[np.ndarray, slice], None]) -> list[str]:
+    """Write the (n_samples, dim) float32 ``.npy`` block by block; return each block's sha256."""
+    digests = []
     with atomic_path(path) as tmp:
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n_samples, dim))
         for start in range(0, n_samples, _ASSEMBLY_ROWS):
             rows = slice(start, min(start + _ASSEMBLY_ROWS, n_samples))
             block = np.empty((rows.stop - rows.start, dim), dtype=np.float32)
             fill(block, rows)
+            digests.append(hashlib.sha256(block).hexdigest())
             out[rows] = block
         out.flush()
         del out
+    return digests
 
 
 def _fingerprint(key: str, samples: pd.DataFrame, class_names: list[str]) -> str:
@@ -445,9 +459,9 @@ def write_feature_cache(
     digest = _array_digest(array)
     settings = {"backbone": name, "weights": f"features:{digest}", "transform": "user-provided features",
                 "image_size": None, "precision": str(array.dtype)}
-    set_dir = cache_dir / "embeddings" / make_key(settings, prefix=name)
+    set_dir, stored = dataset_dir(cache_dir, settings, source, prefix=name)
     set_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(set_dir / "settings.json", json.dumps(settings, indent=2, sort_keys=True))
+    atomic_write_text(set_dir / "settings.json", json.dumps(stored, indent=2, sort_keys=True))
     rows = table.rows
     samples = samples_frame(table, np.arange(len(table)), [""] * len(table))
 

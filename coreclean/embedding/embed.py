@@ -4,8 +4,11 @@
 and runs only the images whose content is not in the cache yet through a frozen backbone
 (:mod:`coreclean.embedding.backbones`): decoding and resizing in DataLoader workers on uint8, normalisation,
 channels-last layout, folded batch norms and (where validated) bf16 autocast on the batch.
-Finished vectors are committed in chunks (:class:`coreclean.embedding.cache.ChunkStore`), so a killed run
-resumes where it stopped; at the end the dataset-ordered ``features.npy`` and tables are published.
+Finished vectors are committed in chunks (:class:`coreclean.embedding.chunks.ChunkStore`) every
+``chunk_size`` vectors or :data:`COMMIT_SECONDS` of work, whichever comes first, and at once on
+Ctrl-C, so a killed run resumes where it stopped whatever the dataset's size; at the end the
+dataset-ordered ``features.npy`` and tables are published. A damaged chunk or published file found
+on the way is repaired: its samples are computed again, the files written again.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import logging
 import os
 import platform
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import NamedTuple
@@ -26,14 +30,19 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from coreclean.embedding.backbones import FeatureExtractor, Preprocess, build_feature_extractor, default_preprocess
-from coreclean.embedding.cache import ChunkStore, make_key, publish_embedding_set, samples_frame, write_errors
-from coreclean.exceptions import CorecleanError, ManifestError, WeightsError
-from coreclean.embedding.manifest import Problem, read_manifest
+from coreclean.embedding.cache import dataset_dir, publish_embedding_set, samples_frame, write_errors
+from coreclean.embedding.chunks import ChunkStore, DamagedChunkError, shared_chunk_dirs
+from coreclean.exceptions import CacheError, CorecleanError, ManifestError, WeightsError
+from coreclean.embedding.manifest import Manifest, Problem, read_manifest
 from coreclean._internal.hashing import hash_files
 
 __all__ = ["EmbedResult", "embed_dataset", "resolve_device", "resolve_precision", "BF16_VALIDATED"]
 
 logger = logging.getLogger(__name__)
+
+COMMIT_SECONDS = 30.0
+"""Finished vectors are committed at least this often (seconds of work), as well as every ``chunk_size``."""
+_REPAIR_ATTEMPTS = 3
 
 BF16_VALIDATED: frozenset[tuple[str, str]] = frozenset()
 """(backbone, device type) pairs where bf16 autocast was measured to keep cosine >= 0.999 with fp32
@@ -87,7 +96,8 @@ def embed_dataset(
     source : str or os.PathLike
         A folder-per-class tree or a CSV manifest (``path,label[,id]``), see :func:`coreclean.read_manifest`.
     cache_dir : str or os.PathLike
-        The cache folder (created if needed). Several backbones/settings can share it.
+        The cache folder (created if needed). Several datasets and settings share it, each as its
+        own embedding set (key); sets with the same settings reuse each other's vectors.
     backbone : str
         A torchvision classification model name; its penultimate (pooled) features are stored.
     weights : str, os.PathLike or None
@@ -135,9 +145,10 @@ def embed_dataset(
         "image_size": image_size,
         "precision": resolved_precision,
     }
-    set_dir = cache_dir / "embeddings" / make_key(settings, prefix=f"{backbone}-{image_size}-{resolved_precision}")
+    set_dir, stored_settings = dataset_dir(cache_dir, settings, str(manifest.source),
+                                           prefix=f"{backbone}-{image_size}-{resolved_precision}")
     cache_dir.mkdir(parents=True, exist_ok=True)
-    store = ChunkStore(set_dir, settings)
+    store = ChunkStore(set_dir, stored_settings, shared=shared_chunk_dirs(set_dir, stored_settings))
 
     problems = list(manifest.problems)
     hashed = hash_files(manifest.paths, memo_path=cache_dir / "hashes.csv", n_threads=min(8, _n_cpus() * 2))
@@ -149,19 +160,51 @@ def embed_dataset(
         else:
             shas.append(result)
 
-    todo: dict[str, Path] = {}
-    for sha, path in zip(shas, manifest.paths):
-        if sha is not None and sha not in store.done and sha not in store.failed and sha not in todo:
-            todo[sha] = path
-    logger.info(
-        "%d images, %d distinct new to embed with %s (%s, %s, %s) into %s",
-        len(manifest), len(todo), backbone, extractor.weights_id, resolved_precision, torch_device, set_dir,
-    )
-    if todo:
-        n_workers = _default_workers() if workers is None else max(0, workers)
-        _run(extractor, preprocess, list(todo.items()), store, device=torch_device, precision=resolved_precision,
-             batch_size=batch_size, workers=n_workers, chunk_size=chunk_size, progress=progress)
+    n_workers = _default_workers() if workers is None else max(0, workers)
+    n_computed = 0
+    for _ in range(_REPAIR_ATTEMPTS):
+        todo: dict[str, Path] = {}
+        for sha, path in zip(shas, manifest.paths):
+            if sha is not None and sha not in store.done and sha not in store.failed and sha not in todo:
+                todo[sha] = path
+        logger.info(
+            "%d images, %d distinct new to embed with %s (%s, %s, %s) into %s",
+            len(manifest), len(todo), backbone, extractor.weights_id, resolved_precision, torch_device, set_dir,
+        )
+        if todo:
+            _run(extractor, preprocess, list(todo.items()), store, device=torch_device, precision=resolved_precision,
+                 batch_size=batch_size, workers=n_workers, chunk_size=chunk_size, progress=progress)
+        n_computed += len(todo)
+        try:
+            n_samples, n_skipped = _publish(manifest, shas, problems, store, cache_dir, set_dir, info={
+                **settings,
+                "weights_source": extractor.weights_source,
+                "head_removed": extractor.head,
+                "source": str(manifest.source),
+                "device": torch_device.type,
+                "torch_version": torch.__version__,
+                "torchvision_version": torchvision.__version__,
+                "numpy_version": np.__version__,
+                "python_version": platform.python_version(),
+            })
+        except DamagedChunkError as err:
+            store.drop(err.chunk, err)
+            continue
+        return EmbedResult(set_dir.name, set_dir, n_samples, n_computed, n_skipped)
+    raise CacheError(f"chunks of {set_dir} kept failing to read back after {_REPAIR_ATTEMPTS} repairs; "
+                     "check the disk, then delete that folder and embed again.")
 
+
+def _publish(manifest: Manifest, shas: list[str | None], problems: list[Problem], store: ChunkStore,
+             cache_dir: Path, set_dir: Path, *, info: dict) -> tuple[int, int]:
+    """Write errors.csv and publish the set from the store; return (samples kept, samples skipped).
+
+    Raises
+    ------
+    DamagedChunkError
+        A chunk could not be read back (the caller drops it and computes its samples again).
+    """
+    problems = list(problems)
     keep: list[int] = []
     for i, sha in enumerate(shas):
         if sha is None:
@@ -170,8 +213,8 @@ def embed_dataset(
             keep.append(i)
         else:
             problems.append(Problem(manifest.sample_ids[i], str(manifest.paths[i]), store.failed.get(sha, "not embedded")))
-    write_errors(cache_dir, problems)
     if not keep:
+        write_errors(cache_dir, problems)
         raise ManifestError(
             f"none of the {len(manifest)} images in {manifest.source} could be embedded; "
             f"see {cache_dir / 'errors.csv'} for the reasons."
@@ -179,31 +222,17 @@ def embed_dataset(
     positions = np.asarray(keep, dtype=np.int64)
     kept_shas = [shas[i] for i in keep]
     samples = samples_frame(manifest, positions, kept_shas)
-    first = store.done[kept_shas[0]]
-    with np.load(store.chunk_files[first[0]], allow_pickle=False) as data:
-        dim = int(data["features"].shape[1])
+    dim = store.dim(kept_shas[0])
 
     def fill(out: np.ndarray, rows: slice) -> None:
         store.fill(out, kept_shas[rows])
 
-    publish_embedding_set(
-        set_dir, samples=samples, class_names=manifest.class_names, dim=dim, fill=fill,
-        info={
-            **settings,
-            "weights_source": extractor.weights_source,
-            "head_removed": extractor.head,
-            "source": str(manifest.source),
-            "n_skipped": len(problems),
-            "device": torch_device.type,
-            "torch_version": torch.__version__,
-            "torchvision_version": torchvision.__version__,
-            "numpy_version": np.__version__,
-            "python_version": platform.python_version(),
-        },
-    )
+    publish_embedding_set(set_dir, samples=samples, class_names=manifest.class_names, dim=dim, fill=fill,
+                          info={**info, "n_skipped": len(problems)})
+    write_errors(cache_dir, problems)
     if problems:
         logger.warning("skipped %d sample(s); details in %s", len(problems), cache_dir / "errors.csv")
-    return EmbedResult(set_dir.name, set_dir, len(keep), len(todo), len(problems))
+    return len(keep), len(problems)
 
 
 def resolve_device(device: str) -> torch.device:
@@ -314,22 +343,33 @@ def _run(
     pending_failed: list[tuple[str, str]] = []
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
     bar = tqdm(total=len(todo), unit="img", file=sys.stderr, disable=not progress, desc="embedding", smoothing=0.1)
+    last_commit = time.monotonic()
     with _torch_threads(), torch.inference_mode(), autocast, bar:
-        for indices, batch, failed in loader:
-            pending_failed.extend((todo[i][0], reason) for i, reason in failed)
-            if batch is not None:
-                features = _forward(model, preprocess, batch, device, extractor.backbone)
-                pending_shas.extend(todo[i][0] for i in indices)
-                pending_features.append(features)
-            bar.update(len(indices) + len(failed))
-            if len(pending_shas) + len(pending_failed) >= chunk_size:
-                _commit(store, pending_shas, pending_features, pending_failed)
+        try:
+            for indices, batch, failed in loader:
+                pending_failed.extend((todo[i][0], reason) for i, reason in failed)
+                if batch is not None:
+                    features = _forward(model, preprocess, batch, device, extractor.backbone)
+                    finite = np.isfinite(features).all(axis=1)
+                    pending_failed.extend((todo[i][0], "the model's features are not finite (NaN or inf)")
+                                          for i, ok in zip(indices, finite) if not ok)
+                    pending_features.append(features[finite])  # features first: _commit trims to the shas
+                    pending_shas.extend(todo[i][0] for i, ok in zip(indices, finite) if ok)
+                bar.update(len(indices) + len(failed))
+                if (len(pending_shas) + len(pending_failed) >= chunk_size
+                        or time.monotonic() - last_commit >= COMMIT_SECONDS):
+                    _commit(store, pending_shas, pending_features, pending_failed)
+                    last_commit = time.monotonic()
+        except KeyboardInterrupt:
+            _commit(store, pending_shas, pending_features, pending_failed)  # so the CLI's "saved" is true
+            raise
         _commit(store, pending_shas, pending_features, pending_failed)
 
 
 def _commit(store: ChunkStore, shas: list[str], features: list[np.ndarray], failed: list[tuple[str, str]]) -> None:
+    """Commit the pending vectors and failures as one chunk, then empty the lists."""
     if shas or failed:
-        stacked = np.concatenate(features) if features else np.zeros((0, 0), dtype=np.float32)
+        stacked = np.concatenate(features)[: len(shas)] if features else np.zeros((0, 0), dtype=np.float32)
         store.commit(shas, stacked, failed)
     shas.clear()
     features.clear()

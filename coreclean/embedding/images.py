@@ -4,6 +4,11 @@
 white), CMYK, 16-bit and 32-bit integer or float images, EXIF-rotated photos. Corrupt, truncated,
 zero-byte and non-image files raise :class:`UnreadableImageError` carrying a one-line reason,
 which the embedding pipeline records per sample and moves on.
+
+Size limit: an image above :data:`MAX_PIXELS` (67 megapixels, 8192 x 8192) is not decoded at full
+size. A JPEG is decoded reduced (``Image.draft``, down to 1/8 per side) when that brings it under
+the limit; anything else above it is refused with a reason naming its size, checked from the
+header before any pixel is decoded. Pillow's own decompression-bomb check is replaced by this one.
 """
 
 from __future__ import annotations
@@ -17,7 +22,10 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from coreclean.exceptions import ManifestError
 
-__all__ = ["UnreadableImageError", "load_rgb"]
+__all__ = ["MAX_PIXELS", "UnreadableImageError", "load_rgb"]
+
+MAX_PIXELS = 8192 * 8192
+"""The most pixels (width x height) an image is decoded at; see the module docstring."""
 
 
 class UnreadableImageError(ManifestError):
@@ -59,6 +67,7 @@ def load_rgb(path: str | os.PathLike, *, draft_size: int | None = None) -> Image
             with Image.open(handle) as image:
                 if draft_size is not None and image.format == "JPEG":
                     _draft(image, draft_size)
+                _check_size(path, image)
                 image.load()
                 image = ImageOps.exif_transpose(image)
                 return _to_rgb(image)
@@ -70,6 +79,21 @@ def load_rgb(path: str | os.PathLike, *, draft_size: int | None = None) -> Image
         raise UnreadableImageError(path, "file not found") from err
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, EOFError) as err:
         raise UnreadableImageError(path, f"cannot decode image ({type(err).__name__}: {err})") from err
+
+
+def _check_size(path: Path, image: Image.Image) -> None:
+    """Shrink an over-limit JPEG's decode by draft mode; refuse any image still above :data:`MAX_PIXELS`."""
+    width, height = image.size
+    if width * height > MAX_PIXELS and image.format == "JPEG":
+        factor = 2
+        while factor < 8 and (width // factor) * (height // factor) > MAX_PIXELS:
+            factor *= 2
+        image.draft("RGB", (width // factor, height // factor))
+    if image.size[0] * image.size[1] > MAX_PIXELS:
+        raise UnreadableImageError(
+            path, f"image is {width} x {height} = {width * height:,} pixels, above the limit of {MAX_PIXELS:,} "
+                  "(coreclean.embedding.images.MAX_PIXELS); downscale it"
+        )
 
 
 def _draft(image: Image.Image, min_side: int) -> None:

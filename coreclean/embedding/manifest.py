@@ -5,6 +5,15 @@ A dataset is either a folder-per-class tree (torchvision's ``ImageFolder`` conve
 ``id`` (paths relative to the manifest's folder). :func:`read_manifest` turns either into a
 :class:`Manifest`: sorted, deterministic, with every row it had to drop listed in
 ``Manifest.problems`` rather than raised, so one bad row never stops a run.
+
+Rules a dataset is read by:
+
+* CSV labels are stripped of surrounding whitespace (``" a "`` is class ``a``); otherwise labels
+  are compared as text, so ``09`` and ``9`` are two classes. Folder names are used exactly.
+* Symlinks are followed, each real file is a sample once: a file reached again through a link is
+  skipped and listed as a problem, and a linked folder already walked (a loop) is skipped, with one
+  warning line.
+* A file whose name is not valid UTF-8 is skipped and listed as a problem (rename it).
 """
 
 from __future__ import annotations
@@ -162,12 +171,12 @@ def manifest_from_frame(
             f"(and optionally id); found columns {list(frame.columns)}."
         )
     raw_paths = frame[columns["path"]].fillna("").astype(str).tolist()
-    raw_labels = frame[columns["label"]].fillna("").astype(str).tolist()
+    raw_labels = [label.strip() for label in frame[columns["label"]].fillna("").astype(str)]
     raw_ids = frame[columns["id"]].fillna("").astype(str).tolist() if "id" in columns else None
 
     if class_names is None:
-        class_names = _sorted_class_names({lab for lab in raw_labels if lab.strip()})
-    class_names = list(class_names)
+        class_names = _sorted_class_names({lab for lab in raw_labels if lab})
+    class_names = [str(name).strip() for name in class_names]
     class_index = {name: i for i, name in enumerate(class_names)}
 
     problems: list[Problem] = []
@@ -187,7 +196,7 @@ def manifest_from_frame(
             continue
         path = Path(os.path.normpath(root / raw_path.strip()))
         reason = None
-        if not label.strip():
+        if not label:
             reason = f"empty label on line {line}"
         elif label not in class_index:
             reason = f"unknown label {label!r} on line {line} (known classes: {class_names[:10]})"
@@ -236,6 +245,11 @@ def _read_folder(
     class_names: Sequence[str] | None,
 ) -> Manifest:
     found = sorted(e.name for e in os.scandir(root) if e.is_dir() and not e.name.startswith("."))
+    unnamed = [name for name in found if not _is_utf8(name)]
+    if unnamed:
+        logger.warning("skipped %d class folder(s) whose name is not valid UTF-8 (rename them), first: %s",
+                       len(unnamed), _printable(unnamed[0]))
+        found = [name for name in found if _is_utf8(name)]
     if not found:
         raise ManifestError(
             f"couldn't find any class folder in {root}; expected {root}/<class name>/<image files>, "
@@ -254,24 +268,34 @@ def _read_folder(
     paths: list[Path] = []
     labels: list[int] = []
     n_ignored = 0
+    walked: dict[str, str] = {os.path.realpath(root): str(root)}
+    skipped_folders: list[tuple[str, str]] = []
+    first_of_file: dict[str, str] = {}
     for folder in found:
-        class_dir = root / folder
-        files = []
-        for dirpath, dirnames, filenames in os.walk(class_dir, followlinks=True):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            files.extend(Path(dirpath) / f for f in filenames if not f.startswith("."))
-        files.sort()
-        for path in files:
+        for path, real in _walk_files(root / folder, walked, skipped_folders):
             sample_id = path.relative_to(root).as_posix()
             if not is_valid_file(str(path)):
                 n_ignored += 1
                 continue
+            if not _is_utf8(sample_id):
+                problems.append(Problem(_printable(sample_id), _printable(str(path)),
+                                        "file name is not valid UTF-8; rename the file to embed it"))
+                continue
             if folder not in class_index:
                 problems.append(Problem(sample_id, str(path), f"unknown label {folder!r} (folder not a known class)"))
                 continue
+            if real in first_of_file:
+                problems.append(Problem(sample_id, str(path), f"same file as {first_of_file[real]!r} "
+                                                              "(reached again through a symlink)"))
+                continue
+            first_of_file[real] = sample_id
             ids.append(sample_id)
             paths.append(path)
             labels.append(class_index[folder])
+    if skipped_folders:
+        link, target = skipped_folders[0]
+        logger.warning("skipped %d symlinked folder(s) already walked (a loop or a second link), first: %s -> %s",
+                       len(skipped_folders), link, target)
     if n_ignored:
         logger.info("ignored %d file(s) in %s without an image extension", n_ignored, root)
     empty = sorted(set(names) - {names[i] for i in set(labels)})
@@ -291,9 +315,64 @@ def _read_folder(
     return manifest
 
 
+def _walk_files(
+    top: Path, walked: dict[str, str], skipped_folders: list[tuple[str, str]]
+) -> list[tuple[Path, str]]:
+    """``(path, real path)`` of every non-hidden file under ``top``, sorted by path.
+
+    Symlinks are followed, but a folder whose real path is in ``walked`` (real path -> the path it
+    was first reached by) is not entered again: it is appended to ``skipped_folders``. So loops end
+    and no folder is walked twice.
+    """
+    real_top = os.path.realpath(top)
+    if real_top in walked:
+        skipped_folders.append((str(top), walked[real_top]))
+        return []
+    walked[real_top] = str(top)
+    found: list[tuple[Path, str]] = []
+    stack = [(str(top), real_top)]
+    while stack:
+        folder, real_folder = stack.pop()
+        try:
+            entries = sorted(os.scandir(folder), key=lambda entry: entry.name)
+        except OSError as err:
+            logger.warning("cannot list %s (%s); its files are left out", folder, err)
+            continue
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            real = os.path.realpath(entry.path) if entry.is_symlink() else os.path.join(real_folder, entry.name)
+            try:
+                is_dir = entry.is_dir()
+            except OSError:
+                is_dir = False
+            if not is_dir:
+                found.append((Path(entry.path), real))
+            elif real in walked:
+                skipped_folders.append((entry.path, walked[real]))
+            else:
+                walked[real] = entry.path
+                stack.append((entry.path, real))
+    found.sort()
+    return found
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _printable(text: str) -> str:
+    """``text`` with undecodable bytes of a file name shown as ``\\xNN`` escapes."""
+    return os.fsencode(text).decode("utf-8", errors="backslashreplace")
+
+
 def _sorted_class_names(labels: set[str]) -> list[str]:
     try:
-        return sorted(labels, key=int)
+        return sorted(labels, key=lambda label: (int(label), label))  # "09" and "9": two classes, fixed order
     except ValueError:
         return sorted(labels)
 
