@@ -175,13 +175,23 @@ def test_file_guard_refuses_unknown_ids_symlink_escapes_and_non_files(tmp_path):
     root = tmp_path / "data"
     make_image_folder(root, class_names=("a", "b"), per_class=2)
     outside = tmp_path / "secret.png"
-    outside.write_bytes((root / "a" / "img_0.png").read_bytes())
+    outside.write_bytes(b"not the embedded image")
     (root / "a" / "link.png").symlink_to(outside)
     (root / "a" / "folder.png").mkdir()
+    linked = tmp_path / "elsewhere" / "photo.png"  # a dataset built from links: embed follows them
+    linked.parent.mkdir()
+    linked.write_bytes((root / "b" / "img_0.png").read_bytes())
+    (root / "b" / "linked.png").symlink_to(linked)
     paths = {"ok": root / "a" / "img_0.png", "escape": root / "a" / "link.png", "dir": root / "a" / "folder.png",
-             "gone": root / "b" / "missing.png", "dots": root / "a" / ".." / ".." / "secret.png"}
-    guard = FileGuard(paths, root=root)
+             "gone": root / "b" / "missing.png", "dots": root / "a" / ".." / ".." / "secret.png",
+             "linked": root / "b" / "linked.png"}
+    from coreclean._internal.hashing import sha256_file
+
+    embedded = {"escape": sha256_file(root / "a" / "img_0.png"), "dots": sha256_file(root / "a" / "img_0.png"),
+                "linked": sha256_file(linked)}
+    guard = FileGuard(paths, root=root, hashes=embedded)
     assert guard.resolve("ok") == (root / "a" / "img_0.png").resolve()
+    assert guard.resolve("linked") == linked.resolve()  # agrees with embed: a link to the embedded bytes is served
     for sample_id, status in [("nope", 404), ("../secret.png", 404), ("escape", 403), ("dir", 403),
                               ("gone", 404), ("dots", 403)]:
         with pytest.raises(FileRefused) as info:

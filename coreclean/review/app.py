@@ -132,7 +132,7 @@ class ReviewApp:
         self._lock = threading.Lock()
         self._call(self._open_session, session)
         paths, self._sha256 = self._call(lambda: sample_files(self._session))
-        self.guard = FileGuard(paths)
+        self.guard = FileGuard(paths, hashes=self._sha256)
 
     # -- session thread -------------------------------------------------------------------------
 

@@ -10,7 +10,10 @@ session:
   learnt the token still cannot reach it under a foreign name;
 * a **file guard**: images are asked for by sample id, never by path. The guard looks the id up in
   the session's recorded samples, resolves the recorded path's real location (following every
-  symlink) and serves it only when that lies under the dataset's real root and is a regular file.
+  symlink) and serves it only when it is a regular file that lies under the dataset's real root or,
+  reached through a symlink to elsewhere (``embed`` follows links: datasets are often built from
+  them), holds exactly the bytes recorded at embedding time. A file swapped later for a link to
+  anything else is refused.
   The thumbnailer then checks the bytes against the sha256 recorded at embedding time.
 """
 
@@ -90,18 +93,23 @@ class FileGuard:
         Sample id -> the absolute path recorded for it when the dataset was embedded.
     root : path or None
         The dataset's root. Default: the deepest folder holding every recorded path.
+    hashes : mapping of str to str, optional
+        Sample id -> sha256 recorded at embedding time: a file whose real location is outside the
+        root is served only when its bytes still have this hash.
 
     Notes
     -----
-    The root is resolved once, here; each :meth:`resolve` resolves the sample's path again, so a
-    file swapped for a symlink after the server started is still caught.
+    The root and the recorded files' folders are resolved once, here; each :meth:`resolve` resolves
+    the sample's path again, so a file swapped for a symlink after the server started is still caught.
     """
 
-    def __init__(self, paths: Mapping[str, str | os.PathLike], *, root: str | os.PathLike | None = None) -> None:
+    def __init__(self, paths: Mapping[str, str | os.PathLike], *, root: str | os.PathLike | None = None,
+                 hashes: Mapping[str, str] | None = None) -> None:
         self._paths = {str(sample_id): os.path.abspath(os.fspath(path)) for sample_id, path in paths.items()}
         if root is None:
             root = _common_folder(self._paths.values())
         self.root = Path(os.path.realpath(os.fspath(root)))
+        self._hashes = {str(sample_id): str(h) for sample_id, h in (hashes or {}).items()}
 
     def __contains__(self, sample_id: object) -> bool:
         return sample_id in self._paths
@@ -122,15 +130,24 @@ class FileGuard:
         if recorded is None:
             raise FileRefused(404, "no such sample in this session")
         real = Path(os.path.realpath(recorded))
-        if not _is_within(real, self.root):
-            raise FileRefused(403, "the sample's file resolves outside the dataset root")
         try:
             is_file = real.is_file()
         except OSError:
             is_file = False
         if not is_file:
             raise FileRefused(404 if not real.exists() else 403, "the sample's file is missing or not a regular file")
+        if not _is_within(real, self.root) and not self._holds_embedded_bytes(sample_id, real):
+            raise FileRefused(403, "the sample's file resolves outside the dataset root to bytes that were not embedded")
         return real
+
+    def _holds_embedded_bytes(self, sample_id: str, real: Path) -> bool:
+        from coreclean._internal.hashing import sha256_file
+
+        expected = self._hashes.get(sample_id)
+        try:
+            return bool(expected) and sha256_file(real) == expected
+        except OSError:
+            return False
 
 
 def _common_folder(paths: Iterable[str]) -> str:
