@@ -197,6 +197,7 @@ def run(seeds: list[int], per_class: int, noise: float, batch: int, max_rounds: 
         if seed == seeds[0] and timing_repeats:
             entry["thread_timings"] = _time_first_round(cache, truth, recommended, batch, timing_repeats, work)
         result["seeds"].append(entry)
+        (RESULTS / "journey.json").write_text(json.dumps(result, indent=1))  # what is done survives a failure
         print(f"seed {seed}: done", file=sys.stderr)
     result["settings"]["load_after"] = os.getloadavg()
     (RESULTS / "journey.json").write_text(json.dumps(result, indent=1))
