@@ -1,0 +1,23 @@
+"""Crash-safe writes (coreclean._internal.atomic): readers see the old file or the new one, never a mix."""
+
+import pytest
+
+from coreclean._internal.atomic import atomic_open, atomic_write_text
+
+
+def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
+    target = tmp_path / "labels.csv"
+    atomic_write_text(target, "old\n")
+    with pytest.raises(RuntimeError):
+        with atomic_open(target) as handle:
+            handle.write(b"half of the new")
+            raise RuntimeError("killed mid-write")
+    assert target.read_text() == "old\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["labels.csv"]
+
+
+def test_a_finished_write_replaces_the_file(tmp_path):
+    target = tmp_path / "labels.csv"
+    atomic_write_text(target, "old\n")
+    atomic_write_text(target, "new ünï\n")
+    assert target.read_text(encoding="utf-8") == "new ünï\n"
