@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -108,3 +108,42 @@ def one_thread():
 
     with threadpool_limits(limits=1):
         yield
+
+
+REVIEW_CLEANED = list(CLASS_NAMES[:2])
+"""The classes :func:`build_review_session` cleans."""
+
+
+def build_review_session(root: Path, *, per_class: int = 8, batch_size: int = 3,
+                  draw: Callable[[Path, int, np.random.Generator], None] | None = None) -> Path:
+    """Make a small dataset with a few flipped labels, its feature cache and a started session; return the file.
+
+    The features are class centres plus noise (no torch): separable enough that the flipped
+    samples top the ranking. Sample ids are ``<class>/<file>``, unicode and spaces included.
+    ``draw(path, class_index, rng)``, when given, redraws each image (e.g. bigger, for a screenshot).
+    """
+    import pandas as pd
+
+    from coreclean.embedding.cache import write_feature_cache
+    from coreclean.sessions.session import CleaningSession
+
+    make_image_folder(root / "data", per_class=per_class, seed=1)
+    paths = sorted((root / "data").rglob("img_*"))
+    true = np.array([CLASS_NAMES.index(path.parent.name) for path in paths])
+    rng = np.random.default_rng(0)
+    if draw is not None:
+        for path, class_index in zip(paths, true):
+            draw(path, int(class_index), rng)
+    centres = rng.normal(size=(len(CLASS_NAMES), 8)) * 4
+    features = (centres[true] + rng.normal(size=(len(paths), 8))).astype(np.float32)
+    noisy = true.copy()
+    for k in (0, per_class + 1, 2 * per_class + 2):  # one flip per class
+        noisy[k] = (true[k] + 1) % len(CLASS_NAMES)
+    manifest = pd.DataFrame({"path": [str(path) for path in paths],
+                             "label": [CLASS_NAMES[c] for c in noisy],
+                             "id": [f"{path.parent.name}/{path.name}" for path in paths]})
+    write_feature_cache(root / "cache", features, manifest)
+    session = CleaningSession.start(root / "cache", root / "review.session", classes=REVIEW_CLEANED,
+                                    batch_size=batch_size, n_boot=20, n_folds=3)
+    session.close()
+    return root / "review.session"

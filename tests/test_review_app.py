@@ -12,13 +12,10 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-import numpy as np
-import pandas as pd
 import pytest
 from PIL import Image
 
@@ -27,43 +24,10 @@ from coreclean.review.security import FileGuard, FileRefused, allowed_host_names
 from coreclean.review.thumbnails import ThumbnailCache, ThumbnailError
 
 sys.path.insert(0, str(Path(__file__).parent))
-from conftest import CLASS_NAMES, make_image_folder  # noqa: E402
+from conftest import CLASS_NAMES, REVIEW_CLEANED as CLEANED, build_review_session as build_session  # noqa: E402
+from conftest import make_image_folder  # noqa: E402
 
-CLEANED = list(CLASS_NAMES[:2])
 """Classes the test session cleans ("chat noir", "dog"); the third ("ünï cødé") is only a label."""
-
-
-def build_session(root: Path, *, per_class: int = 8, batch_size: int = 3,
-                  draw: Callable[[Path, int, np.random.Generator], None] | None = None) -> Path:
-    """Make a small dataset with a few flipped labels, its feature cache and a started session; return the file.
-
-    The features are class centres plus noise (no torch): separable enough that the flipped
-    samples top the ranking. Sample ids are ``<class>/<file>``, unicode and spaces included.
-    ``draw(path, class_index, rng)``, when given, redraws each image (e.g. bigger, for a screenshot).
-    """
-    from coreclean.embedding.cache import write_feature_cache
-    from coreclean.sessions.session import CleaningSession
-
-    make_image_folder(root / "data", per_class=per_class, seed=1)
-    paths = sorted((root / "data").rglob("img_*"))
-    true = np.array([CLASS_NAMES.index(path.parent.name) for path in paths])
-    rng = np.random.default_rng(0)
-    if draw is not None:
-        for path, class_index in zip(paths, true):
-            draw(path, int(class_index), rng)
-    centres = rng.normal(size=(len(CLASS_NAMES), 8)) * 4
-    features = (centres[true] + rng.normal(size=(len(paths), 8))).astype(np.float32)
-    noisy = true.copy()
-    for k in (0, per_class + 1, 2 * per_class + 2):  # one flip per class
-        noisy[k] = (true[k] + 1) % len(CLASS_NAMES)
-    manifest = pd.DataFrame({"path": [str(path) for path in paths],
-                             "label": [CLASS_NAMES[c] for c in noisy],
-                             "id": [f"{path.parent.name}/{path.name}" for path in paths]})
-    write_feature_cache(root / "cache", features, manifest)
-    session = CleaningSession.start(root / "cache", root / "review.session", classes=CLEANED,
-                                    batch_size=batch_size, n_boot=20, n_folds=3)
-    session.close()
-    return root / "review.session"
 
 
 def count_decisions(session_path: Path) -> int:

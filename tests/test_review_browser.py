@@ -26,7 +26,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_review_app import CLASS_NAMES, build_session  # noqa: E402
+from conftest import CLASS_NAMES, build_review_session as build_session  # noqa: E402
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
