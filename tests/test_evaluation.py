@@ -78,3 +78,17 @@ def test_plateau_verdict_rests_on_hit_rate_and_errors_left():
     assert before.plateau and before.evidence["base_rate"] == 0.15
     heavy = plateau_verdict(n_reviewed=500, n_errors_found=499, errors_left=19_000, samples_left=49_000, base_rate=0.6)
     assert not heavy.plateau and "most of what is shown is still wrong" in heavy.summary
+
+
+def test_fold_fits_stop_early_without_moving_the_auroc():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 4, 600)
+    features = (rng.normal(size=(4, 40))[labels] * 0.5 + rng.normal(size=(600, 40))).astype(np.float32)
+    folds = make_folds(labels, 5, random_state=0)
+    quick = FoldedEvaluator(folds=folds).fit(features, labels)
+    tight = FoldedEvaluator(folds=folds, tol=1e-7, max_iter=2000).fit(features, labels)
+    assert quick.tol == 1e-3
+    quick_iters = sum(int(m.n_iter_[0]) for m in quick._models.values())
+    tight_iters = sum(int(m.n_iter_[0]) for m in tight._models.values())
+    assert quick_iters < 0.8 * tight_iters
+    assert auroc(quick.probs_, labels) == pytest.approx(auroc(tight.probs_, labels), abs=2e-3)

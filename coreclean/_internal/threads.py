@@ -8,8 +8,9 @@ spinning workers fight the thread doing the work. Measured:
 
 - 2-core box, load 3-4 from other jobs: five 2,400 x 1,280 logistic-regression folds (what
   ``coreclean classes`` fits) 2.4 s with one thread, 69 s with two;
-- 16-core machine, idle: the ranker's five out-of-fold fits at 3,000 x 1,280 took 0.12 s with 8
-  threads, 1.9 s with 1 and 2.3 s with 16; at 50,000 x 512, 2.9 s with 8, 5.2 s with 1, 6.9 s with 16.
+- 16-core machine, idle: the ranker's five out-of-fold fits at 3,000 x 1,280 took 0.44 s with 3
+  threads (this rule), 0.56 s with 1 and 10.8 s with 16 (every core, the old default); at
+  50,000 x 512, 2.8 s with 8 (this rule), 5.6 s with 1, 7.8 s with 16 (medians of 3).
 
 Threads pay only while every pool's spinning workers still find a free core, and only when the
 problem is big enough to keep them busy between calls. The rule, :func:`choose_threads` (pure)
