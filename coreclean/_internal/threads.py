@@ -22,7 +22,7 @@ on :func:`available_cores`:
 - ``threads = clamp(n_samples * n_features // WORK_PER_THREAD, 1, cores // 2)``: one thread per
   ``WORK_PER_THREAD`` matrix entries, at most half the free cores (the other half absorbs the
   other pools' spinning); a problem of unknown size counts as small (one thread). On a 2-core box
-  that is always one thread; on 16 idle cores, 4 at 3,000 x 1,280 and 8 at 50,000 x 512.
+  that is always one thread; on 16 idle cores, 3 at 3,000 x 1,280 and 8 at 50,000 x 512.
 
 :func:`limit_threads` applies it (or an explicit count, e.g. ``--threads``) to every pool loaded:
 BLAS and OpenMP through threadpoolctl, plus ``torch.set_num_threads`` and
