@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 from conftest import make_feature_cache as make_cache
 
 from coreclean.cli import main
@@ -43,3 +44,23 @@ def test_from_cache_and_cli(tmp_path, capsys):
     assert records[0]["class"] == report.iloc[0]["class"]
     assert main(["classes", "--cache", str(tmp_path / "nope")]) == 2
     assert "no embedding set" in capsys.readouterr().err
+
+
+def test_threads_must_be_positive(tmp_path, capsys):
+    cache = make_cache(tmp_path, n_per_class=20)[0]
+    with pytest.raises(SystemExit) as exit_info:
+        main(["classes", "--cache", str(cache), "--threads", "0"])
+    assert exit_info.value.code == 2 and "must be >= 1" in capsys.readouterr().err
+
+
+def test_default_threads_follow_the_problem_size(monkeypatch):
+    from coreclean._internal import threads
+
+    seen = []
+    original = threads._pools_limited
+    monkeypatch.setattr(threads, "_pools_limited", lambda count: (seen.append(count), original(count))[1])
+    monkeypatch.setattr(threads, "available_cores", lambda: 16)
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(3), 40)
+    class_report(rng.normal(size=(120, 6)).astype(np.float32), labels)
+    assert set(seen) == {1}  # 120 x 6 is small: one thread even with 16 cores free

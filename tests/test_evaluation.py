@@ -60,3 +60,15 @@ def test_bootstrap_interval_and_paired_change(data):
     assert low > 0 and low <= change <= high  # fixing 60 labels raises AUROC, and the paired interval sees it
 
 
+def test_fold_fits_stop_early_without_moving_the_auroc():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 4, 600)
+    features = (rng.normal(size=(4, 40))[labels] * 0.5 + rng.normal(size=(600, 40))).astype(np.float32)
+    folds = make_folds(labels, 5, random_state=0)
+    quick = FoldedEvaluator(folds=folds).fit(features, labels)
+    tight = FoldedEvaluator(folds=folds, tol=1e-7, max_iter=2000).fit(features, labels)
+    assert quick.tol == 1e-3
+    quick_iters = sum(int(m.n_iter_[0]) for m in quick._models.values())
+    tight_iters = sum(int(m.n_iter_[0]) for m in tight._models.values())
+    assert quick_iters < 0.8 * tight_iters
+    assert auroc(quick.probs_, labels) == pytest.approx(auroc(tight.probs_, labels), abs=2e-3)

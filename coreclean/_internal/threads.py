@@ -4,19 +4,25 @@ Why a policy: a coreclean process holds up to five thread pools at once: numpy's
 OpenBLAS, faiss's OpenBLAS and scikit-learn's OpenMP (one libgomp, shared), torch's OpenMP. Each
 pool's idle workers spin on a core for a while after every call instead of sleeping, so when the
 pools take turns (a BLAS product, then an OpenMP loss loop, then another library's BLAS) their
-spinning workers fight the one thread doing the work. On a 2-core box that made a 2,400 x 1,280
-logistic regression fold 0.26 s with one thread and 1-14 s with two (load 3-4 from other jobs);
-the five folds of ``coreclean classes`` 2.4 s vs 69 s. Small problems therefore get one thread;
-only problems big enough to keep every thread busy between calls get more, and never more cores
-than are free.
+spinning workers fight the thread doing the work. Measured:
 
-The rule, :func:`choose_threads` (pure) on :func:`available_cores`:
+- 2-core box, load 3-4 from other jobs: five 2,400 x 1,280 logistic-regression folds (what
+  ``coreclean classes`` fits) 2.4 s with one thread, 69 s with two;
+- 16-core machine, idle: the ranker's five out-of-fold fits at 3,000 x 1,280 took 0.44 s with 3
+  threads (this rule), 0.56 s with 1 and 10.8 s with 16 (every core, the old default); at
+  50,000 x 512, 2.8 s with 8 (this rule), 5.6 s with 1, 7.8 s with 16 (medians of 3).
+
+Threads pay only while every pool's spinning workers still find a free core, and only when the
+problem is big enough to keep them busy between calls. The rule, :func:`choose_threads` (pure)
+on :func:`available_cores`:
 
 - ``cores`` = CPUs this process may run on (``os.sched_getaffinity``), capped by a cgroup CPU
   quota (containers), less the share other processes keep busy (the 1-minute load average over
   the machine's CPUs), at least 1;
-- ``threads = clamp(n_samples * n_features // WORK_PER_THREAD, 1, cores)``: one thread per
-  ``WORK_PER_THREAD`` matrix entries; a problem of unknown size counts as small.
+- ``threads = clamp(n_samples * n_features // WORK_PER_THREAD, 1, cores // 2)``: one thread per
+  ``WORK_PER_THREAD`` matrix entries, at most half the free cores (the other half absorbs the
+  other pools' spinning); a problem of unknown size counts as small (one thread). On a 2-core box
+  that is always one thread; on 16 idle cores, 3 at 3,000 x 1,280 and 8 at 50,000 x 512.
 
 :func:`limit_threads` applies it (or an explicit count, e.g. ``--threads``) to every pool loaded:
 BLAS and OpenMP through threadpoolctl, plus ``torch.set_num_threads`` and
@@ -39,21 +45,21 @@ from coreclean.exceptions import InputValidationError
 __all__ = ["limit_threads", "choose_threads", "available_cores", "WORK_PER_THREAD"]
 
 #: Matrix entries (n_samples x n_features) each thread must have to pay for itself (see the module docstring).
-WORK_PER_THREAD = 4_000_000
+WORK_PER_THREAD = 1_000_000
 
 _explicit_cap: contextvars.ContextVar[int | None] = contextvars.ContextVar("coreclean_thread_cap", default=None)
 
 
 def choose_threads(n_samples: int | None, n_features: int | None, cores: int) -> int:
-    """Threads for a problem of ``n_samples`` x ``n_features`` on ``cores`` free cores: in 1..max(cores, 1).
+    """Threads for a problem of ``n_samples`` x ``n_features`` on ``cores`` free cores: in 1..max(cores // 2, 1).
 
-    One thread per :data:`WORK_PER_THREAD` matrix entries, at most ``cores``; a problem of unknown
-    size (None) gets one thread, the choice that is never far from the best.
+    One thread per :data:`WORK_PER_THREAD` matrix entries, at most half the cores; a problem of
+    unknown size (None) gets one thread, never far from the best where more would be the worst.
     """
     if n_samples is None or n_features is None:
         return 1
     by_size = (int(n_samples) * int(n_features)) // WORK_PER_THREAD
-    return max(1, min(int(cores), by_size))
+    return max(1, min(int(cores) // 2, by_size))
 
 
 def available_cores() -> int:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from coreclean._internal.atomic import atomic_write_text
-from coreclean.cli.argument_types import RenamedOption, positive_int
+from coreclean.cli.argument_types import THREADS_HELP, RenamedOption, positive_int
 from coreclean.exceptions import CorecleanError
 
 __all__ = ["register"]
@@ -51,7 +51,7 @@ def register(subparsers: Any) -> None:
     start.add_argument("--method", default="coreclean", help="ranker (default: coreclean; 'random' for a baseline)")
     start.add_argument("--no-evaluate", action="store_true", help="skip the cross-validated AUROC at each round")
     start.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    start.add_argument("--threads", type=positive_int, help="cap OpenMP/BLAS threads (1 is fastest on a busy machine)")
+    start.add_argument("--threads", type=positive_int, help=THREADS_HELP)
     start.set_defaults(handler=_start)
 
     next_ = commands.add_parser("next", help="show the round's batch; write it as CSV and a contact sheet",
@@ -115,7 +115,7 @@ def register(subparsers: Any) -> None:
 def _session_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--session", required=True, metavar="FILE", help="the session file")
     parser.add_argument("--cache", metavar="DIR", help="the cache, if it moved since `session start`")
-    parser.add_argument("--threads", type=positive_int, help="cap OpenMP/BLAS threads (1 is fastest on a busy machine)")
+    parser.add_argument("--threads", type=positive_int, help=THREADS_HELP)
 
 
 def _usage(parser: argparse.ArgumentParser) -> int:
