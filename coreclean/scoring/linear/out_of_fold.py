@@ -113,6 +113,7 @@ class OutOfFoldLogistic:
     def _fit_folds(self, features, labels, sample_weight, folds, *, changed: np.ndarray | None = None) -> None:
         from coreclean.scoring.linear.logistic import MultinomialLogistic
 
+        previous = None
         for fold in folds:
             held_out = np.flatnonzero(self.folds_ == fold)
             if changed is not None and self._coreset_rows[fold] is not None:
@@ -126,8 +127,11 @@ class OutOfFoldLogistic:
             # 10 iterations at tol 1e-5, 3 iterations at 1e-4), so re-fits stop at 1e-4.
             tol = self.tol if changed is None else max(self.tol, _REFIT_TOL)
             model = MultinomialLogistic(C=self.C, max_iter=self.max_iter, tol=tol)
-            model.fit(self.standardizer_.transform(features[train]), labels[train], weight, warm_start=self.models_[fold])
-            self.models_[fold] = model
+            # A fresh fold model starts from the previous fold's: the two share all but 2/K of their
+            # training rows, so it starts near its optimum (50k x 512: 37 iterations cold, ~15 warm).
+            start = self.models_[fold] if self.models_[fold] is not None else previous
+            model.fit(self.standardizer_.transform(features[train]), labels[train], weight, warm_start=start)
+            self.models_[fold] = previous = model
             self.probs_[held_out] = predict_proba_chunked(model, features, held_out, self.standardizer_, self.n_classes_)
 
     def _updated_coreset(self, fold: int, changed: np.ndarray, sample_weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
