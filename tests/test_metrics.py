@@ -79,3 +79,11 @@ def test_bad_inputs_are_refused() -> None:
         precision_at_k(np.zeros(2), np.array([True, False]), 0)
     with pytest.raises(InputValidationError, match="fraction"):
         recall_at_fraction(np.zeros(2), np.array([True, False]), 1.5)
+
+
+def test_average_precision_counts_tied_scores_as_one_threshold() -> None:
+    # the error at index 2 ties a correct label at index 1: one threshold, shared precision 2/3
+    scores = np.array([0.9, 0.8, 0.8, 0.1])
+    is_error = np.array([True, False, True, False])
+    assert average_precision(scores, is_error) == pytest.approx(0.5 * 1.0 + 0.5 * 2 / 3)
+    assert average_precision(scores, is_error) == pytest.approx(average_precision_score(is_error, scores))

@@ -51,7 +51,7 @@ def _draw(sensitivity: np.ndarray, sample_weight: np.ndarray, m: int, rng: np.ra
 
 
 def sample_coreset_rows(features, labels, sample_weight, train, *, m, C, standardizer, n_classes, random_state,
-                        radius: float = 0.1):
+                        radius: float):
     """A coreset of the rows ``train`` for one fit: ``(rows, weights)``, rows indexing ``features``.
 
     A pilot model on a uniform sample of ``m`` rows (weights scaled to the full total) gives θ̂;
@@ -86,9 +86,11 @@ class SensitivityCoreset:
     n_samples_coreset : int
         Number of i.i.d. draws m (the coreset has at most m distinct rows).
     C : float
-        Inverse regularisation strength of the logistic regression (on standardised features).
+        Inverse regularisation strength of the logistic regression (on standardised features);
+        0.01, the ranker's default.
     radius : float
-        Size of the parameter region the bound holds on (see :func:`coreclean.scoring.linear.sensitivity.local_sensitivity`).
+        Size of the parameter region the bound holds on (see :func:`coreclean.scoring.linear.sensitivity.local_sensitivity`);
+        0.01, the ranker's default.
     pilot_size : int or None
         Fit θ̂ on a uniform sample of this many rows; None fits it on all rows (exact, slower).
     random_state : int, Generator or None
@@ -107,7 +109,7 @@ class SensitivityCoreset:
         The model fitted on the coreset (standardised features: use :meth:`predict_proba`).
     """
 
-    def __init__(self, n_samples_coreset: int = 1000, *, C: float = 1.0, radius: float = 0.1,
+    def __init__(self, n_samples_coreset: int = 1000, *, C: float = 0.01, radius: float = 0.01,
                  pilot_size: int | None = None, random_state: int | np.random.Generator | None = None) -> None:
         self.n_samples_coreset = n_samples_coreset
         self.C = C

@@ -42,6 +42,8 @@ class OutOfFoldLogistic:
     max_fit_samples : int or None
         Fit each fold model on a sensitivity coreset of this many rows when its training part is
         larger. None: always fit on all rows.
+    radius : float
+        Region size of the coresets' local sensitivity bound (see :func:`coreclean.scoring.linear.coreset.sample_coreset_rows`).
     random_state : int, Generator or None
         Seeds the fold assignment and any coreset sampling.
 
@@ -62,6 +64,7 @@ class OutOfFoldLogistic:
         max_iter: int = 200,
         tol: float = 1e-5,
         max_fit_samples: int | None = None,
+        radius: float = 0.01,
         random_state: int | np.random.Generator | None = None,
     ) -> None:
         self.n_folds = n_folds
@@ -69,6 +72,7 @@ class OutOfFoldLogistic:
         self.max_iter = max_iter
         self.tol = tol
         self.max_fit_samples = max_fit_samples
+        self.radius = radius
         self.random_state = random_state
 
     def fit(self, features: np.ndarray, labels: np.ndarray, sample_weight: np.ndarray, *, n_classes: int,
@@ -157,6 +161,6 @@ class OutOfFoldLogistic:
 
         rows, weights = sample_coreset_rows(
             features, labels, sample_weight, train, m=self.max_fit_samples, C=self.C,
-            standardizer=self.standardizer_, n_classes=self.n_classes_, random_state=self._rng,
+            standardizer=self.standardizer_, n_classes=self.n_classes_, random_state=self._rng, radius=self.radius,
         )
         return rows, weights
