@@ -22,6 +22,8 @@ from coreclean.scoring.linear.standardize import Standardizer, StandardizedRows,
 
 __all__ = ["SensitivityCoreset", "sample_coreset_rows", "theta_from_model", "fit_logistic"]
 
+_PILOT_ROWS = 50_000
+
 
 def fit_logistic(standardized: np.ndarray, labels: np.ndarray, sample_weight: np.ndarray, *, C: float,
                  max_iter: int = 500, tol: float = 1e-6, warm_start_from: MultinomialLogistic | None = None) -> MultinomialLogistic:
@@ -54,7 +56,8 @@ def sample_coreset_rows(features, labels, sample_weight, train, *, m, C, standar
                         radius: float):
     """A coreset of the rows ``train`` for one fit: ``(rows, weights)``, rows indexing ``features``.
 
-    A pilot model on a uniform sample of ``m`` rows (weights scaled to the full total) gives θ̂;
+    A pilot model on a uniform sample of ``min(m, 50_000)`` rows (weights scaled to the full total)
+    gives θ̂ (the pilot only centres the bound: a 200k-row pilot cost as much as the fit it serves);
     the sensitivities ``s_i`` of all ``train`` rows around it give inclusion probabilities
     ``π_i = min(1, m s_i / S)``. Row ``i`` is kept iff a uniform drawn for it is below ``π_i``, with
     weight ``w_i / π_i`` (Poisson sampling: unbiased for the loss, at most ``m`` rows expected).
@@ -66,7 +69,7 @@ def sample_coreset_rows(features, labels, sample_weight, train, *, m, C, standar
     """
     rng = check_random_state(random_state)
     uniforms = rng.random((2, features.shape[0]))
-    n_pilot = min(m, train.size)
+    n_pilot = min(m, train.size, _PILOT_ROWS)
     pilot = np.sort(train[np.argpartition(uniforms[0, train], n_pilot - 1)[:n_pilot]])
     scale = sample_weight[train].sum() / sample_weight[pilot].sum()
     model = fit_logistic(standardizer.transform(features[pilot]), labels[pilot], sample_weight[pilot] * scale, C=C, tol=1e-4)

@@ -5,8 +5,8 @@ The objective is scikit-learn's, ``Σ_i w_i f_i(θ) + ‖W‖² / (2C)`` with th
 so the sensitivity bound of :mod:`coreclean.scoring.linear.sensitivity` applies to the fit exactly). Why not
 scikit-learn's ``LogisticRegression``: not for speed. On one fold of the 50k × 512 ``benchmarks.scale``
 matrix (C = 0.01, tol 1e-5, 1 thread) the two reach the same optimum (coefficients within 1.3e-4
-of a 0.53 scale) in about the same time, sklearn/ours 0.97–1.22 over two interleaved runs under
-load (``benchmarks/library_swaps.py``). What sklearn lacks here: two classes as a softmax (sklearn
+of a 0.53 scale) in about the same time: sklearn/ours 1.22, 0.97 and 0.81 in three runs of three
+interleaved fits each under load (``benchmarks/library_swaps.py``). What sklearn lacks here: two classes as a softmax (sklearn
 fits a sigmoid, a different penalty and optimum, so the bound would not hold), and a warm start
 from another model's coefficients (a fold model starts from the previous fold's, a re-fit from the
 last fit). Classes absent from the training rows are not modelled (probability 0). Stopping at

@@ -13,8 +13,8 @@ class Standardizer:
     """Per-feature mean and scale, computed in chunks so a memory-mapped matrix is never copied whole.
 
     scikit-learn's ``StandardScaler.partial_fit`` over the same chunks gives the same scales (to
-    3e-8) but took 1.44–1.94× this one's time on the 50k × 512 ``benchmarks.scale`` memmap
-    (``benchmarks/library_swaps.py``, two interleaved runs): it tracks NaNs and sample counts per
+    3e-8) but took 1.36–1.94× this one's time on the 50k × 512 ``benchmarks.scale`` memmap
+    (``benchmarks/library_swaps.py``, three runs): it tracks NaNs and sample counts per
     column, which validated features never need.
     """
 
