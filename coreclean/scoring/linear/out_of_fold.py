@@ -38,7 +38,10 @@ class OutOfFoldLogistic:
     max_iter : int
         L-BFGS iterations per fit.
     tol : float
-        L-BFGS gradient tolerance; a warm-started re-fit lands within it of a fresh fit.
+        L-BFGS gradient tolerance; a warm-started re-fit lands within it of a fresh fit. 1e-4, the
+        re-fits' floor: on 50k × 512 (``benchmarks.scale``) the out-of-fold probabilities of the given
+        labels rank at Spearman 0.999991 to a fit at 1e-5, with 19–25 iterations per fold instead of
+        29–37 (3e-4: 0.99988, 12–18).
     max_fit_samples : int or None
         Fit each fold model on a sensitivity coreset of this many rows when its training part is
         larger. None: always fit on all rows.
@@ -62,7 +65,7 @@ class OutOfFoldLogistic:
         n_folds: int = 5,
         C: float = 0.01,
         max_iter: int = 200,
-        tol: float = 1e-5,
+        tol: float = 1e-4,
         max_fit_samples: int | None = None,
         radius: float = 0.01,
         random_state: int | np.random.Generator | None = None,
