@@ -8,8 +8,8 @@ samples on both sides), which an unpaired interval per round would swallow (meth
 Why not ``sklearn.metrics.roc_auc_score``: it gives the same AUROC (point values equal), but a
 bootstrap calls it once per draw and class; here each class is sorted once and every draw is a
 weight vector over the same order, 16 draws at a time. 200 draws at 10k samples × 10 classes:
-3.1 s here, 62.8 s as a loop of ``roc_auc_score(..., sample_weight=...)`` (20×,
-``benchmarks/library_swaps.py``).
+5.0 s here, 95.0 s as a loop of ``roc_auc_score(..., sample_weight=...)`` (19×; 20× in another
+run; ``benchmarks/library_swaps.py``).
 """
 
 from __future__ import annotations
