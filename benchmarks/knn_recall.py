@@ -4,7 +4,7 @@
 as far as any other and recall says little. This compares coreclean's kNN graph on CIFAR-10 train
 embeddings with exact cosine neighbours in the *full* embedding space (brute force over the unit
 rows), on both of its branches: the one the data's size selects (exact search in the reduced space
-up to :data:`coreclean._internal.knn.EXACT_SEARCH_LIMIT` samples) and the inverted-list branch
+up to :data:`coreclean._internal.knn.EXACT_SEARCH_LIMIT` samples) and the HNSW branch
 forced on (``exact_limit=0``, what larger data get). It reports recall@10 and recall@k and what the
 kNN signal actually uses, the share of neighbours that carry the sample's own label.
 
@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         start = time.perf_counter()
         exact = _exact(features, args.k)
         timings["full_space_exact"] = time.perf_counter() - start
-        for name, options in (("default", {}), ("inverted_lists", {"exact_limit": 0})):
+        for name, options in (("default", {}), ("approximate", {"exact_limit": 0})):
             start = time.perf_counter()
             graphs[name] = knn_graph(features, args.k, **options)[0]
             timings[name] = time.perf_counter() - start
