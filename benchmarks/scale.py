@@ -6,7 +6,14 @@ Synthetic data: ``n × 512`` float32 embeddings of a mixture of 10 classes (clas
 ``.npy`` memmap under ``benchmarks/work/scale/`` (reused when present), so generation stays
 memory-bounded.
 
-Each size runs in a fresh subprocess, which
+Each size runs, for each thread setting (``--threads 1 0``: one thread, then the libraries' default)
+and ``--repeats`` times, a coreclean process and then a *peer* process, interleaved so both see the
+same machine load. The peer is the plain pipeline a user could write instead: scikit-learn
+``cross_val_predict(LogisticRegression())`` over 5 shuffled stratified folds, then
+``cleanlab.rank.get_label_quality_scores``; it records ``fit_seconds`` (matrix in, scores out), its
+thread count, peak RSS and the same quality figures (AUROC / average precision / recall at 10% of
+the planted flips). ``summary`` holds per size and thread setting the medians and the ratio
+coreclean / peer. The coreclean process
 
 1. fits :class:`coreclean.LabelIssueRanker` (default method and settings; above ``max_fit_samples`` the
    fold models fit on sensitivity coresets) on the memmap: ``fit_seconds`` and ``signals_.timings``;
@@ -24,7 +31,7 @@ Each size runs in a fresh subprocess, which
 
 Usage (from the repository root)::
 
-    python -m benchmarks.scale --sizes 50000 200000 1000000 --out benchmarks/results/scale.json
+    nice -n 10 python -m benchmarks.scale --sizes 50000 200000 --threads 1 0 --repeats 3 --out benchmarks/results/scale.json
 """
 
 from __future__ import annotations
@@ -63,15 +70,23 @@ def main(argv: list[str] | None = None) -> int:
                         help="compare with a fresh fit up to this size (it costs one more full fit)")
     parser.add_argument("--recall-queries", type=int, default=1000,
                         help="rows whose approximate neighbours are checked against exact search (0: skip)")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="cap OpenMP/BLAS threads (default: 1; spinning BLAS threads on a shared 2-core box cost 100x)")
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 0],
+                        help="thread settings to run, each for coreclean and the peer (0: the libraries' default; "
+                             "default: 1 0)")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="coreclean/peer pairs per size and thread setting, interleaved (default: 1)")
+    parser.add_argument("--no-peer", action="store_true", help="skip the peer pipeline")
+    parser.add_argument("--save-scores", action="store_true",
+                        help="keep each coreclean run's scores as scores_n{N}_t{T}.npy in the data folder")
     parser.add_argument("--work", type=Path, default=WORK, help="where the generated matrices live")
     parser.add_argument("--profile", action="store_true", help="also write a cProfile of the fit and rescore")
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--peer-child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--size", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child is not None:
-        return _child(args)
+        (args.threads,) = args.threads
+        return _peer_child(args) if args.peer_child else _child(args)
 
     started = time.time()
     result = {
@@ -80,45 +95,77 @@ def main(argv: list[str] | None = None) -> int:
         "machine": _machine(),
         "git": _git_state(),
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
-                     if k not in ("child", "size", "out")},
+                     if k not in ("child", "size", "out", "peer_child")},
         "runs": [],
     }
     for n_samples in args.sizes:
         paths = generate(args.work, n_samples, args.n_features, args.n_classes, args.noise_rate, args.seed)
-        with tempfile.TemporaryDirectory() as tmp:
-            child_out = Path(tmp) / "run.json"
-            command = [sys.executable, "-m", "benchmarks.scale", "--child", str(child_out), "--size", str(n_samples),
-                       "--n-features", str(args.n_features), "--n-classes", str(args.n_classes),
-                       "--noise-rate", str(args.noise_rate), "--batch", str(args.batch), "--seed", str(args.seed),
-                       "--spearman-max", str(args.spearman_max), "--recall-queries", str(args.recall_queries),
-                       "--work", str(args.work)]
-            if args.threads is not None:
-                command += ["--threads", str(args.threads)]
-            if args.profile:
-                command += ["--profile"]
-            print(f"n={n_samples}: {paths['features'].name} ({paths['generate_seconds']:.0f} s to generate)", flush=True)
-            completed = subprocess.run(command, cwd=REPO)
-            if completed.returncode != 0:
-                run = {"n_samples": n_samples, "error": f"child exited with {completed.returncode}"}
-            else:
-                run = json.loads(child_out.read_text(encoding="utf-8"))
-        run["generate_seconds"] = paths["generate_seconds"]
-        result["runs"].append(run)
-        print(_row(run), flush=True)
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        result["total_seconds"] = time.time() - started
-        args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        print(f"n={n_samples}: {paths['features'].name} ({paths['generate_seconds']:.0f} s to generate)", flush=True)
+        for threads in args.threads:
+            for repeat in range(args.repeats):
+                run = _spawn(args, n_samples, threads, peer=False)
+                if not args.no_peer:
+                    run["peer"] = _spawn(args, n_samples, threads, peer=True)
+                run.update(generate_seconds=paths["generate_seconds"], repeat=repeat,
+                           load_average=list(os.getloadavg()))
+                result["runs"].append(run)
+                print(_row(run), flush=True)
+                result["summary"] = _summary(result["runs"])
+                result["total_seconds"] = time.time() - started
+                args.out.parent.mkdir(parents=True, exist_ok=True)
+                args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     print(f"-> {args.out}")
     return 0
+
+
+def _spawn(args: argparse.Namespace, n_samples: int, threads: int, *, peer: bool) -> dict:
+    """Run one coreclean (or peer) measurement in a fresh process and return its record."""
+    with tempfile.TemporaryDirectory() as tmp:
+        child_out = Path(tmp) / "run.json"
+        command = [sys.executable, "-m", "benchmarks.scale", "--child", str(child_out), "--size", str(n_samples),
+                   "--n-features", str(args.n_features), "--n-classes", str(args.n_classes),
+                   "--noise-rate", str(args.noise_rate), "--batch", str(args.batch), "--seed", str(args.seed),
+                   "--spearman-max", str(args.spearman_max), "--recall-queries", str(args.recall_queries),
+                   "--work", str(args.work), "--threads", str(threads)]
+        command += ["--peer-child"] if peer else []
+        command += ["--profile"] if args.profile and not peer else []
+        command += ["--save-scores"] if args.save_scores and not peer else []
+        completed = subprocess.run(command, cwd=REPO)
+        if completed.returncode != 0:
+            return {"n_samples": n_samples, "error": f"child exited with {completed.returncode}"}
+        return json.loads(child_out.read_text(encoding="utf-8"))
+
+
+def _summary(runs: list[dict]) -> list[dict]:
+    """Per size and thread setting: median fit seconds of coreclean and the peer, and their ratio."""
+    groups: dict[tuple, list[dict]] = {}
+    for run in runs:
+        if "error" not in run and "error" not in run.get("peer", {"error": 1}):
+            groups.setdefault((run["n_samples"], run["thread_setting"]), []).append(run)
+    summary = []
+    for (n_samples, setting), group in groups.items():
+        ours = float(np.median([r["fit_seconds"] for r in group]))
+        peer = float(np.median([r["peer"]["fit_seconds"] for r in group]))
+        summary.append({"n_samples": n_samples, "thread_setting": setting, "threads": group[0]["threads"],
+                        "pairs": len(group), "fit_seconds_median": ours, "peer_fit_seconds_median": peer,
+                        "ratio_coreclean_to_peer": ours / peer,
+                        "auroc_median": float(np.median([r["auroc"] for r in group])),
+                        "peer_auroc_median": float(np.median([r["peer"]["auroc"] for r in group])),
+                        "load_average_1min": [r["load_average"][0] for r in group]})
+    return summary
 
 
 def _row(run: dict) -> str:
     if "error" in run:
         return f"n={run['n_samples']}: {run['error']}"
     spearman = run.get("spearman")
-    return (f"n={run['n_samples']}: fit {run['fit_seconds']:.1f} s, rescore {run['rescore_seconds']:.2f} s, "
-            f"peak RSS {run['peak_rss_gib']:.2f} GiB (anon {run['peak_anon_gib']:.2f}), "
-            f"spearman {'-' if spearman is None else f'{spearman:.4f}'}, auroc {run['auroc']:.4f}")
+    peer = run.get("peer", {})
+    versus = (f"; peer {peer['fit_seconds']:.1f} s, auroc {peer['auroc']:.4f}" if "fit_seconds" in peer
+              else f"; peer {peer.get('error', 'skipped')}")
+    return (f"n={run['n_samples']} threads={run['threads']}: fit {run['fit_seconds']:.1f} s, "
+            f"rescore {run['rescore_seconds']:.2f} s, peak RSS {run['peak_rss_gib']:.2f} GiB "
+            f"(anon {run['peak_anon_gib']:.2f}), spearman {'-' if spearman is None else f'{spearman:.4f}'}, "
+            f"auroc {run['auroc']:.4f}" + versus)
 
 
 def _machine() -> dict:
@@ -218,21 +265,76 @@ class _MemoryPeak:
         self.sample()
 
 
+def _threads_in_use() -> int:
+    """The most threads any loaded BLAS/OpenMP pool (faiss's included) may use right now."""
+    from threadpoolctl import threadpool_info
+
+    counts = [pool["num_threads"] for pool in threadpool_info()]
+    try:
+        import faiss
+
+        counts.append(faiss.omp_get_max_threads())
+    except ImportError:
+        pass
+    return max(counts, default=1)
+
+
 def _child(args: argparse.Namespace) -> int:
     from coreclean._internal.threads import limit_threads
 
-    with _MemoryPeak() as peak, limit_threads(args.threads):
+    with _MemoryPeak() as peak, limit_threads(args.threads or None):
         run = _measure(args, peak)
+        run["threads"] = _threads_in_use()
+    _finish(args, run, peak)
+    return 0
+
+
+def _finish(args: argparse.Namespace, run: dict, peak: _MemoryPeak) -> None:
+    run["thread_setting"] = args.threads
     run["peak_rss_gib_total"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     run["peak_anon_gib_total"] = peak.anon_kib / 2**20
     run["features_gib"] = args.size * args.n_features * 4 / 2**30
     args.child.write_text(json.dumps(run, indent=2), encoding="utf-8")
+
+
+def _peer_child(args: argparse.Namespace) -> int:
+    """The plain pipeline a user could write instead: 5 shuffled stratified folds of scikit-learn's
+    ``LogisticRegression`` (its defaults) via ``cross_val_predict``, then ``cleanlab.rank.get_label_quality_scores``.
+    Timed from the memmap to the scores, like coreclean's fit."""
+    from cleanlab.rank import get_label_quality_scores
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+    from coreclean._internal.threads import limit_threads
+
+    paths = generate(args.work, args.size, args.n_features, args.n_classes, args.noise_rate, args.seed)
+    labels, true = np.load(paths["labels"]), np.load(paths["true"])
+    with _MemoryPeak() as peak, limit_threads(args.threads or None):
+        start = time.perf_counter()
+        features = np.load(paths["features"])
+        folds = StratifiedKFold(n_splits=5, shuffle=True, random_state=args.seed)
+        probs = cross_val_predict(LogisticRegression(), features, labels, cv=folds, method="predict_proba")
+        quality = get_label_quality_scores(labels, probs)
+        run = {"n_samples": args.size, "engine": "local", "pipeline": "sklearn cross_val_predict + cleanlab",
+               "fit_seconds": time.perf_counter() - start, "threads": _threads_in_use(),
+               **_quality(labels != true, 1.0 - quality)}
+        peak.sample()
+        run["peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+        run["peak_anon_gib"] = peak.anon_kib / 2**20
+    _finish(args, run, peak)
     return 0
+
+
+def _quality(is_error: np.ndarray, scores: np.ndarray) -> dict:
+    from coreclean.evaluation.ranking_metrics import ranking_report
+
+    report = ranking_report(scores, is_error)
+    return {"auroc": report["auroc"], "average_precision": report["average_precision"],
+            "recall_at_10pct": report["recall_at_10pct"]}
 
 
 def _measure(args: argparse.Namespace, peak: _MemoryPeak) -> dict:
     from scipy.stats import spearmanr
-    from sklearn.metrics import roc_auc_score
 
     from coreclean import LabelIssueRanker
 
@@ -240,8 +342,8 @@ def _measure(args: argparse.Namespace, peak: _MemoryPeak) -> dict:
     features = np.load(paths["features"], mmap_mode="r")
     labels = np.load(paths["labels"])
     true = np.load(paths["true"])
-    run: dict = {"n_samples": args.size, "n_features": args.n_features, "n_classes": args.n_classes,
-                 "noise_rate": args.noise_rate, "seed": args.seed, "threads": args.threads}
+    run: dict = {"n_samples": args.size, "engine": "local", "n_features": args.n_features, "n_classes": args.n_classes,
+                 "noise_rate": args.noise_rate, "seed": args.seed}
 
     profiler = _profiler(args)
     ranker = LabelIssueRanker(random_state=args.seed)
@@ -249,7 +351,9 @@ def _measure(args: argparse.Namespace, peak: _MemoryPeak) -> dict:
     ranker.fit(features, labels)
     run["fit_seconds"] = time.perf_counter() - start
     run["fit_timings"] = dict(ranker.signals_.timings)
-    run["auroc"] = float(roc_auc_score(labels != true, ranker.scores_))
+    run.update(_quality(labels != true, ranker.scores_))
+    if args.save_scores:
+        np.save(paths["features"].parent / f"scores_n{args.size}_t{args.threads}.npy", ranker.scores_)
     run["max_fit_samples"] = ranker.max_fit_samples
 
     # one review batch among the most suspicious samples

@@ -68,7 +68,7 @@ def _coreset_rows(features, labels, weight, train, seed):
     from coreclean.scoring.linear.standardize import Standardizer
 
     return sample_coreset_rows(features, labels, weight, train, m=600, C=1.0, standardizer=Standardizer().fit(features),
-                               n_classes=5, random_state=seed)
+                               n_classes=5, random_state=seed, radius=0.1)
 
 
 def test_fit_coreset_estimates_the_full_loss_better_than_uniform(noisy_mixture):

@@ -90,3 +90,11 @@ def test_recall_at_fraction_reviews_exactly_the_fraction():
     is_error[7] = True  # the 8th reviewed: outside a budget of exactly 7
     assert recall_at_fraction(scores, is_error, 0.07) == 0.0
     assert recall_at_fraction(scores, is_error, 0.08) == 1.0
+
+
+def test_average_precision_counts_tied_scores_as_one_threshold() -> None:
+    # the error at index 2 ties a correct label at index 1: one threshold, shared precision 2/3
+    scores = np.array([0.9, 0.8, 0.8, 0.1])
+    is_error = np.array([True, False, True, False])
+    assert average_precision(scores, is_error) == pytest.approx(0.5 * 1.0 + 0.5 * 2 / 3)
+    assert average_precision(scores, is_error) == pytest.approx(average_precision_score(is_error, scores))

@@ -28,5 +28,10 @@ def test_scale_benchmark_tiny(tmp_path: Path) -> None:
     assert sum(run["batch"].values()) == 50
     assert 0 < run["peak_anon_gib"] <= run["peak_rss_gib"] <= run["peak_rss_gib_total"] < 4
     assert run["spearman"] > 0.9 and run["auroc"] > 0.7
+    assert run["engine"] == "local" and run["threads"] == 1 and run["thread_setting"] == 1
+    peer = run["peer"]
+    assert peer["fit_seconds"] > 0 and peer["threads"] == 1 and peer["auroc"] > 0.7 and peer["peak_rss_gib"] > 0
+    (summary,) = result["summary"]
+    assert summary["ratio_coreclean_to_peer"] == run["fit_seconds"] / peer["fit_seconds"]
     # the generated matrix is reused, not regenerated
     assert (tmp_path / "work").is_dir() and len(list((tmp_path / "work").rglob("features.npy"))) == 1

@@ -4,6 +4,12 @@
 (weight 0 = dropped, left out). :func:`bootstrap_auroc` gives a percentile interval and
 :func:`paired_auroc_change` the round-to-round change with a *paired* bootstrap (the same resampled
 samples on both sides), which an unpaired interval per round would swallow (method.md section 5).
+
+Why not ``sklearn.metrics.roc_auc_score``: it gives the same AUROC (point values equal), but a
+bootstrap calls it once per draw and class; here each class is sorted once and every draw is a
+weight vector over the same order, 16 draws at a time. 200 draws at 10k samples × 10 classes:
+5.0 s here, 95.0 s as a loop of ``roc_auc_score(..., sample_weight=...)`` (19×; 20× in another
+run; ``benchmarks/library_swaps.py``).
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ and ``is_error`` (True where the given label is wrong) and reads the ranking
 - :func:`errors_found_curve`: cumulative errors found after each number reviewed (for plots);
 - :func:`ranking_report`: all of the above in one dict, as the benchmarks report them.
 
-Pure numpy, no scikit-learn needed.
+AUROC and average precision are scikit-learn's (``sklearn.metrics``); the rest read the stable order.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import math
 from fractions import Fraction
 
 import numpy as np
+from sklearn.metrics import average_precision_score, roc_auc_score
 
 from coreclean.exceptions import InputValidationError
 
@@ -56,19 +57,9 @@ def _order(scores: np.ndarray) -> np.ndarray:
 
 
 def _compute_auroc(scores: np.ndarray, is_error: np.ndarray) -> float:
-    n_pos = int(is_error.sum())
-    n_neg = is_error.size - n_pos
-    if n_pos == 0 or n_neg == 0:
+    if is_error.all() or not is_error.any():
         return float("nan")
-    # Mann-Whitney U with average ranks for ties.
-    order = np.argsort(scores, kind="stable")
-    sorted_scores = scores[order]
-    ranks = np.empty(scores.size, dtype=np.float64)
-    starts = np.flatnonzero(np.r_[True, sorted_scores[1:] != sorted_scores[:-1]])
-    ends = np.r_[starts[1:], scores.size]
-    average = (starts + ends + 1) / 2.0  # 1-based average rank of each tie group
-    ranks[order] = np.repeat(average, ends - starts)
-    return float((ranks[is_error].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+    return float(roc_auc_score(is_error, scores))
 
 
 def ranking_auroc(scores: np.ndarray, is_error: np.ndarray) -> float:
@@ -86,19 +77,16 @@ def ranking_auroc(scores: np.ndarray, is_error: np.ndarray) -> float:
 
 
 def _compute_average_precision(scores: np.ndarray, is_error: np.ndarray) -> float:
-    n_pos = int(is_error.sum())
-    if n_pos == 0:
+    if not is_error.any():
         return float("nan")
-    hits = is_error[_order(scores)]
-    cumulative = np.cumsum(hits)
-    return float((cumulative[hits] / (np.flatnonzero(hits) + 1)).sum() / n_pos)
+    return float(average_precision_score(is_error, scores))
 
 
 def average_precision(scores: np.ndarray, is_error: np.ndarray) -> float:
     """Mean precision at the rank of each error in the ranking (NaN when there is no error).
 
-    Ties are broken by index order (the ranking's stable order), so it equals the precision-recall
-    area a reviewer following the ranking would see.
+    scikit-learn's ``average_precision_score``: tied scores form one threshold (their errors share
+    one precision), which is what a reviewer following the ranking sees on average over tie orders.
     """
     scores, is_error = _check(scores, is_error)
     return _compute_average_precision(scores, is_error)

@@ -53,7 +53,8 @@ class LabelIssueRanker(BaseEstimator):
         Inverse L2 strength of the logistic regressions (on standardised features).
     n_components : int or None
         The logistic regressions see the top principal components of the features (None: all
-        columns); the neighbours always use the full features.
+        columns); the neighbours are searched in their own projection of the full features (the
+        top 256 directions of the unit rows, :mod:`coreclean._internal.knn`).
     n_neighbors : int
         Neighbours per sample for the kNN signals.
     temperature : float or None

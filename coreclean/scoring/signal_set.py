@@ -89,7 +89,7 @@ class SignalSet:
         """K-fold logistic regressions; ``.probs_`` are the out-of-fold class probabilities."""
         start = time.perf_counter()
         model = OutOfFoldLogistic(n_folds=self.config.n_folds, C=self.config.C, max_fit_samples=self.config.max_fit_samples,
-                                  random_state=self.config.random_state)
+                                  radius=self.config.radius, random_state=self.config.random_state)
         model.fit(self.model_features, self.labels, self.fit_weight, n_classes=self.n_classes, folds=self.config.folds)
         self._timed("out_of_fold", start)
         return model

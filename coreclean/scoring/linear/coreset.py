@@ -22,6 +22,8 @@ from coreclean.scoring.linear.standardize import Standardizer, StandardizedRows,
 
 __all__ = ["SensitivityCoreset", "sample_coreset_rows", "theta_from_model", "fit_logistic"]
 
+_PILOT_ROWS = 50_000
+
 
 def fit_logistic(standardized: np.ndarray, labels: np.ndarray, sample_weight: np.ndarray, *, C: float,
                  max_iter: int = 500, tol: float = 1e-6, warm_start_from: MultinomialLogistic | None = None) -> MultinomialLogistic:
@@ -51,10 +53,11 @@ def _draw(sensitivity: np.ndarray, sample_weight: np.ndarray, m: int, rng: np.ra
 
 
 def sample_coreset_rows(features, labels, sample_weight, train, *, m, C, standardizer, n_classes, random_state,
-                        radius: float = 0.1):
+                        radius: float):
     """A coreset of the rows ``train`` for one fit: ``(rows, weights)``, rows indexing ``features``.
 
-    A pilot model on a uniform sample of ``m`` rows (weights scaled to the full total) gives θ̂;
+    A pilot model on a uniform sample of ``min(m, 50_000)`` rows (weights scaled to the full total)
+    gives θ̂ (the pilot only centres the bound: a 200k-row pilot cost as much as the fit it serves);
     the sensitivities ``s_i`` of all ``train`` rows around it give inclusion probabilities
     ``π_i = min(1, m s_i / S)``. Row ``i`` is kept iff a uniform drawn for it is below ``π_i``, with
     weight ``w_i / π_i`` (Poisson sampling: unbiased for the loss, at most ``m`` rows expected).
@@ -66,7 +69,7 @@ def sample_coreset_rows(features, labels, sample_weight, train, *, m, C, standar
     """
     rng = check_random_state(random_state)
     uniforms = rng.random((2, features.shape[0]))
-    n_pilot = min(m, train.size)
+    n_pilot = min(m, train.size, _PILOT_ROWS)
     pilot = np.sort(train[np.argpartition(uniforms[0, train], n_pilot - 1)[:n_pilot]])
     scale = sample_weight[train].sum() / sample_weight[pilot].sum()
     model = fit_logistic(standardizer.transform(features[pilot]), labels[pilot], sample_weight[pilot] * scale, C=C, tol=1e-4)
@@ -86,9 +89,11 @@ class SensitivityCoreset:
     n_samples_coreset : int
         Number of i.i.d. draws m (the coreset has at most m distinct rows).
     C : float
-        Inverse regularisation strength of the logistic regression (on standardised features).
+        Inverse regularisation strength of the logistic regression (on standardised features);
+        0.01, the ranker's default.
     radius : float
-        Size of the parameter region the bound holds on (see :func:`coreclean.scoring.linear.sensitivity.local_sensitivity`).
+        Size of the parameter region the bound holds on (see :func:`coreclean.scoring.linear.sensitivity.local_sensitivity`);
+        0.01, the ranker's default.
     pilot_size : int or None
         Fit θ̂ on a uniform sample of this many rows; None fits it on all rows (exact, slower).
     random_state : int, Generator or None
@@ -107,7 +112,7 @@ class SensitivityCoreset:
         The model fitted on the coreset (standardised features: use :meth:`predict_proba`).
     """
 
-    def __init__(self, n_samples_coreset: int = 1000, *, C: float = 1.0, radius: float = 0.1,
+    def __init__(self, n_samples_coreset: int = 1000, *, C: float = 0.01, radius: float = 0.01,
                  pilot_size: int | None = None, random_state: int | np.random.Generator | None = None) -> None:
         self.n_samples_coreset = n_samples_coreset
         self.C = C

@@ -38,10 +38,15 @@ class OutOfFoldLogistic:
     max_iter : int
         L-BFGS iterations per fit.
     tol : float
-        L-BFGS gradient tolerance; a warm-started re-fit lands within it of a fresh fit.
+        L-BFGS gradient tolerance; a warm-started re-fit lands within it of a fresh fit. 1e-4, the
+        re-fits' floor: on 50k × 512 (``benchmarks.scale``) the out-of-fold probabilities of the given
+        labels rank at Spearman 0.999991 to a fit at 1e-5, with 19–25 iterations per fold instead of
+        29–37 (3e-4: 0.99988, 12–18).
     max_fit_samples : int or None
         Fit each fold model on a sensitivity coreset of this many rows when its training part is
         larger. None: always fit on all rows.
+    radius : float
+        Region size of the coresets' local sensitivity bound (see :func:`coreclean.scoring.linear.coreset.sample_coreset_rows`).
     random_state : int, Generator or None
         Seeds the fold assignment and any coreset sampling.
 
@@ -60,8 +65,9 @@ class OutOfFoldLogistic:
         n_folds: int = 5,
         C: float = 0.01,
         max_iter: int = 200,
-        tol: float = 1e-5,
+        tol: float = 1e-4,
         max_fit_samples: int | None = None,
+        radius: float = 0.01,
         random_state: int | np.random.Generator | None = None,
     ) -> None:
         self.n_folds = n_folds
@@ -69,6 +75,7 @@ class OutOfFoldLogistic:
         self.max_iter = max_iter
         self.tol = tol
         self.max_fit_samples = max_fit_samples
+        self.radius = radius
         self.random_state = random_state
 
     def fit(self, features: np.ndarray, labels: np.ndarray, sample_weight: np.ndarray, *, n_classes: int,
@@ -113,6 +120,7 @@ class OutOfFoldLogistic:
     def _fit_folds(self, features, labels, sample_weight, folds, *, changed: np.ndarray | None = None) -> None:
         from coreclean.scoring.linear.logistic import MultinomialLogistic
 
+        previous = None
         for fold in folds:
             held_out = np.flatnonzero(self.folds_ == fold)
             if changed is not None and self._coreset_rows[fold] is not None:
@@ -126,8 +134,11 @@ class OutOfFoldLogistic:
             # 10 iterations at tol 1e-5, 3 iterations at 1e-4), so re-fits stop at 1e-4.
             tol = self.tol if changed is None else max(self.tol, _REFIT_TOL)
             model = MultinomialLogistic(C=self.C, max_iter=self.max_iter, tol=tol)
-            model.fit(self.standardizer_.transform(features[train]), labels[train], weight, warm_start=self.models_[fold])
-            self.models_[fold] = model
+            # A fresh fold model starts from the previous fold's: the two share all but 2/K of their
+            # training rows, so it starts near its optimum (50k x 512: 37 iterations cold, ~15 warm).
+            start = self.models_[fold] if self.models_[fold] is not None else previous
+            model.fit(self.standardizer_.transform(features[train]), labels[train], weight, warm_start=start)
+            self.models_[fold] = previous = model
             self.probs_[held_out] = predict_proba_chunked(model, features, held_out, self.standardizer_, self.n_classes_)
 
     def _updated_coreset(self, fold: int, changed: np.ndarray, sample_weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -153,6 +164,6 @@ class OutOfFoldLogistic:
 
         rows, weights = sample_coreset_rows(
             features, labels, sample_weight, train, m=self.max_fit_samples, C=self.C,
-            standardizer=self.standardizer_, n_classes=self.n_classes_, random_state=self._rng,
+            standardizer=self.standardizer_, n_classes=self.n_classes_, random_state=self._rng, radius=self.radius,
         )
         return rows, weights

@@ -1,0 +1,61 @@
+"""The kNN graph: exact and HNSW branches both find the cosine neighbours of clustered data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from coreclean._internal.knn import knn_graph, reduced_rows
+
+
+def _clusters(n_samples: int, n_features: int, seed: int = 0) -> np.ndarray:
+    """Points around 40 random centres that vary in a 24-d subspace, as image embeddings are near low-rank."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(40, n_features))
+    spread = rng.normal(size=(n_samples, 24)) @ rng.normal(size=(24, n_features)) * 0.15
+    noise = 0.01 * rng.normal(size=(n_samples, n_features))
+    return (centres[rng.integers(0, 40, n_samples)] + spread + noise).astype(np.float32)
+
+
+def _brute_force(features: np.ndarray, k: int) -> np.ndarray:
+    unit = features / np.linalg.norm(features, axis=1, keepdims=True)
+    sims = unit @ unit.T
+    np.fill_diagonal(sims, -np.inf)
+    return np.argsort(-sims, axis=1)[:, :k]
+
+
+def _recall(found: np.ndarray, exact: np.ndarray) -> float:
+    return float(np.mean([np.intersect1d(a, b).size for a, b in zip(found, exact)]) / exact.shape[1])
+
+
+@pytest.mark.parametrize("exact_limit", [10**9, 0], ids=["exact", "hnsw"])
+def test_both_branches_recall_the_full_space_neighbours(exact_limit: int) -> None:
+    features = _clusters(3000, 300)
+    indices, similarities = knn_graph(features, 10, exact_limit=exact_limit, search_dims=64)
+    assert indices.shape == similarities.shape == (3000, 10)
+    assert not (indices == np.arange(3000)[:, None]).any()  # never its own neighbour
+    assert np.all(np.diff(similarities, axis=1) <= 1e-6)  # most similar first
+    assert _recall(indices, _brute_force(features, 10)) >= 0.9
+
+
+def test_similarities_are_cosines_without_reduction() -> None:
+    features = _clusters(500, 16)
+    indices, similarities = knn_graph(features, 5, search_dims=16)
+    unit = features / np.linalg.norm(features, axis=1, keepdims=True)
+    expected = np.einsum("nd,nkd->nk", unit, unit[indices])
+    np.testing.assert_allclose(similarities, expected, atol=1e-5)
+    np.testing.assert_array_equal(indices, _brute_force(features, 5))
+
+
+def test_reduced_rows_are_unit_rows_of_the_requested_width() -> None:
+    reduced = reduced_rows(_clusters(400, 50), 8)
+    assert reduced.shape == (400, 8) and reduced.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(reduced, axis=1), 1.0, rtol=1e-5)
+
+
+def test_neighbours_clip_to_the_sample_count_and_duplicates_stay_out_of_their_own_row() -> None:
+    features = np.repeat(_clusters(3, 8), 2, axis=0)  # every row twice
+    indices, similarities = knn_graph(features, 10)
+    assert indices.shape == (6, 5)
+    assert not (indices == np.arange(6)[:, None]).any()
+    assert knn_graph(features[:1], 3)[0].shape == (1, 0)
