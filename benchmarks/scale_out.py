@@ -5,7 +5,8 @@ mobilenet_v2 in fp32, bf16 and fp16 autocast (channels-last, pinned host memory)
 on CPU (:class:`coreclean.embedding.backbones.Preprocess` in DataLoader workers) or on the GPU
 (``torchvision.io.decode_jpeg(device="cuda")`` in batches), and the min cosine of each precision's
 features against fp32 (:data:`coreclean.embedding.embed.BF16_VALIDATED` needs >= 0.999).
-Results go to ``benchmarks/results/scale_out.json`` under ``"gpu"``.
+``python benchmarks/scale_out.py local-vs-ray --n 1000`` times the same embed locally and on a local Ray
+(start-up included), interleaved. Results go to ``benchmarks/results/scale_out.json`` under the mode's name.
 """
 
 from __future__ import annotations
@@ -92,6 +93,44 @@ def gpu(args: argparse.Namespace) -> dict:
     }
 
 
+def local_vs_ray(args: argparse.Namespace) -> dict:
+    """Embed ``args.n`` generated images locally and on a local Ray, interleaved; return the wall times."""
+    import shutil
+    import tempfile
+
+    import numpy as np
+    from PIL import Image
+
+    from coreclean.embedding.embed import embed_dataset
+    from coreclean.engines.ray_embed import RayEmbedder
+
+    root = Path(tempfile.mkdtemp(prefix="scale_out-"))
+    rng = np.random.default_rng(0)
+    for i in range(args.n):
+        folder = root / "data" / f"c{i % 10}"
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(folder / f"{i}.jpg")
+    options = dict(backbone="resnet18", weights="none", image_size=args.image_size, device="cpu",
+                   precision="fp32", batch_size=64, workers=2, progress=False)
+    times: dict[str, list[float]] = {"local": [], "ray": []}
+    info = {}
+    try:
+        for rep in range(args.reps):
+            for engine in ("local", "ray"):
+                cache = root / f"cache-{engine}-{rep}"
+                compute = RayEmbedder() if engine == "ray" else None
+                start = time.perf_counter()
+                embed_dataset(root / "data", cache, **options, compute=compute)
+                times[engine].append(time.perf_counter() - start)
+                if compute is not None:
+                    info = compute.info
+    finally:
+        shutil.rmtree(root)
+    return {"n_images": args.n, "image_size": args.image_size, "wall_s": times, "ray_info": info,
+            "median_s": {k: statistics.median(v) for k, v in times.items()},
+            "ray_over_local": statistics.median(times["ray"]) / statistics.median(times["local"])}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     sub = parser.add_subparsers(dest="mode", required=True)
@@ -104,12 +143,17 @@ def main() -> None:
     g.add_argument("--workers", type=int, default=12)
     g.add_argument("--reps", type=int, default=3)
     g.add_argument("--out", default=str(RESULTS))
+    r = sub.add_parser("local-vs-ray", help="local vs local-Ray embedding wall time on this machine")
+    r.add_argument("--n", type=int, default=1000)
+    r.add_argument("--image-size", type=int, default=64)
+    r.add_argument("--reps", type=int, default=3)
+    r.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args()
-    result = gpu(args)
+    result = gpu(args) if args.mode == "gpu" else local_vs_ray(args)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     data = json.loads(out.read_text()) if out.exists() else {}
-    data["gpu"] = result
+    data[args.mode] = result
     out.write_text(json.dumps(data, indent=2))
     print(json.dumps(result, indent=2))
 
