@@ -40,6 +40,11 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--chunk-size", type=positive_int, default=4096,
                         help="vectors per committed chunk (default: 4096); work is also committed every 30 s "
                              "and on Ctrl-C, so a kill loses at most that much")
+    parser.add_argument("--engine", choices=("local", "ray"), default="local",
+                        help="local (this process) or ray (decode tasks and a model actor pool on a Ray cluster; "
+                             'pip install "coreclean[ray]")')
+    parser.add_argument("--address", default=None, metavar="ADDR",
+                        help="with --engine ray: the cluster to join (host:6379); default: start a local Ray")
     byo = parser.add_argument_group("bring your own embeddings")
     byo.add_argument("--features", metavar="X.npy", help="(n, d) array, row i = manifest row i")
     byo.add_argument("--manifest", metavar="M.csv", help="CSV path,label[,id] for --features (paths need not exist)")
@@ -54,6 +59,14 @@ def _run(args: argparse.Namespace) -> int:
         raise CorecleanError("give a SOURCE folder or CSV manifest to embed, or --features X.npy --manifest M.csv.")
     from coreclean.embedding.embed import embed_dataset
 
+    if args.address is not None and args.engine != "ray":
+        raise CorecleanError("--address joins a Ray cluster: add --engine ray (or drop --address).")
+    compute = None
+    if args.engine == "ray":
+        from coreclean.engines.ray_embed import RayEmbedder
+
+        compute = RayEmbedder(args.address)
+
     result = embed_dataset(
         args.source,
         args.cache,
@@ -66,6 +79,7 @@ def _run(args: argparse.Namespace) -> int:
         precision=args.precision,
         chunk_size=args.chunk_size,
         progress=not args.quiet,
+        compute=compute,
     )
     skipped = f", {result.n_skipped} skipped (see {args.cache}/errors.csv)" if result.n_skipped else ""
     print(f"embedded {result.n_samples} images ({result.n_computed} newly computed){skipped} -> {result.path}"

@@ -19,7 +19,7 @@ import os
 import platform
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -88,6 +88,7 @@ def embed_dataset(
     precision: str = "auto",
     chunk_size: int = 4096,
     progress: bool = True,
+    compute: Callable[..., None] | None = None,
 ) -> EmbedResult:
     """Embed every image of ``source`` into ``cache_dir``, computing only what is not cached yet.
 
@@ -116,6 +117,10 @@ def embed_dataset(
         Vectors per committed chunk file: the most work a kill can lose.
     progress : bool
         Show a tqdm bar (images/s) on stderr.
+    compute : callable, optional
+        Who computes the uncached vectors: called like ``_run`` and commits into the store it is given
+        (e.g. :class:`coreclean.engines.ray_embed.RayEmbedder`); its ``info`` dict is recorded in the set's
+        info. Default: this process (DataLoader workers and the local device).
 
     Returns
     -------
@@ -172,8 +177,9 @@ def embed_dataset(
             len(manifest), len(todo), backbone, extractor.weights_id, resolved_precision, torch_device, set_dir,
         )
         if todo:
-            _run(extractor, preprocess, list(todo.items()), store, device=torch_device, precision=resolved_precision,
-                 batch_size=batch_size, workers=n_workers, chunk_size=chunk_size, progress=progress)
+            (compute or _run)(extractor, preprocess, list(todo.items()), store, device=torch_device,
+                              precision=resolved_precision, batch_size=batch_size, workers=n_workers,
+                              chunk_size=chunk_size, progress=progress)
         n_computed += len(todo)
         try:
             n_samples, n_skipped = _publish(manifest, shas, problems, store, cache_dir, set_dir, info={
@@ -186,6 +192,7 @@ def embed_dataset(
                 "torchvision_version": torchvision.__version__,
                 "numpy_version": np.__version__,
                 "python_version": platform.python_version(),
+                **getattr(compute, "info", {"engine": "local"}),
             })
         except DamagedChunkError as err:
             store.drop(err.chunk, err)

@@ -1,0 +1,4 @@
+"""Engines that compute beyond one process: :mod:`coreclean.engines.ray_embed` embeds on a Ray cluster.
+
+Install with ``pip install "coreclean[ray]"``; everything here imports Ray lazily and says so when it is missing.
+"""
