@@ -72,10 +72,16 @@ FEATURE_CLASS_NAMES = ["cat", "dog", "fox"]
 
 
 def gaussian_blobs(rng: np.random.Generator, n_per_class: int, n_features: int, n_classes: int, *,
-                   spread: float = 1.3) -> tuple[np.ndarray, np.ndarray]:
-    """Features drawn around one random centre per class: ``(features float32, labels int64)``, classes in order."""
+                   spread: float = 1.3, n_samples: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Features drawn around one random centre per class: ``(features float32, labels int64)``.
+
+    ``n_per_class`` samples of each class in class order; or, with ``n_samples``, that many samples
+    of random classes (drawn after the centres).
+    """
     labels = np.repeat(np.arange(n_classes), n_per_class)
     centers = rng.normal(size=(n_classes, n_features)) * spread
+    if n_samples is not None:
+        labels = rng.integers(0, n_classes, n_samples)
     features = (centers[labels] + rng.normal(size=(labels.size, n_features))).astype(np.float32)
     return features, labels
 

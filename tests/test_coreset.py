@@ -6,15 +6,13 @@ import pytest
 from coreclean.scoring.linear.coreset import SensitivityCoreset, fit_logistic, theta_from_model
 from coreclean.simulate.noise import inject_noise
 from coreclean.scoring.linear.sensitivity import augmented, multinomial_losses
+from conftest import gaussian_blobs
 
 
 @pytest.fixture(scope="module")
 def noisy_mixture():
-    rng = np.random.default_rng(0)
-    n_classes, n_features, n_samples = 5, 10, 3000
-    centers = rng.standard_normal((n_classes, n_features)) * 1.5
-    labels = rng.integers(0, n_classes, n_samples)
-    features = (centers[labels] + rng.standard_normal((n_samples, n_features))).astype(np.float32)
+    n_classes = 5
+    features, labels = gaussian_blobs(np.random.default_rng(0), 0, 10, n_classes, spread=1.5, n_samples=3000)
     noisy, _ = inject_noise(labels, rate=0.05, n_classes=n_classes, random_state=0)
     return features, noisy
 

@@ -8,14 +8,11 @@ from coreclean.exceptions import InputValidationError
 from coreclean.scoring.ranker import LabelIssueRanker
 from coreclean.simulate.noise import inject_noise
 from coreclean.scoring.methods import REGISTRY
+from conftest import gaussian_blobs
 
 
 def _blobs(n_per_class=60, n_classes=4, n_features=16, seed=0):
-    rng = np.random.default_rng(seed)
-    centers = rng.standard_normal((n_classes, n_features)) * 3
-    labels = np.repeat(np.arange(n_classes), n_per_class)
-    features = (centers[labels] + rng.standard_normal((labels.size, n_features))).astype(np.float32)
-    return features, labels
+    return gaussian_blobs(np.random.default_rng(seed), n_per_class, n_features, n_classes, spread=3)
 
 
 def test_planted_flip_ranks_at_top_of_its_class():

@@ -73,7 +73,7 @@ def test_rank_cache(cache: Path, data, tmp_path: Path, capsys: pytest.CaptureFix
     assert "est_errors" in printed and f"-> {out}" in printed
     # same seed, same ranking
     again = tmp_path / "again.csv"
-    assert rank("--cache", str(cache), "--out", str(again), "--random-state", "3") == 0
+    assert rank("--cache", str(cache), "--out", str(again), "--seed", "3") == 0  # the new name of --random-state
     pd.testing.assert_frame_equal(pd.read_csv(again, dtype={"id": str}), frame)
 
 

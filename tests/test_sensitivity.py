@@ -8,13 +8,12 @@ from coreclean.exceptions import InputValidationError
 from coreclean.simulate.noise import inject_noise
 from coreclean.scoring.linear.standardize import Standardizer
 from coreclean.scoring.linear.sensitivity import augmented, local_sensitivity, multinomial_losses
+from conftest import gaussian_blobs
 
 
 def _mixture(n_classes, n_samples=600, n_features=8, seed=0):
-    rng = np.random.default_rng(seed)
-    centers = rng.standard_normal((n_classes, n_features)) * 1.5
-    labels = rng.integers(0, n_classes, n_samples)
-    features = (centers[labels] + rng.standard_normal((n_samples, n_features))).astype(np.float32)
+    features, labels = gaussian_blobs(np.random.default_rng(seed), 0, n_features, n_classes, spread=1.5,
+                                      n_samples=n_samples)
     noisy, _ = inject_noise(labels, rate=0.1, n_classes=n_classes, random_state=seed)
     return Standardizer().fit(features).transform(features), noisy
 

@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from coreclean.cli.argument_types import THREADS_HELP, positive_int
+from coreclean.cli.argument_types import THREADS_HELP, non_negative_int, positive_int
 
 __all__ = ["register"]
 
@@ -24,9 +24,9 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--cache", required=True, metavar="DIR", help="cache folder written by `coreclean embed`")
     parser.add_argument("--key", default=None, help="embedding set key (needed when the cache holds several; the error lists them)")
-    parser.add_argument("--folds", type=int, default=5, help="cross-validation folds (default: 5)")
+    parser.add_argument("--folds", type=positive_int, default=5, help="cross-validation folds (default: 5)")
     parser.add_argument("--C", type=float, default=0.01, dest="C", help="inverse L2 strength (default: 0.01)")
-    parser.add_argument("--seed", type=int, default=0, help="fold seed (default: 0)")
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="fold seed (default: 0)")
     parser.add_argument("--threads", type=positive_int, default=None, help=THREADS_HELP)
     output = parser.add_mutually_exclusive_group()
     output.add_argument("--json", action="store_true", help="print JSON records instead of a table")

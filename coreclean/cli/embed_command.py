@@ -33,7 +33,7 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
     parser.add_argument("--batch-size", type=positive_int, default=64, help="images per forward pass (default: 64)")
-    parser.add_argument("--workers", type=int, default=None, help="image-decoding processes (default: CPU cores, max 8)")
+    parser.add_argument("--workers", type=non_negative_int, default=None, help="image-decoding processes (default: CPU cores, max 8)")
     parser.add_argument("--image-size", type=positive_int, default=224, help="crop size in pixels (default: 224)")
     parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
                         help="auto: bf16 only where validated, else fp32")

@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from coreclean.cli.argument_types import THREADS_HELP, non_negative_int, positive_int
+from coreclean.cli.argument_types import THREADS_HELP, RenamedOption, non_negative_int, positive_int
 from coreclean.exceptions import CorecleanError, InputValidationError
 
 __all__ = ["register"]
@@ -51,7 +51,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--components", type=non_negative_int,
                         help="principal components the logistic regressions see; 0 = all columns "
                              "(default: LabelIssueRanker's)")
-    parser.add_argument("--random-state", type=int, default=0, help="seed of folds and coresets (default: 0)")
+    parser.add_argument("--seed", "--random-state", dest="seed", type=non_negative_int, default=0, action=RenamedOption,
+                        old="--random-state", help="seed of folds and coresets (default: 0; formerly --random-state)")
     parser.add_argument("--threads", type=positive_int, help=THREADS_HELP)
     parser.set_defaults(handler=_run)
 
@@ -87,7 +88,7 @@ def _rank(args: argparse.Namespace, progress) -> str:
                                               ("n_components", args.components)) if value is not None}
     if settings.get("n_components") == 0:
         settings["n_components"] = None  # every column
-    ranker = LabelIssueRanker(args.method, random_state=args.random_state, **settings)
+    ranker = LabelIssueRanker(args.method, random_state=args.seed, **settings)
     with progress.phase(f"ranking {labels.size} samples"), \
             limit_threads(args.threads, n_samples=features.shape[0], n_features=features.shape[1]):
         ranker.fit(features, labels, n_classes=len(class_names))

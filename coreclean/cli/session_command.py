@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from coreclean._internal.atomic import atomic_write_text
-from coreclean.cli.argument_types import THREADS_HELP, RenamedOption, positive_int
+from coreclean.cli.argument_types import THREADS_HELP, RenamedOption, non_negative_int, positive_int
 from coreclean.exceptions import CorecleanError
 
 __all__ = ["register"]
@@ -50,7 +50,7 @@ def register(subparsers: Any) -> None:
     start.add_argument("--session", metavar="FILE", help="session file (default: CACHE/sessions/<classes>.session)")
     start.add_argument("--method", default="coreclean", help="ranker (default: coreclean; 'random' for a baseline)")
     start.add_argument("--no-evaluate", action="store_true", help="skip the cross-validated AUROC at each round")
-    start.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    start.add_argument("--seed", type=non_negative_int, default=0, help="random seed (default: 0)")
     start.add_argument("--threads", type=positive_int, help=THREADS_HELP)
     start.set_defaults(handler=_start)
 
