@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from coreclean.cli.argument_types import positive_int
+from coreclean.cli.argument_types import non_negative_int, positive_int
 from coreclean.exceptions import CorecleanError
 
 __all__ = ["register"]
