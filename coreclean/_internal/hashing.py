@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from coreclean._internal.atomic import atomic_write_text
+from coreclean._internal.validation import is_utf8
 
 __all__ = ["sha256_file", "sha256_text", "hash_files"]
 
@@ -113,13 +114,5 @@ def _read_memo(memo_path: Path) -> dict[str, tuple[int, int, str]]:
 def _write_memo(memo_path: Path, rows: Iterable[tuple[str, int, int, str]]) -> None:
     """Write the memo; a path that is not valid UTF-8 (a raw byte file name) is left out, never fatal."""
     buffer = io.StringIO()
-    csv.writer(buffer).writerows(row for row in rows if _is_utf8(row[0]))
+    csv.writer(buffer).writerows(row for row in rows if is_utf8(row[0]))
     atomic_write_text(memo_path, buffer.getvalue())
-
-
-def _is_utf8(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True

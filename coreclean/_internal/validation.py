@@ -8,7 +8,7 @@ import numpy as np
 
 from coreclean.exceptions import InputValidationError
 
-__all__ = ["check_features", "check_labels", "check_sample_weight", "check_random_state", "sklearn_seed"]
+__all__ = ["is_utf8", "check_features", "check_labels", "check_sample_weight", "check_random_state", "sklearn_seed"]
 
 
 def check_features(features: object, *, name: str = "features") -> np.ndarray:
@@ -108,3 +108,12 @@ def check_random_state(random_state: int | np.random.Generator | None) -> np.ran
 def sklearn_seed(rng: np.random.Generator) -> int:
     """Draw an int seed from ``rng`` for scikit-learn, which accepts no Generator."""
     return int(rng.integers(0, 2**31 - 1))
+
+
+def is_utf8(text: str) -> bool:
+    """True when ``text`` encodes as UTF-8 (a file name decoded with surrogate escapes does not)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

@@ -27,6 +27,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 import pandas as pd
 
+from coreclean._internal.validation import is_utf8
 from coreclean.exceptions import ManifestError
 
 __all__ = ["IMG_EXTENSIONS", "Manifest", "Problem", "read_manifest", "manifest_from_frame"]
@@ -245,11 +246,11 @@ def _read_folder(
     class_names: Sequence[str] | None,
 ) -> Manifest:
     found = sorted(e.name for e in os.scandir(root) if e.is_dir() and not e.name.startswith("."))
-    unnamed = [name for name in found if not _is_utf8(name)]
+    unnamed = [name for name in found if not is_utf8(name)]
     if unnamed:
         logger.warning("skipped %d class folder(s) whose name is not valid UTF-8 (rename them), first: %s",
                        len(unnamed), _printable(unnamed[0]))
-        found = [name for name in found if _is_utf8(name)]
+        found = [name for name in found if is_utf8(name)]
     if not found:
         raise ManifestError(
             f"couldn't find any class folder in {root}; expected {root}/<class name>/<image files>, "
@@ -277,7 +278,7 @@ def _read_folder(
             if not is_valid_file(str(path)):
                 n_ignored += 1
                 continue
-            if not _is_utf8(sample_id):
+            if not is_utf8(sample_id):
                 problems.append(Problem(_printable(sample_id), _printable(str(path)),
                                         "file name is not valid UTF-8; rename the file to embed it"))
                 continue
@@ -356,13 +357,6 @@ def _walk_files(
     found.sort()
     return found
 
-
-def _is_utf8(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _printable(text: str) -> str:
