@@ -37,3 +37,18 @@ def test_mismatched_arrays_are_refused(tmp_path):
     with pytest.raises(ManifestError, match="arrays disagree"):
         export_cleanlab(np.array(["a"]), np.array([0, 1]), np.ones((2, 2)), np.zeros((2, 1)), np.zeros((2, 1)),
                         tmp_path)
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_session_export_format_cleanlab(tmp_path, capsys):
+    from conftest import make_feature_cache
+
+    from coreclean.cli import main
+
+    cache, _, _, noisy = make_feature_cache(tmp_path, n_per_class=30)
+    common = ["--session", str(tmp_path / "s.session"), "--threads", "1"]
+    assert main(["session", "start", "--cache", str(cache), "--class", "cat", *common]) == 0
+    assert main(["session", "export", *common, "--out", str(tmp_path / "cl"), "--format", "cleanlab"]) == 0
+    labels, probs = np.load(tmp_path / "cl" / "labels.npy"), np.load(tmp_path / "cl" / "pred_probs.npy")
+    assert labels.shape == (noisy.size,) and np.array_equal(labels, noisy) and probs.shape == (noisy.size, 3)
+    assert sp.load_npz(tmp_path / "cl" / "knn_graph.npz").shape == (noisy.size, noisy.size)

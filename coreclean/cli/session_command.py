@@ -98,9 +98,10 @@ def register(subparsers: Any) -> None:
                                              "out, plus its manifest.csv.")
     _session_arguments(export)
     export.add_argument("--out", required=True, metavar="DIR")
-    export.add_argument("--format", choices=("csv", "tree", "label-studio"), default="csv",
+    export.add_argument("--format", choices=("csv", "tree", "label-studio", "cleanlab"), default="csv",
                         help="what to write (default: csv); label-studio: tasks.json (the open round's batch, "
-                             "highest score first, the suggested class as a prediction) and labeling_config.xml")
+                             "highest score first, the suggested class as a prediction) and labeling_config.xml; cleanlab: "
+                             "labels.npy, pred_probs.npy, knn_graph.npz, ids.txt")
     export.add_argument("--image-root-url", metavar="URL",
                         help="with --format label-studio: prefix of each task's image URL (URL + quoted sample id)")
     export.add_argument("--link", choices=("copy", "hard", "symlink"), default="copy",
@@ -294,6 +295,13 @@ def _export(args: argparse.Namespace) -> int:
     with _open(args, read_only=args.format != "label-studio") as session:
         if args.format == "label-studio":
             return _export_label_studio(args, session)
+        if args.format == "cleanlab":
+            from coreclean.formats.cleanlab_arrays import export_cleanlab
+            from coreclean.sessions.export import ranker_arrays
+
+            paths = export_cleanlab(**ranker_arrays(session), out_dir=args.out)
+            print("\n".join(f"{name}: {path}" for name, path in paths.items()))
+            return 0
         if args.format == "tree":
             from coreclean.formats.tree import export_tree
             from coreclean.sessions.export import session_table
