@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import math
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -98,10 +99,11 @@ def register(subparsers: Any) -> None:
                                              "out, plus its manifest.csv.")
     _session_arguments(export)
     export.add_argument("--out", required=True, metavar="DIR")
-    export.add_argument("--format", choices=("csv", "tree", "label-studio", "cleanlab"), default="csv",
+    export.add_argument("--format", choices=("csv", "tree", "label-studio", "cleanlab", "hf"), default="csv",
                         help="what to write (default: csv); label-studio: tasks.json (the open round's batch, "
                              "highest score first, the suggested class as a prediction) and labeling_config.xml; cleanlab: "
-                             "labels.npy, pred_probs.npy, knn_graph.npz, ids.txt")
+                             "labels.npy, pred_probs.npy, knn_graph.npz, ids.txt; hf: a Hugging Face dataset (save_to_disk) "
+                             "of the kept images with their cleaned labels (needs coreclean[hf])")
     export.add_argument("--image-root-url", metavar="URL",
                         help="with --format label-studio: prefix of each task's image URL (URL + quoted sample id)")
     export.add_argument("--link", choices=("copy", "hard", "symlink"), default="copy",
@@ -301,6 +303,17 @@ def _export(args: argparse.Namespace) -> int:
 
             paths = export_cleanlab(**ranker_arrays(session), out_dir=args.out)
             print("\n".join(f"{name}: {path}" for name, path in paths.items()))
+            return 0
+        if args.format == "hf":
+            from coreclean.formats.hf import export_hf
+            from coreclean.sessions.export import session_table
+
+            try:
+                out = export_hf(session_table(session), args.out, class_names=session.class_names)
+            except ImportError as err:
+                print(f"coreclean session: error: {err}", file=sys.stderr)
+                return 2
+            print(f"hf dataset: {out} (load it with datasets.load_from_disk)")
             return 0
         if args.format == "tree":
             from coreclean.formats.tree import export_tree
