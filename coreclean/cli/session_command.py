@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import math
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +68,9 @@ def register(subparsers: Any) -> None:
                                             "record it, then close the round.")
     _session_arguments(apply)
     apply.add_argument("decisions", metavar="DECISIONS.csv")
+    apply.add_argument("--from", dest="source", choices=("csv", "label-studio"), default="csv",
+                       help="what DECISIONS is: a decisions CSV (default) or a Label Studio JSON export of tasks "
+                            "written by export --format label-studio (chosen class = given: keep, else relabel)")
     apply.add_argument("--reviewer", help="name recorded with each decision")
     apply.add_argument("--no-close", action="store_true", help="record the decisions but keep the round open")
     apply.set_defaults(handler=_apply)
@@ -95,7 +99,13 @@ def register(subparsers: Any) -> None:
                                              "out, plus its manifest.csv.")
     _session_arguments(export)
     export.add_argument("--out", required=True, metavar="DIR")
-    export.add_argument("--format", choices=("csv", "tree"), default="csv", help="what to write (default: csv)")
+    export.add_argument("--format", choices=("csv", "tree", "label-studio", "cleanlab", "hf"), default="csv",
+                        help="what to write (default: csv); label-studio: tasks.json (the open round's batch, "
+                             "highest score first, the suggested class as a prediction) and labeling_config.xml; cleanlab: "
+                             "labels.npy, pred_probs.npy, knn_graph.npz, ids.txt; hf: a Hugging Face dataset (save_to_disk) "
+                             "of the kept images with their cleaned labels (needs coreclean[hf])")
+    export.add_argument("--image-root-url", metavar="URL",
+                        help="with --format label-studio: prefix of each task's image URL (URL + quoted sample id)")
     export.add_argument("--link", choices=("copy", "hard", "symlink"), default="copy",
                         help="with --format tree: copy files (default), hard-link them (shares the original files: "
                              "editing one edits both) or symlink them")
@@ -203,13 +213,18 @@ def _next(args: argparse.Namespace) -> int:
 def _apply(args: argparse.Namespace) -> int:
     from coreclean.sessions.decisions import read_decisions
 
+    decisions = args.decisions
+    if args.source == "label-studio":
+        from coreclean.formats.label_studio import read_label_studio_export
+
+        decisions = read_label_studio_export(args.decisions)
     with _open(args) as session:
-        if read_decisions(args.decisions).empty:
+        if read_decisions(decisions).empty:
             print(f"{args.decisions} holds no decision (every action is empty): nothing was applied and round "
                   f"{session.round} stays open. Fill in its action column (keep/relabel/drop/downweight/skip), "
                   "then apply it again.")
             return 1
-        n_applied = session.apply(args.decisions, reviewer=args.reviewer)
+        n_applied = session.apply(decisions, reviewer=args.reviewer)
         print(f"recorded {n_applied} new decision(s) in round {session.round}"
               + ("" if n_applied else " (all were recorded before)"))
         if args.no_close:
@@ -278,7 +293,28 @@ def format_rounds(rounds) -> str:
 def _export(args: argparse.Namespace) -> int:
     from coreclean.sessions.export import apply_label_patch, write_manifest
 
-    with _open(args, read_only=True) as session:
+    # label-studio exports the open round's batch, which is drawn (and stored) on first use
+    with _open(args, read_only=args.format != "label-studio") as session:
+        if args.format == "label-studio":
+            return _export_label_studio(args, session)
+        if args.format == "cleanlab":
+            from coreclean.formats.cleanlab_arrays import export_cleanlab
+            from coreclean.sessions.export import ranker_arrays
+
+            paths = export_cleanlab(**ranker_arrays(session), out_dir=args.out)
+            print("\n".join(f"{name}: {path}" for name, path in paths.items()))
+            return 0
+        if args.format == "hf":
+            from coreclean.formats.hf import export_hf
+            from coreclean.sessions.export import session_table
+
+            try:
+                out = export_hf(session_table(session), args.out, class_names=session.class_names)
+            except ImportError as err:
+                print(f"coreclean session: error: {err}", file=sys.stderr)
+                return 2
+            print(f"hf dataset: {out} (load it with datasets.load_from_disk)")
+            return 0
         if args.format == "tree":
             from coreclean.formats.tree import export_tree
             from coreclean.sessions.export import session_table
@@ -305,6 +341,20 @@ def _export(args: argparse.Namespace) -> int:
             print(f"manifest: {write_manifest(manifest, Path(args.out) / 'manifest.csv')} "
                   f"(the original {source} with the patch applied)")
         print(f"{n_changed} sample(s) changed")
+    return 0
+
+
+def _export_label_studio(args: argparse.Namespace, session: Any) -> int:
+    from coreclean.formats.label_studio import export_label_studio
+
+    if not args.image_root_url:
+        print("--format label-studio needs --image-root-url URL (where Label Studio finds the images, e.g. "
+              "http://127.0.0.1:8081/ serving the image folder); nothing was written.")
+        return 2
+    paths = export_label_studio(session.next_batch(), args.out, image_root_url=args.image_root_url,
+                                class_names=session.class_names)
+    print(f"tasks: {paths['tasks']}\nlabeling config: {paths['config']}\nimport the tasks into a Label Studio "
+          "project with that config; then: coreclean session apply --from label-studio EXPORT.json")
     return 0
 
 

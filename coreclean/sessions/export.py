@@ -27,7 +27,7 @@ import pandas as pd
 from coreclean._internal.atomic import atomic_write_text
 from coreclean.exceptions import ManifestError
 
-__all__ = ["session_table", "export_session", "apply_label_patch", "read_label_patch", "write_manifest", "PATCH_COLUMNS"]
+__all__ = ["session_table", "ranker_arrays", "export_session", "apply_label_patch", "read_label_patch", "write_manifest", "PATCH_COLUMNS"]
 
 logger = logging.getLogger(__name__)
 
@@ -182,3 +182,17 @@ def write_manifest(frame: pd.DataFrame, path: str | os.PathLike) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, frame.to_csv(index=False))
     return path
+
+
+def ranker_arrays(session: Any) -> dict[str, np.ndarray]:
+    """The session's ranker under its live decisions, as arrays: ``ids``, ``labels`` (class index it
+    scored against), ``pred_probs``, ``neighbor_indices`` and ``neighbor_similarities``.
+
+    Fits the ranker as ``next_batch`` does (one ranking).
+    """
+    # CleaningSession has no public ranker accessor (session.py is at its size limit); read it as next_batch does.
+    ranker = session._model.ranker(session._store, session.live_decisions())
+    indices, similarities = ranker.signals_.neighbors
+    return {"ids": session.sample_ids.astype(str), "labels": np.asarray(ranker.labels_),
+            "pred_probs": np.asarray(ranker.probs_), "neighbor_indices": indices,
+            "neighbor_similarities": similarities}
