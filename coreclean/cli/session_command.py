@@ -96,7 +96,8 @@ def register(subparsers: Any) -> None:
                                  description="--format csv (default): labels.csv, label_patch.csv, decisions.csv and "
                                              "rounds.csv, and the cleaned manifest.csv. --format tree: a folder per "
                                              "class with relabelled files in their new class and dropped ones left "
-                                             "out, plus its manifest.csv.")
+                                             "out, plus its manifest.csv. --format label-studio | cleanlab | hf: "
+                                             "tasks for Label Studio, cleanlab's arrays, a Hugging Face dataset.")
     _session_arguments(export)
     export.add_argument("--out", required=True, metavar="DIR")
     export.add_argument("--format", choices=("csv", "tree", "label-studio", "cleanlab", "hf"), default="csv",

@@ -190,8 +190,7 @@ def ranker_arrays(session: Any) -> dict[str, np.ndarray]:
 
     Fits the ranker as ``next_batch`` does (one ranking).
     """
-    # CleaningSession has no public ranker accessor (session.py is at its size limit); read it as next_batch does.
-    ranker = session._model.ranker(session._store, session.live_decisions())
+    ranker = session.ranker()
     indices, similarities = ranker.signals_.neighbors
     return {"ids": session.sample_ids.astype(str), "labels": np.asarray(ranker.labels_),
             "pred_probs": np.asarray(ranker.probs_), "neighbor_indices": indices,

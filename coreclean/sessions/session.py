@@ -159,15 +159,9 @@ class CleaningSession:
              read_only: bool = False, n_threads: int | None = None) -> "CleaningSession":
         """Reopen the session in file ``path``.
 
-        Parameters
-        ----------
-        path : str or os.PathLike
-        cache_dir : str or os.PathLike, optional
-            Where the cache is now (default: where it was at start). Its fingerprint must match.
-        read_only : bool
-            Open for reading only (status, export); writes raise :class:`SessionError`.
-        n_threads : int, optional
-            Override the automatic thread count (see :meth:`start`).
+        ``cache_dir``: where the cache is now (default: where it was at start; its fingerprint must
+        match). ``read_only``: for status and export (writes raise :class:`SessionError`).
+        ``n_threads``: override the automatic thread count (see :meth:`start`).
 
         Raises
         ------
@@ -255,6 +249,10 @@ class CleaningSession:
     def live_decisions(self) -> pd.DataFrame:
         """The decisions in force (columns of the session file's ``decisions`` table, ``idx`` = row)."""
         return self._store.live_decisions()
+
+    def ranker(self):
+        """The fitted :class:`LabelIssueRanker` with every closed round applied (the one batches come from)."""
+        return self._model.ranker(self._store, state.decided_before(self._store.live_decisions(), self.round))
 
     def _replay(self, live: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         return state.replay(self._start_labels, self._start_weights, live)
