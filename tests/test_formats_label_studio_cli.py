@@ -18,13 +18,16 @@ def test_label_studio_round_trip(tmp_path, capsys):
     cache, _, true, noisy = make_cache(tmp_path, n_per_class=40)
     session = tmp_path / "s.session"
     common = ["--session", str(session), "--threads", "1"]
-    assert main(["session", "start", "--cache", str(cache), "--class", "cat", "--batch", "5", *common]) == 0
+    assert main(["session", "start", "--cache", str(cache), "--class", "cat", "--per-class", "5", *common]) == 0
     out = tmp_path / "ls"
     assert main(["session", "export", *common, "--out", str(out), "--format", "label-studio"]) == 2
     assert "--image-root-url" in capsys.readouterr().out
     assert main(["session", "export", *common, "--out", str(out), "--format", "label-studio",
                  "--image-root-url", "http://127.0.0.1:8081/"]) == 0
     tasks = json.loads((out / "tasks.json").read_text())
+    capsys.readouterr()
+    assert main(["session", "apply", *common, "--from", "label-studio", str(out / "tasks.json")]) == 1  # none annotated
+    assert "Annotate the tasks in Label Studio" in capsys.readouterr().out
     scores = [t["meta"]["score"] for t in tasks]
     with CleaningSession.open(session) as s:
         batch = s.next_batch()

@@ -221,9 +221,10 @@ def _apply(args: argparse.Namespace) -> int:
         decisions = read_label_studio_export(args.decisions)
     with _open(args) as session:
         if read_decisions(decisions).empty:
-            print(f"{args.decisions} holds no decision (every action is empty): nothing was applied and round "
-                  f"{session.round} stays open. Fill in its action column (keep/relabel/drop/downweight/skip), "
-                  "then apply it again.")
+            what = ("Annotate the tasks in Label Studio and export them again" if args.source == "label-studio"
+                    else "Fill in its action column (keep/relabel/drop/downweight/skip)")
+            print(f"{args.decisions} holds no decision: nothing was applied and round {session.round} stays open. "
+                  f"{what}, then apply it again.")
             return 1
         n_applied = session.apply(decisions, reviewer=args.reviewer)
         print(f"recorded {n_applied} new decision(s) in round {session.round}"
