@@ -79,11 +79,11 @@ def true_errors_left(truth: pd.DataFrame, reviewed: set[str], classes: list[str]
 def estimated_errors_left(session_file: Path) -> dict[str, float]:
     """What the session estimates, as stored in its file (the same numbers `session status` prints)."""
     from coreclean.sessions.store import SessionStore
-    from coreclean.sessions.reporting import errors_left_by_class
+    from coreclean.sessions.reporting import last_errors_left_by_class
 
     store = SessionStore(session_file, read_only=True)
     try:
-        return errors_left_by_class(store.closed_rounds())
+        return last_errors_left_by_class(store.closed_rounds())
     finally:
         store.close()
 

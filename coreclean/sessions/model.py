@@ -102,7 +102,7 @@ class SessionModel:
         if self.meta.get("allocation", "fixed") == "fixed" or len(classes) == 1:
             return [size] * len(classes)
         available = [int(np.count_nonzero((labels == c) & (weights > 0) & ~decided)) for c in classes]
-        by_class = reporting.errors_left_by_class(store.closed_rounds())
+        by_class = reporting.last_errors_left_by_class(store.closed_rounds())
         estimates = [by_class.get(self.class_names[c], 0.0) for c in classes]
         return allocate_reviews(estimates, available, size * len(classes), floor=max(1, size // 5)).tolist()
 

@@ -10,7 +10,7 @@ import pandas as pd
 
 from coreclean.sessions.store import ACTIONS, HIT_ACTIONS, SessionStore
 
-__all__ = ["ROUND_TABLE_COLUMNS", "rounds_table", "decision_table", "errors_left_by_class", "session_status"]
+__all__ = ["ROUND_TABLE_COLUMNS", "rounds_table", "decision_table", "last_errors_left_by_class", "session_status"]
 
 ROUND_TABLE_COLUMNS = [
     "round", "n_reviewed", "n_errors_found", "n_skipped", "hit_rate", "reviewed_total", "errors_found_total",
@@ -39,7 +39,7 @@ def rounds_table(closed: pd.DataFrame) -> pd.DataFrame:
     return frame[ROUND_TABLE_COLUMNS].reset_index(drop=True)
 
 
-def errors_left_by_class(closed: pd.DataFrame) -> dict[str, float]:
+def last_errors_left_by_class(closed: pd.DataFrame) -> dict[str, float]:
     """Errors estimated left per class as of the last closed round (empty before any)."""
     if closed.empty or not closed.iloc[-1]["evidence"]:
         return {}
@@ -89,7 +89,7 @@ def session_status(store: SessionStore, settings: dict[str, Any]) -> dict[str, A
         "last_verdict": None if last is None else last["verdict"],
         "plateau": None if last is None or last["round"] == 0 else bool(last["plateau"]),
         "errors_left": None if last is None else float(last["errors_left"]),
-        "errors_left_by_class": errors_left_by_class(closed),
+        "errors_left_by_class": last_errors_left_by_class(closed),
         "samples_left": None if last is None else int(last["samples_left"]),
         "base_rate": None if last is None else float(last["base_rate"]),
     }

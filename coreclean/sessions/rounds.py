@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from typing import Any
 
 from coreclean.sessions.stopping import Verdict
@@ -70,10 +70,6 @@ class RoundResult:
                    plateau=int(self.verdict.plateau), verdict=self.verdict.summary,
                    evidence={**self.verdict.evidence, "errors_left_by_class": self.errors_left_by_class})
         return {key: _none_nan(value) for key, value in row.items()}
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-friendly values (the verdict as a dict)."""
-        return asdict(self)
 
 
 def _none_nan(value: Any) -> Any:

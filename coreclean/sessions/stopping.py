@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 
+from coreclean.sessions.state import reviewed_rows
 from coreclean.sessions.store import HIT_ACTIONS
 
 __all__ = ["Verdict", "STOP_SHARE", "stop_verdict", "errors_left_by_class"]
@@ -148,8 +149,7 @@ def errors_left_by_class(probs: np.ndarray, scores: np.ndarray, labels: np.ndarr
     """
     from coreclean.sessions.errors_left import calibrated_error_probabilities
 
-    unreviewed = np.ones(labels.size, dtype=bool)
-    unreviewed[decided["idx"].to_numpy(np.int64)] = False
+    unreviewed = ~reviewed_rows(decided, labels.size)
     pool = unreviewed & (weights > 0) & np.isin(labels, list(classes))
     per_sample = np.zeros(labels.size)
     per_sample[pool] = calibrated_error_probabilities(decided["score"].to_numpy(np.float64),

@@ -342,10 +342,6 @@ class SessionStore:
                     {"reviewer": None, "decided_at": now, **row})
         return rounds_id
 
-    def replace_decision(self, undo: dict[str, Any], replacement: dict[str, Any] | None) -> list[int]:
-        """Revoke one decision and append its replacement in one transaction (see :meth:`add_decisions`)."""
-        return self.add_decisions([{**undo, "action": "undo"}, *([replacement] if replacement else [])])
-
     # ------------------------------------------------------------------ reads
     @staticmethod
     def _version(conn: sqlite3.Connection) -> tuple[int, int]:
