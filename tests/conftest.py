@@ -150,6 +150,6 @@ def build_review_session(root: Path, *, per_class: int = 8, batch_size: int = 3,
                              "id": [f"{path.parent.name}/{path.name}" for path in paths]})
     write_feature_cache(root / "cache", features, manifest)
     session = CleaningSession.start(root / "cache", root / "review.session", classes=REVIEW_CLEANED,
-                                    batch_size=batch_size, n_boot=20, n_folds=3)
+                                    batch_size=batch_size, n_boot=20)
     session.close()
     return root / "review.session"

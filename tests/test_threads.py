@@ -119,8 +119,8 @@ def test_bad_thread_counts_are_refused(bad):
             pass
 
 
-def test_folded_evaluator_runs_on_the_chosen_count(monkeypatch):
-    from coreclean.evaluation.held_out import FoldedEvaluator
+def test_class_report_runs_on_the_chosen_count(monkeypatch):
+    from coreclean.diagnostics.class_report import class_report
 
     seen = []
     original = threads._pools_limited
@@ -133,7 +133,7 @@ def test_folded_evaluator_runs_on_the_chosen_count(monkeypatch):
     monkeypatch.setattr(threads, "available_cores", lambda: 16)
     rng = np.random.default_rng(0)
     features = rng.normal(size=(200, 8)).astype(np.float32)
-    FoldedEvaluator(random_state=0).fit(features, rng.integers(0, 3, 200))
+    class_report(features, rng.integers(0, 3, 200))
     with limit_threads(2):
-        FoldedEvaluator(random_state=0).fit(features, rng.integers(0, 3, 200))
+        class_report(features, rng.integers(0, 3, 200))
     assert seen == [1, 2, 2]  # small: one thread; inside an explicit --threads 2: two

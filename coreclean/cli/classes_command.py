@@ -37,11 +37,12 @@ def register(subparsers: Any) -> None:
 def _run(args: argparse.Namespace) -> int:
     from coreclean._internal.progress import Progress
     from coreclean.diagnostics.class_report import class_report
-    from coreclean.embedding.cache import load_embeddings
+    from coreclean.embedding.cache import derived_dir, load_embeddings, read_cache_info
 
     with Progress("classes", phases=2, enabled=False if getattr(args, "quiet", False) else None) as progress:
         with progress.phase("loading embeddings"):
-            embeddings = load_embeddings(args.cache, key=args.key)
+            key = read_cache_info(args.cache, key=args.key)["key"]
+            embeddings = load_embeddings(args.cache, key=key)
         populated = sorted({embeddings.class_names[k] for k in set(embeddings.labels.tolist())})
         if len(populated) < 2:  # issue 11 #19: one class has no partner to be confused with
             print(f"only class {populated[0] if populated else ''!r} has samples: coreclean finds wrong labels as "
@@ -50,7 +51,8 @@ def _run(args: argparse.Namespace) -> int:
             return 0
         with progress.phase(f"cross-validating {embeddings.labels.size} samples ({args.folds} folds)"):
             report = class_report(embeddings.features, embeddings.labels, class_names=embeddings.class_names,
-                                  n_folds=args.folds, C=args.C, random_state=args.seed, n_threads=args.threads)
+                                  n_folds=args.folds, C=args.C, random_state=args.seed, n_threads=args.threads,
+                                  memory=str(derived_dir(args.cache, key)))
     if args.json:
         print(json.dumps(report.to_dict(orient="records"), indent=2, ensure_ascii=False))
         return 0

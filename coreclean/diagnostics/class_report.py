@@ -37,6 +37,7 @@ def class_report(
     C: float = 0.01,
     random_state: int | np.random.Generator | None = 0,
     n_threads: int | None = None,
+    memory=None,
 ) -> pd.DataFrame:
     """Rank the classes by how much cleaning they need.
 
@@ -55,6 +56,8 @@ def class_report(
     n_threads : int, optional
         OpenMP/BLAS threads; default: chosen from the free cores and the problem size
         (:func:`coreclean._internal.threads.limit_threads`).
+    memory : str, path, joblib.Memory or None
+        The ranker's cache of label-blind work (see :class:`LabelIssueRanker`).
 
     Returns
     -------
@@ -73,7 +76,7 @@ def class_report(
     n_classes = n_classes if n_classes is not None else int(labels.max()) + 1
     names = list(class_names) if class_names is not None else [str(k) for k in range(n_classes)]
     with limit_threads(n_threads, n_samples=features.shape[0], n_features=features.shape[1]):
-        ranker = LabelIssueRanker(n_folds=n_folds, C=C, random_state=random_state).fit(
+        ranker = LabelIssueRanker(n_folds=n_folds, C=C, random_state=random_state, memory=memory).fit(
             features, labels, n_classes=n_classes)
     return _compute_report(ranker.probs_.astype(np.float64), labels, names, ranker.errors_per_class())
 
@@ -106,8 +109,10 @@ def class_report_from_cache(cache_dir: str | os.PathLike, *, key: str | None = N
                             random_state: int | np.random.Generator | None = 0,
                             n_threads: int | None = None) -> pd.DataFrame:
     """:func:`class_report` of the embedding set in ``cache_dir`` (the most recent one, or ``key``)."""
-    from coreclean.embedding.cache import load_embeddings
+    from coreclean.embedding.cache import derived_dir, load_embeddings, read_cache_info
 
+    key = read_cache_info(cache_dir, key=key)["key"]
     embeddings = load_embeddings(cache_dir, key=key)
     return class_report(embeddings.features, embeddings.labels, class_names=embeddings.class_names,
-                        n_folds=n_folds, C=C, random_state=random_state, n_threads=n_threads)
+                        n_folds=n_folds, C=C, random_state=random_state, n_threads=n_threads,
+                        memory=str(derived_dir(cache_dir, key)))

@@ -221,6 +221,16 @@ def load_embeddings(cache_dir: str | os.PathLike, *, key: str | None = None) -> 
     )
 
 
+def derived_dir(cache_dir: str | os.PathLike, key: str) -> Path:
+    """Where work derived from embedding set ``key``'s features alone is cached (a ranker's ``memory``).
+
+    The label-blind work (the PCA projection's fit, the neighbour graph) that every ``classes``,
+    ``rank`` and session command would otherwise redo; entries are keyed by the features' content
+    and settings (:class:`joblib.Memory`), so deleting the folder only costs time.
+    """
+    return Path(cache_dir) / "derived" / key
+
+
 def _set_dir(cache_dir: str | os.PathLike, key: str | None) -> Path:
     cache_dir = Path(cache_dir)
     if key is None:

@@ -75,6 +75,12 @@ class LabelIssueRanker(BaseEstimator):
         Classes with fewer kept samples are scored by their neighbours only and flagged in
         ``small_class_``; default ``2 * n_folds``.
     random_state : int, Generator or None
+    memory : str, path, :class:`joblib.Memory` or None
+        Where to cache the label-blind work (the PCA projection's fit and the neighbour graph), as
+        scikit-learn's ``memory`` parameters do: a later fit on the same features (a session's next
+        command, another process) loads them instead of recomputing (3,000 x 1,280: ~1.2 s of a
+        ~1.4 s fit). Keyed by the features' content and the settings; None caches nothing. Only
+        an integer ``random_state`` makes the neighbour graph's key repeatable.
 
     Attributes
     ----------
@@ -112,6 +118,7 @@ class LabelIssueRanker(BaseEstimator):
         min_class_size: int | None = None,
         folds: np.ndarray | None = None,
         random_state: int | np.random.Generator | None = None,
+        memory=None,
     ) -> None:
         self.method = method
         self.n_folds = n_folds
@@ -125,6 +132,7 @@ class LabelIssueRanker(BaseEstimator):
         self.min_class_size = min_class_size
         self.folds = folds
         self.random_state = random_state
+        self.memory = memory
 
     # ------------------------------------------------------------------ fitting
     def fit(self, features: np.ndarray, labels: np.ndarray, sample_weight: np.ndarray | None = None, *,
@@ -155,7 +163,7 @@ class LabelIssueRanker(BaseEstimator):
         config = SignalConfig(n_folds=self.n_folds, C=self.C, n_neighbors=self.n_neighbors, temperature=self.temperature,
                               max_fit_samples=self.max_fit_samples, radius=self.radius, trusted_weight=self.trusted_weight,
                               random_state=sklearn_seed(self._rng), folds=self.folds,
-                              n_components=self.n_components)
+                              n_components=self.n_components, memory=self._memory())
         self.signals_ = SignalSet(features, self.labels_, self.sample_weight_, self.trusted_, self.n_classes_, config)
         self._pending = np.zeros(labels.size, dtype=bool)
         self._score()
@@ -197,6 +205,12 @@ class LabelIssueRanker(BaseEstimator):
         suggestion = self.probs_ if output.posterior is None else np.where(self.small_class_[:, None], self.probs_, output.posterior)
         self.suggested_labels_ = suggestion.argmax(axis=1)
         self.suggested_probs_ = suggestion[np.arange(scores.size), self.suggested_labels_].astype(np.float64)
+
+    def _memory(self):
+        """``memory`` as a :class:`joblib.Memory`, or None when nothing is cached."""
+        from sklearn.utils.validation import check_memory
+
+        return None if self.memory is None else check_memory(self.memory)
 
     def _small_classes(self) -> np.ndarray:
         minimum = self.min_class_size if self.min_class_size is not None else 2 * self.n_folds

@@ -32,7 +32,7 @@ class SignalConfig:
 
     def __init__(self, *, n_folds: int, C: float, n_neighbors: int, temperature: float | None,
                  max_fit_samples: int | None, radius: float, trusted_weight: float, random_state: int,
-                 folds: np.ndarray | None = None, n_components: int | None = None) -> None:
+                 folds: np.ndarray | None = None, n_components: int | None = None, memory=None) -> None:
         self.n_folds = n_folds
         self.C = C
         self.n_neighbors = n_neighbors
@@ -43,6 +43,12 @@ class SignalConfig:
         self.random_state = random_state
         self.folds = folds
         self.n_components = n_components
+        self.memory = memory
+
+
+def fit_projection(features: np.ndarray, n_components: int | None) -> PCAProjection:
+    """The PCA projection of ``features`` (label-blind: what ``memory`` caches across processes)."""
+    return PCAProjection(n_components).fit(features)
 
 
 class SignalSet:
@@ -80,7 +86,8 @@ class SignalSet:
     def model_features(self) -> np.ndarray:
         """What the logistic regressions see: the top principal components, or the features themselves."""
         start = time.perf_counter()
-        projected = PCAProjection(self.config.n_components).fit(self.features).transform(self.features)
+        fit = _cached(self.config.memory, fit_projection)
+        projected = fit(self.features, self.config.n_components).transform(self.features)
         self._timed("projection", start)
         return projected
 
@@ -98,7 +105,8 @@ class SignalSet:
     def neighbors(self) -> tuple[np.ndarray, np.ndarray]:
         """``(indices, similarities)`` of each sample's nearest neighbours, itself excluded."""
         start = time.perf_counter()
-        graph = knn_graph(self.features, self.config.n_neighbors, random_state=self.config.random_state)
+        graph = _cached(self.config.memory, knn_graph)(self.features, self.config.n_neighbors,
+                                                       random_state=self.config.random_state)
         self._timed("neighbors", start)
         return graph
 
@@ -142,3 +150,8 @@ class SignalSet:
             self.out_of_fold.refit(self.model_features, self.labels, self.fit_weight, changed)
             self._timed("out_of_fold_update", start)
         self.__dict__.pop("in_sample", None)  # refitted on demand
+
+
+def _cached(memory, function):
+    """``function`` through ``memory`` (a :class:`joblib.Memory`), or as it is without one."""
+    return function if memory is None else memory.cache(function)

@@ -1,8 +1,9 @@
 """What happens when a round closes? Apply its decisions to the ranker, measure the labels, give the verdict.
 
 Three steps, each on explicit inputs: :func:`apply_round` (the ranker learns the round's
-decisions and re-scores incrementally), :func:`measure_labels` (cross-validated AUROC on the
-current labels with a bootstrap interval and the paired change from the last round) and
+decisions and re-scores incrementally), :func:`measure_labels` (the AUROC of the ranker's out-of-sample class
+probabilities against the current labels, with a bootstrap interval and the paired change from the
+last round: the ranker's fold models, already updated for the round, so measuring costs no fit) and
 :func:`summarize_round` (counts, errors left, base rate and the verdict as a
 :class:`~coreclean.sessions.rounds.RoundResult`). :class:`~coreclean.sessions.session.CleaningSession`
 strings them together and stores the result.
@@ -17,7 +18,6 @@ import numpy as np
 import pandas as pd
 
 from coreclean.evaluation.auroc import bootstrap_auroc, paired_auroc_change
-from coreclean.evaluation.held_out import FoldedEvaluator
 from coreclean.sessions.rounds import RoundResult
 from coreclean.sessions.stopping import Verdict, stop_verdict
 from coreclean.sessions.store import HIT_ACTIONS
@@ -48,17 +48,18 @@ def apply_round(ranker, decisions: pd.DataFrame) -> float:
     return time.perf_counter() - start
 
 
-def measure_labels(evaluator: FoldedEvaluator, features: np.ndarray, labels: np.ndarray, weights: np.ndarray, *,
-                   n_classes: int, previous: tuple[np.ndarray, np.ndarray, np.ndarray] | None, n_boot: int,
+def measure_labels(probs: np.ndarray, labels: np.ndarray, weights: np.ndarray, *,
+                   previous: tuple[np.ndarray, np.ndarray, np.ndarray] | None, n_boot: int,
                    seed: int) -> tuple[tuple[float, float, float], tuple[float, float, float] | None,
                                        tuple[np.ndarray, np.ndarray, np.ndarray], float]:
-    """Cross-validated AUROC of the current labels: ``((auroc, low, high), change, evaluation, seconds)``.
+    """AUROC of out-of-sample class ``probs`` on the current labels: ``((auroc, low, high), change, evaluation, seconds)``.
 
-    ``change`` is the paired-bootstrap change from ``previous`` (None without one); ``evaluation``
-    is ``(probs, labels, weights)`` to store for the next round's pairing.
+    ``probs`` are the ranker's (out-of-fold models and leave-self-out neighbour votes, refitted for
+    the round's decisions). ``change`` is the paired-bootstrap change from ``previous`` (None without
+    one); ``evaluation`` is ``(probs, labels, weights)`` to store for the next round's pairing.
     """
     start = time.perf_counter()
-    probs = evaluator.fit(features, labels, weights, n_classes=n_classes).probs_
+    probs = np.asarray(probs, dtype=np.float64)
     point = bootstrap_auroc(probs, labels, weights, n_boot=n_boot, random_state=seed)
     change = None
     if previous is not None:

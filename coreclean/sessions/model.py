@@ -1,7 +1,7 @@
-"""Which ranker does a session use right now? The ranker and evaluator, kept in step with the decision log.
+"""Which ranker does a session use right now? The ranker, kept in step with the decision log.
 
-:class:`SessionModel` owns the session's :class:`~coreclean.scoring.ranker.LabelIssueRanker` and its
-:class:`~coreclean.evaluation.held_out.FoldedEvaluator`. The ranker is fitted from the replayed
+:class:`SessionModel` owns the session's :class:`~coreclean.scoring.ranker.LabelIssueRanker`, whose
+out-of-sample probabilities also measure each round (no separate evaluation fit). The ranker is fitted from the replayed
 labels and weights and tagged with the log's rounds version; when another process (the review
 page, a second terminal) closes or reopens a round, the version moves and the next use refits, so
 no batch is ever drawn from a stale model.
@@ -17,8 +17,6 @@ import numpy as np
 import pandas as pd
 
 from coreclean._internal.threads import limit_threads
-from coreclean.evaluation.held_out import FoldedEvaluator
-from coreclean.scoring.linear.folds import make_folds
 from coreclean.sessions import reporting, state
 from coreclean.sessions.batches import allocate_reviews
 from coreclean.sessions.closing import apply_round, measure_labels, summarize_round
@@ -32,7 +30,7 @@ logger = logging.getLogger(__name__)
 
 
 class SessionModel:
-    """A session's ranker and evaluator over its features (see the module docstring).
+    """A session's ranker over its features (see the module docstring).
 
     Parameters
     ----------
@@ -40,19 +38,21 @@ class SessionModel:
     class_names : list of str
     meta : dict
         The session's settings (``method``, ``ranker_params``, ``random_state``, ``classes``,
-        ``against``, ``evaluate``, ``n_folds``, ``eval_C``, ``n_boot``).
+        ``against``, ``evaluate``, ``n_boot``).
     start_labels, start_weights : ndarray of shape (n_samples,)
     n_threads : int, optional
         Thread override for fits (None: automatic).
+    memory : str or None
+        Where the ranker caches its label-blind work across processes (its ``memory``).
     """
 
     def __init__(self, features: np.ndarray, class_names: list[str], meta: dict[str, Any], start_labels: np.ndarray,
-                 start_weights: np.ndarray, n_threads: int | None) -> None:
+                 start_weights: np.ndarray, n_threads: int | None, memory: str | None = None) -> None:
         self.features, self.class_names, self.meta = features, class_names, meta
         self.start_labels, self.start_weights, self.n_threads = start_labels, start_weights, n_threads
+        self.memory = memory
         self._ranker = None
         self._version: int | None = None
-        self._evaluator: FoldedEvaluator | None = None
 
     def threads(self):
         """The thread limit for work on all samples (a context manager)."""
@@ -71,7 +71,7 @@ class SessionModel:
 
         labels, weights = state.replay(self.start_labels, self.start_weights, applied)
         start = time.perf_counter()
-        ranker = LabelIssueRanker(self.meta["method"], random_state=self.meta["random_state"],
+        ranker = LabelIssueRanker(self.meta["method"], random_state=self.meta["random_state"], memory=self.memory,
                                   **self.meta["ranker_params"])
         reviewed = applied.loc[applied["action"].isin(state.TRUSTED_ACTIONS), "idx"].to_numpy(np.int64)
         with self.threads():
@@ -123,13 +123,9 @@ class SessionModel:
                                                live[live["action"] != "skip"], self.class_indices(), against=against)
         auroc, change, evaluation, eval_seconds = (float("nan"),) * 3, None, None, 0.0
         if self.meta["evaluate"] if evaluate is None else evaluate:
-            if self._evaluator is None:
-                folds = make_folds(self.start_labels, self.meta["n_folds"], random_state=self.meta["random_state"])
-                self._evaluator = FoldedEvaluator(n_folds=self.meta["n_folds"], C=self.meta["eval_C"], folds=folds)
             auroc, change, evaluation, eval_seconds = measure_labels(
-                self._evaluator, self.features, labels, weights, n_classes=len(self.class_names),
-                previous=_previous_evaluation(store, round_number), n_boot=self.meta["n_boot"],
-                seed=self.meta["random_state"] + round_number)
+                ranker.probs_, labels, weights, previous=_previous_evaluation(store, round_number),
+                n_boot=self.meta["n_boot"], seed=self.meta["random_state"] + round_number)
         before = store.closed_rounds()
         before = before[before["round"] < round_number]
         base_before = None

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from coreclean.embedding.cache import derived_dir
 from coreclean.exceptions import DecisionError, SessionError
 from coreclean.sessions import corrections, reporting, state
 from coreclean.sessions.batches import batch_frame, choose_batch
@@ -76,7 +77,7 @@ class CleaningSession:
         self._start_labels = snapshot["label"].to_numpy(np.int64)
         self._start_weights = snapshot["weight"].to_numpy(np.float64)
         self._model = SessionModel(self._features, self._class_names, self._meta, self._start_labels,
-                                   self._start_weights, n_threads)
+                                   self._start_weights, n_threads, str(derived_dir(cache_dir, self.cache_key)))
 
     @classmethod
     def start(
@@ -90,8 +91,6 @@ class CleaningSession:
         allocation: str = "errors",
         method: str = "coreclean",
         evaluate: bool = True,
-        eval_C: float = 0.01,
-        n_folds: int = 5,
         n_boot: int = 200,
         labels: np.ndarray | None = None,
         key: str | None = None,
@@ -120,9 +119,10 @@ class CleaningSession:
         method : str
             A ranker of :data:`coreclean.scoring.methods.REGISTRY` (``"random"`` for a baseline).
         evaluate : bool
-            Measure the cross-validated AUROC at every round close.
-        eval_C, n_folds, n_boot : float, int, int
-            The AUROC evaluation: fixed C on standardised features, fixed folds, bootstrap draws.
+            Measure, at every round close, the AUROC of the ranker's out-of-sample probabilities on
+            the current labels, with its bootstrap interval and change (no extra fit).
+        n_boot : int
+            Bootstrap draws of that AUROC's interval and change.
         labels : ndarray of shape (n_samples,), optional
             Start from these label indices instead of the cache's (e.g. a benchmark's noisy labels).
         key : str, optional
@@ -141,7 +141,7 @@ class CleaningSession:
         """
         meta, sample_ids, start_labels = plan_session(
             cache_dir, path, classes=classes, against=against, batch_size=batch_size, allocation=allocation,
-            method=method, evaluate=evaluate, eval_C=eval_C, n_folds=n_folds, n_boot=n_boot, labels=labels, key=key,
+            method=method, evaluate=evaluate, n_boot=n_boot, labels=labels, key=key,
             ranker_params=ranker_params, random_state=random_state)
         store = SessionStore(path, create=True)
         try:

@@ -56,8 +56,8 @@ def bind_cache(cache_dir: Path, meta: dict[str, Any], session_path: str) -> Boun
 
 
 def plan_session(cache_dir: str | os.PathLike, path: str | os.PathLike, *, classes: list[str], against: str | None,
-                 batch_size: int, allocation: str, method: str, evaluate: bool, eval_C: float, n_folds: int,
-                 n_boot: int, labels: np.ndarray | None, key: str | None, ranker_params: dict[str, Any] | None,
+                 batch_size: int, allocation: str, method: str, evaluate: bool, n_boot: int,
+                 labels: np.ndarray | None, key: str | None, ranker_params: dict[str, Any] | None,
                  random_state: int) -> tuple[dict[str, Any], list[str], np.ndarray]:
     """Check a new session's settings against the cache; return ``(meta, sample_ids, start_labels)``.
 
@@ -108,7 +108,7 @@ def plan_session(cache_dir: str | os.PathLike, path: str | os.PathLike, *, class
         "class_names": class_names, "classes": [class_names[c] for c in class_list],
         "against": class_names[against_index] if against_index is not None else None,
         "batch_size": int(batch_size), "allocation": allocation, "method": method, "evaluate": bool(evaluate),
-        "eval_C": float(eval_C), "n_folds": int(n_folds), "n_boot": int(n_boot),
+        "n_boot": int(n_boot),
         "ranker_params": dict(ranker_params or {}), "random_state": int(random_state), "created_at": time.time(),
     }
     return meta, [str(s) for s in embeddings.sample_ids], start_labels
