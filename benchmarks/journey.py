@@ -243,6 +243,21 @@ def report(result: dict[str, Any]) -> str:
             f"r{r['round']} " + ", ".join(f"{c} {r['estimated_left'].get(c, float('nan')):.1f}/{r['true_left'][c]}"
                                           for c in s["classes"]) + (" **stop**" if r["verdict"].startswith("stop") else "")
             for r in s["rounds"]))
+    lines += ["", "Budget (`errors`) vs fixed quota: errors found so far after each round both sessions ran "
+              "(equal reviews):", ""]
+    for entry in result["seeds"]:
+        by = {s["allocation"]: np.cumsum([r["found"] for r in s["rounds"][1:]]) for s in entry["sessions"]}
+        if {"errors", "fixed"} <= by.keys():
+            both = min(len(by["errors"]), len(by["fixed"]))
+            lines.append(f"seed {entry['seed']}: " + ", ".join(
+                f"r{k + 1} {by['errors'][k]} vs {by['fixed'][k]}" for k in range(both)))
+    lines += ["", "Checks (issue #10's bars): estimate within max(5, 30% of true) from round 2; at the stop, the "
+              "largest share of a class's initial errors left (bar: at most 20%); rounds from the first with "
+              "fewer than 10% left in every class to the stop (bar: at most 1).", "",
+              "| seed | allocation | within bar | share left at stop | rounds late |", "|---|---|---|---|---|"]
+    for entry in result["seeds"]:
+        for s in entry["sessions"]:
+            lines.append(f"| {entry['seed']} | {s['allocation']} | " + " | ".join(session_checks(s)) + " |")
     timings = result["seeds"][0].get("thread_timings")
     if timings:
         lines += ["", "Thread settings (seed 0, medians of interleaved runs, seconds):", "",
@@ -252,6 +267,19 @@ def report(result: dict[str, Any]) -> str:
             lines.append(f"| {step} | {by['--threads 1']:.2f} | {by['--threads 2']:.2f} | {by['default']:.2f} | "
                          f"{by['default'] / best:.2f} |")
     return "\n".join(lines) + "\n"
+
+
+def session_checks(session: dict[str, Any]) -> list[str]:
+    """The three bars of issue #10 for one session, as table cells (see :func:`report`)."""
+    classes, rounds, initial = session["classes"], session["rounds"], session["initial_errors"]
+    pairs = [(r["estimated_left"][c], r["true_left"][c]) for r in rounds[2:] for c in classes]
+    within = sum(abs(est - true) <= max(5.0, 0.3 * true) for est, true in pairs)
+    last = rounds[-1]
+    share = (max(last["true_left"][c] / initial[c] for c in classes if initial[c]) if session["stopped"] else None)
+    clean = next((r["round"] for r in rounds[1:]
+                  if all(r["true_left"][c] < 0.1 * initial[c] for c in classes if initial[c])), None)
+    late = (last["round"] - clean if session["stopped"] else f">{last['round'] - clean}") if clean is not None else "-"
+    return [f"{within} of {len(pairs)}", "no stop" if share is None else f"{share:.0%}", str(late)]
 
 
 def write_readme_block(markdown: str) -> None:

@@ -46,11 +46,11 @@ def register(subparsers: Any) -> None:
                        help="reviews per class per round (default: 50); with several classes the round shows "
                             "--per-class x classes in all (formerly --batch)")
     start.add_argument("--allocation", choices=("errors", "fixed"), default="errors",
-                       help="split each round's reviews across the classes by estimated errors left, each class "
-                            "keeping a floor (errors, the default), or --per-class of each (fixed)")
+                       help="share each round's reviews across the classes: a floor each, the rest to the samples "
+                            "most likely wrong in any class (errors, the default), or --per-class of each (fixed)")
     start.add_argument("--session", metavar="FILE", help="session file (default: CACHE/sessions/<classes>.session)")
     start.add_argument("--method", default="coreclean", help="ranker (default: coreclean; 'random' for a baseline)")
-    start.add_argument("--no-evaluate", action="store_true", help="skip the cross-validated AUROC at each round")
+    start.add_argument("--no-evaluate", action="store_true", help="skip the out-of-sample AUROC at each round")
     start.add_argument("--seed", type=non_negative_int, default=0, help="random seed (default: 0)")
     start.add_argument("--threads", type=positive_int, help=THREADS_HELP)
     start.set_defaults(handler=_start)

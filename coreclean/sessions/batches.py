@@ -1,9 +1,13 @@
 """Which samples does the next round show? The top of each class's ranking, under a fixed or shared budget.
 
 With a fixed quota every class being cleaned shows ``batch_size`` samples a round. With a shared
-budget (``allocation="errors"``) the round shows ``batch_size x n_classes`` samples in all, split
-across the classes in proportion to their estimated errors left, each keeping a floor so that a
-class whose estimate is wrong still gets reviews that correct it.
+budget (``allocation="errors"``) the round shows ``batch_size x n_classes`` samples in all: each
+class keeps a floor (so a class whose estimate is wrong still gets reviews that correct it), and
+the rest go to the highest scores of any class, i.e. where the errors left are most likely to be.
+On the journey folders (3 seeds, in-process, 20 a class a round) that found 39 / 39 / 42 errors in
+round 1 against 36 / 36 / 42 for the fixed quota, and as many or more by round 6 (66 / 80 / 78 vs
+65 / 79 / 79 — one fewer in seed 2); splitting by the estimated totals instead found the fixed quota's
+count to within one.
 """
 
 from __future__ import annotations
@@ -13,34 +17,36 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-__all__ = ["ALLOCATIONS", "allocate_reviews", "choose_batch"]
+__all__ = ["ALLOCATIONS", "allocate_by_score", "choose_batch"]
 
 ALLOCATIONS = ("errors", "fixed")
-"""``errors``: split each round's reviews by estimated errors left; ``fixed``: ``batch_size`` per class."""
+"""``errors``: a floor per class, the rest of the round by score across classes; ``fixed``: ``batch_size`` per class."""
 
 
-def allocate_reviews(errors_left: Sequence[float], available: Sequence[int], total: int, *, floor: int) -> np.ndarray:
-    """Split ``total`` reviews across classes in proportion to ``errors_left``, each getting at least ``floor``.
+def allocate_by_score(scores_by_class: Sequence[np.ndarray], total: int, *, floor: int) -> np.ndarray:
+    """Split ``total`` reviews across classes: ``floor`` each first, the rest to the highest scores of any class.
+
+    The score is the ranker's probability that a label is wrong, on one scale for every class, so
+    the reviews past the floors go where the next samples are most likely wrong: the split that
+    maximises the errors expected in the round. The floors keep every class reviewed, so a class
+    whose scores undersell its errors still gets verdicts that correct its estimate.
 
     Parameters
     ----------
-    errors_left : sequence of float
-        Estimated errors left per class (negative or NaN count as 0).
-    available : sequence of int
-        Unreviewed samples per class: no class gets more than it has.
+    scores_by_class : sequence of ndarray
+        Scores of each class's unreviewed kept samples (any order).
     total : int
         Reviews in the round.
     floor : int
-        Reviews every class gets first (fewer where it has fewer available).
+        Reviews every class gets first (fewer where it has fewer samples left).
 
     Returns
     -------
     ndarray of int
-        Reviews per class; sums to ``min(total, sum(available))``. Largest-remainder rounding, ties to
-        the earlier class, so the split is deterministic.
+        Reviews per class; sums to ``min(total, samples left)``. Ties go to the earlier class.
     """
-    need = np.nan_to_num(np.asarray(errors_left, dtype=np.float64), nan=0.0).clip(min=0.0)
-    room = np.asarray(available, dtype=np.int64)
+    ordered = [np.sort(np.asarray(s, dtype=np.float64))[::-1] for s in scores_by_class]
+    room = np.array([s.size for s in ordered], dtype=np.int64)
     total = int(min(total, room.sum()))
     counts = np.minimum(room, floor)
     if counts.sum() >= total:  # the floors alone exhaust the round: trim from the last classes
@@ -50,23 +56,10 @@ def allocate_reviews(errors_left: Sequence[float], available: Sequence[int], tot
             counts[k] -= cut
             excess -= cut
         return counts
-    while counts.sum() < total:
-        open_ = counts < room
-        left = total - int(counts.sum())
-        weight = np.where(open_, need, 0.0)
-        if weight.sum() <= 0:
-            weight = open_.astype(np.float64)
-        share = left * weight / weight.sum()
-        extra = np.minimum(np.floor(share).astype(np.int64), room - counts)
-        if extra.sum() == 0:  # hand out the remainders one by one, largest first
-            order = np.lexsort((np.arange(len(share)), -(share - np.floor(share))))
-            for k in order:
-                if counts.sum() >= total:
-                    break
-                if counts[k] < room[k] and weight[k] > 0:
-                    counts[k] += 1
-            continue
-        counts += extra
+    rest = [(-float(score), k) for k, s in enumerate(ordered) for score in s[counts[k]:]]
+    rest.sort()
+    for _, k in rest[: total - int(counts.sum())]:
+        counts[k] += 1
     return counts
 
 

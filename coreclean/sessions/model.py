@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 
 from coreclean._internal.threads import limit_threads
-from coreclean.sessions import reporting, state
-from coreclean.sessions.batches import allocate_reviews
+from coreclean.sessions import state
+from coreclean.sessions.batches import allocate_by_score
 from coreclean.sessions.closing import apply_round, measure_labels, summarize_round
 from coreclean.sessions.rounds import RoundResult
 from coreclean.sessions.stopping import errors_left_by_class
@@ -94,17 +94,15 @@ class SessionModel:
             return ranker.scores_
         return ranker.probs_[:, self.class_names.index(self.meta["against"])].astype(np.float64)
 
-    def reviews_per_class(self, store: SessionStore, labels: np.ndarray, weights: np.ndarray,
+    def reviews_per_class(self, scores: np.ndarray, labels: np.ndarray, weights: np.ndarray,
                           decided: np.ndarray) -> list[int]:
-        """How many samples of each class being cleaned the next batch shows (fixed, or by errors left)."""
+        """How many samples of each class being cleaned the next batch shows (fixed, or by score past a floor)."""
         classes = self.class_indices()
         size = int(self.meta["batch_size"])
         if self.meta.get("allocation", "fixed") == "fixed" or len(classes) == 1:
             return [size] * len(classes)
-        available = [int(np.count_nonzero((labels == c) & (weights > 0) & ~decided)) for c in classes]
-        by_class = reporting.last_errors_left_by_class(store.closed_rounds())
-        estimates = [by_class.get(self.class_names[c], 0.0) for c in classes]
-        return allocate_reviews(estimates, available, size * len(classes), floor=max(1, size // 5)).tolist()
+        left = [scores[(labels == c) & (weights > 0) & ~decided] for c in classes]
+        return allocate_by_score(left, size * len(classes), floor=max(1, size // 5)).tolist()
 
     def class_indices(self) -> list[int]:
         """The classes being cleaned, as indices."""

@@ -282,7 +282,7 @@ class CleaningSession:
             labels, weights = self._replay(applied)
             scores = self._model.scores(ranker)
             classes = self._model.class_indices()
-            per_class = self._model.reviews_per_class(self._store, labels, weights, decided)
+            per_class = self._model.reviews_per_class(scores, labels, weights, decided)
             chosen = choose_batch(scores, labels, weights, decided, classes, per_class)
             rows = [(k, i, c, float(scores[i]), int(ranker.suggested_labels_[i]), float(ranker.suggested_probs_[i]))
                     for k, (i, c) in enumerate(chosen)]
