@@ -5,10 +5,9 @@ A class is done when the errors estimated left in it, raised by one Poisson stan
 are a small share of its errors (found so far plus estimated left), at most :data:`STOP_SHARE`, or
 less than one. Judged on the point estimate alone, in-process runs of the journey folders (seeds 0-2,
 both allocations) stopped seed 1 with 5 of a class's 20 errors left; with the margin every run
-stopped within a round of fewer than 10% being left and none with more than 20% (seeds 3 and 4,
-not looked at while choosing, are in the commit that made the change). The session says *stop* when
-every class being cleaned is done, and never while the last round still found errors in at least
-half of what it showed (the estimate is then confirmed by one more round). The last round's hit
+stopped within a round of fewer than 10% being left and none with more than 20%. The session says
+*stop* when every class being cleaned is done, and never while the last round still found errors in
+at least half of what it showed (the estimate is then confirmed by one more round). The last round's hit
 rate against the base rate (what random review would find) and the paired-bootstrap AUROC change
 are shown as evidence but do not decide: AUROC on labels being edited rises by construction when
 hard samples are dropped. The errors-left estimate itself is :func:`errors_left_by_class`.
