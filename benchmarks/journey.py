@@ -17,7 +17,8 @@ For each seed: a real folder built from CIFAR-10 train (:func:`benchmarks.journe
 
 Every step's wall time is recorded, and per round: errors found, estimated vs true errors left per
 class, the verdict. For seed 0 it also times ``classes`` and one ``session apply`` at ``--threads 1``,
-``--threads 2`` and the default, ``--timing-repeats`` interleaved runs each (medians).
+``--threads 2`` and the default, ``--timing-repeats`` interleaved runs each (medians), once on the
+machine as found and once with one spinning process per core beside them.
 
 Results: ``benchmarks/results/journey.json`` (keys documented in :func:`run`) and
 ``benchmarks/results/journey.md``; the README block between ``<!-- journey:start -->`` and
@@ -27,6 +28,7 @@ Results: ``benchmarks/results/journey.json`` (keys documented in :func:`run`) an
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -148,6 +150,7 @@ def thread_timings(cache: Path, session: Path, sheet: Path, repeats: int, work: 
     each apply runs on a fresh copy of the session as it was before the round closed.
     """
     settings = {"--threads 1": ["--threads", "1"], "--threads 2": ["--threads", "2"], "default": []}
+    coreclean("classes", "--cache", str(cache))  # untimed: the cache's derived/ folder exists for every setting
     times: dict[str, dict[str, list[float]]] = {"classes": {k: [] for k in settings},
                                                 "session apply": {k: [] for k in settings}}
     for _ in range(repeats):
@@ -172,8 +175,8 @@ def run(seeds: list[int], per_class: int, noise: float, batch: int, max_rounds: 
     allocation, each with ``classes``, ``initial_errors`` (true, per class), ``rounds`` (per round:
     ``reviewed``, ``found``, ``found_by_class``, ``estimated_left`` and ``true_left`` per class,
     ``verdict``), ``steps`` (seconds: ``session start``, lists for ``session next`` and ``session
-    apply``, ``session export``) and ``stopped``) and ``thread_timings`` (seed 0: median seconds of
-    ``classes`` and ``session apply`` per thread setting).
+    apply``, ``session export``) and ``stopped``) and ``thread_timings`` (seed 0: ``as found`` and
+    ``under load``, each the median seconds of ``classes`` and ``session apply`` per thread setting).
     """
     RESULTS.mkdir(parents=True, exist_ok=True)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO).stdout
@@ -216,7 +219,22 @@ def _time_first_round(cache: Path, truth: pd.DataFrame, classes: list[str], batc
     sheet = review_dir / "round-1.csv"
     review(pd.read_csv(sheet, dtype=str, keep_default_na=False), dict(zip(truth["id"], truth["true_label"]))).to_csv(
         sheet, index=False)
-    return thread_timings(cache, session, sheet, repeats, work)
+    timings = {"as found": thread_timings(cache, session, sheet, repeats, work)}
+    with busy_cores(os.cpu_count() or 2):
+        timings["under load"] = thread_timings(cache, session, sheet, repeats, work)
+    return timings
+
+
+@contextlib.contextmanager
+def busy_cores(n: int):
+    """Keep ``n`` processes spinning (one per core) for the duration: the 'under load' setting."""
+    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
+    try:
+        yield
+    finally:
+        for spinner in spinners:
+            spinner.kill()
+            spinner.wait()
 
 
 def report(result: dict[str, Any]) -> str:
@@ -258,14 +276,18 @@ def report(result: dict[str, Any]) -> str:
     for entry in result["seeds"]:
         for s in entry["sessions"]:
             lines.append(f"| {entry['seed']} | {s['allocation']} | " + " | ".join(session_checks(s)) + " |")
-    timings = result["seeds"][0].get("thread_timings")
+    timings = result["seeds"][0].get("thread_timings") or {}
+    if "session apply" in timings:  # results written before the under-load runs
+        timings = {"as found": timings}
     if timings:
-        lines += ["", "Thread settings (seed 0, medians of interleaved runs, seconds):", "",
-                  "| step | --threads 1 | --threads 2 | default | default / best |", "|---|---|---|---|---|"]
-        for step, by in timings.items():
-            best = min(by["--threads 1"], by["--threads 2"])
-            lines.append(f"| {step} | {by['--threads 1']:.2f} | {by['--threads 2']:.2f} | {by['default']:.2f} | "
-                         f"{by['default'] / best:.2f} |")
+        lines += ["", "Thread settings (seed 0, medians of interleaved runs, seconds; 'under load': one spinning "
+                  "process per core beside them):", "",
+                  "| machine | step | --threads 1 | --threads 2 | default | default / best |", "|---|---|---|---|---|---|"]
+        for machine, steps in timings.items():
+            for step, by in steps.items():
+                best = min(by["--threads 1"], by["--threads 2"])
+                lines.append(f"| {machine} | {step} | {by['--threads 1']:.2f} | {by['--threads 2']:.2f} | "
+                             f"{by['default']:.2f} | {by['default'] / best:.2f} |")
     return "\n".join(lines) + "\n"
 
 
