@@ -34,13 +34,17 @@ def encoded(rng: np.random.Generator, fmt: str) -> bytes:
     return buffer.getvalue()
 
 
-def make_dataset(*, seed: int = 0, ids: list[str] | None = None) -> "datasets.Dataset":
-    """3 classes x 8 tiny images (PNG and JPEG); row 5's bytes are no image, rows 6 and 7 hold the same bytes."""
+def make_dataset(*, seed: int = 0, ids: list[str] | None = None, unlabelled: int | None = None) -> "datasets.Dataset":
+    """3 classes x 8 tiny images (PNG and JPEG); row 5's bytes are no image, rows 6 and 7 hold the same bytes.
+
+    ``ids`` adds a string column ``name``; ``unlabelled`` is a row whose label is -1 (ClassLabel's "none").
+    """
     rng = np.random.default_rng(seed)
     images = [{"bytes": encoded(rng, "PNG" if row % 2 else "JPEG"), "path": None} for row in range(24)]
     images[BROKEN_ROW] = {"bytes": b"these bytes are no image", "path": None}
     images[TWIN_ROWS[1]] = images[TWIN_ROWS[0]]
-    columns = {"img": images, "animal": [row // 8 for row in range(24)], "note": [f"n{row}" for row in range(24)]}
+    labels = [-1 if row == unlabelled else row // 8 for row in range(24)]
+    columns = {"img": images, "animal": labels, "note": [f"n{row}" for row in range(24)]}
     features = {"img": datasets.Image(), "animal": datasets.ClassLabel(names=CLASSES), "note": datasets.Value("string")}
     if ids is not None:
         columns["name"] = ids
@@ -79,10 +83,13 @@ def test_embed_a_saved_dataset_dict(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert errors["id"].tolist() == [f"{BROKEN_ROW:02d}"] and "not an image" in errors["reason"][0]
     assert Path(errors["path"][0]).suffix == ".bin" and Path(errors["path"][0]).is_file()
 
-    modified = {p: p.stat().st_mtime_ns for p in stored}
+    cut, content = stored[0], stored[0].read_bytes()
+    cut.write_bytes(b"")  # as a power cut before the flush may leave it
+    modified = {p: p.stat().st_mtime_ns for p in stored[1:]}
     code, out, _ = embed(["--hf", str(tmp_path / "dd"), "--cache", str(cache)], capsys)
     assert code == 0 and "(0 newly computed), 1 skipped" in out  # resume: nothing embedded twice
-    assert {p: p.stat().st_mtime_ns for p in stored} == modified  # nor written again
+    assert {p: p.stat().st_mtime_ns for p in stored[1:]} == modified  # nor written again
+    assert cut.read_bytes() == content  # but a file of the wrong size is
 
     from coreclean.formats.hf_source import read_hf_dataset
 
@@ -94,14 +101,15 @@ def test_embed_a_saved_dataset_dict(tmp_path: Path, capsys: pytest.CaptureFixtur
 def test_id_column_single_dataset_and_repair_hint(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     ids = [f"photo-{row}" for row in range(24)]
     ids[3] = ids[2]  # a repeated id is left out and reported, like a repeated CSV id
-    make_dataset(ids=ids).save_to_disk(tmp_path / "ds")
+    make_dataset(ids=ids, unlabelled=20).save_to_disk(tmp_path / "ds")
     cache = tmp_path / "cache"
     argv = ["--hf", str(tmp_path / "ds"), "--cache", str(cache), "--id-column", "name"]
     code, out, err = embed(argv, capsys)
     assert code == 0, err
-    assert "embedded 22 images" in out and "2 skipped" in out
+    assert "embedded 21 images" in out and "3 skipped" in out
     errors = pd.read_csv(cache / "errors.csv", dtype=str).set_index("id")["reason"]
     assert "duplicate id 'photo-2' on row 3 (first on row 2)" in errors["photo-2"]
+    assert errors["photo-20"] == "no label on row 20"
     assert "not an image" in errors[f"photo-{BROKEN_ROW}"]
     from coreclean.embedding.cache import list_embedding_sets, read_samples
     from coreclean.exceptions import CacheError
@@ -125,6 +133,18 @@ def test_named_dataset_is_loaded_with_load_dataset(tmp_path: Path, capsys: pytes
     assert "embedded 23 images (23 newly computed), 1 skipped" in out
 
 
+def test_images_a_dataset_keeps_as_files_are_used_where_they_are(image_folder: Path, tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture) -> None:
+    cache = tmp_path / "cache"  # load_dataset reads a class-folder tree as "imagefolder": paths, no bytes
+    code, out, err = embed(["--hf", str(image_folder), "--cache", str(cache)], capsys)
+    assert code == 0, err
+    assert "embedded 12 images (12 newly computed)" in out
+    from coreclean.embedding.cache import read_samples
+
+    paths = [Path(p) for p in read_samples(cache)["path"]]
+    assert all(image_folder in p.parents for p in paths) and not (cache / "images").exists()
+
+
 @pytest.mark.usefixtures("one_thread")
 def test_round_trip_fixes_come_back_in_the_saved_dataset(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     make_dataset().save_to_disk(tmp_path / "ds")
@@ -145,6 +165,15 @@ def test_round_trip_fixes_come_back_in_the_saved_dataset(tmp_path: Path, capsys:
     assert main(["session", "export", *common, "--out", str(tmp_path / "hf"), "--format", "hf"]) == 0
     assert main(["session", "export", *common, "--out", str(tmp_path / "csv")]) == 0  # no source folder: labels only
     assert "manifest:" not in capsys.readouterr().out
+
+    from coreclean.embedding.cache import read_samples
+    from coreclean.review.security import FileGuard
+    from coreclean.review.thumbnails import ThumbnailCache
+
+    samples = read_samples(cache).set_index("id")  # the review page serves the stored images by id
+    guard = FileGuard(samples["path"].to_dict(), hashes=samples["sha256"].to_dict())
+    thumbnail = ThumbnailCache().get(guard.resolve(relabelled), sha256=samples.at[relabelled, "sha256"], size=64)
+    assert thumbnail[:2] == b"\xff\xd8"  # a JPEG
 
     cleaned = datasets.load_from_disk(str(tmp_path / "hf"))
     assert len(cleaned) == 22 and dropped not in cleaned["id"]  # 24 rows, a broken one and a dropped one

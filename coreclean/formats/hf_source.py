@@ -31,7 +31,7 @@ from urllib.parse import quote, urlencode
 
 import numpy as np
 
-from coreclean.embedding.image_store import image_store_dir, store_image_bytes
+from coreclean.embedding.image_store import ImageStore
 from coreclean.embedding.manifest import Manifest, Problem
 from coreclean.exceptions import ManifestError
 
@@ -114,7 +114,6 @@ def read_hf_dataset(
         raise ManifestError(f"no column {id_column!r} in {where}; its columns: {_describe_columns(data)}.")
     columns = [image_column, label_column] + ([id_column] if id_column not in (None, image_column, label_column) else [])
     rows = data.select_columns(columns).cast_column(image_column, datasets.Image(decode=False))
-    store = image_store_dir(cache_dir)
     width = len(str(max(len(data) - 1, 0)))
     ids: list[str] = []
     paths: list[Path] = []
@@ -123,26 +122,28 @@ def read_hf_dataset(
     problems: list[Problem] = []
     first_row_of_id: dict[str, int] = {}
     row = 0
-    for batch in rows.iter(batch_size=_BATCH_ROWS):
-        names = batch[id_column] if id_column is not None else [f"{r:0{width}d}" for r in range(row, row + len(batch[image_column]))]
-        for image, label, name in zip(batch[image_column], batch[label_column], names):
-            sample_id = "" if name is None else str(name).strip()
-            path, reason = _image_path(image, store)
-            if not sample_id:
-                reason = f"empty id in column {id_column!r} on row {row}"
-            elif sample_id in first_row_of_id:
-                reason = f"duplicate id {sample_id!r} on row {row} (first on row {first_row_of_id[sample_id]})"
-            elif label is None or label < 0:
-                reason = f"no label on row {row}"
-            if reason is not None:
-                problems.append(Problem(sample_id or f"row {row}", str(path or ""), reason))
-            else:
-                first_row_of_id[sample_id] = row
-                ids.append(sample_id)
-                paths.append(path)
-                labels.append(int(label))
-                kept_rows.append(row)
-            row += 1
+    with ImageStore(cache_dir) as store:
+        for batch in rows.iter(batch_size=_BATCH_ROWS):
+            n = len(batch[image_column])
+            names = batch[id_column] if id_column is not None else [f"{r:0{width}d}" for r in range(row, row + n)]
+            for image, label, name in zip(batch[image_column], batch[label_column], names):
+                sample_id = "" if name is None else str(name).strip()
+                path, reason = _image_path(image, store)
+                if not sample_id:
+                    reason = f"empty id in column {id_column!r} on row {row}"
+                elif sample_id in first_row_of_id:
+                    reason = f"duplicate id {sample_id!r} on row {row} (first on row {first_row_of_id[sample_id]})"
+                elif label is None or label < 0:
+                    reason = f"no label on row {row}"
+                if reason is not None:
+                    problems.append(Problem(sample_id or f"row {row}", str(path or ""), reason))
+                else:
+                    first_row_of_id[sample_id] = row
+                    ids.append(sample_id)
+                    paths.append(path)
+                    labels.append(int(label))
+                    kept_rows.append(row)
+                row += 1
     source_id = hf_source_id(where, split=split, image_column=image_column, label_column=label_column,
                              id_column=id_column)
     if not ids:
@@ -150,11 +151,11 @@ def read_hf_dataset(
         raise ManifestError(f"no usable row in {where} ({len(problems)} skipped{first}).")
     if problems:
         logger.warning("%d row(s) of %s skipped while reading it", len(problems), where)
-    logger.info("%s: %d images in %s", source_id, len(ids), store)
+    logger.info("%s: %d images (%d new file(s) in %s)", source_id, len(ids), store.n_written, store.root)
     return Manifest(
         sample_ids=ids, paths=paths, labels=np.asarray(labels, dtype=np.int64),
         class_names=[str(name) for name in data.features[label_column].names], problems=problems,
-        root=store, source=Path(source_id), rows=np.asarray(kept_rows, dtype=np.int64),
+        root=store.root, source=Path(source_id), rows=np.asarray(kept_rows, dtype=np.int64),
     )
 
 
@@ -206,15 +207,15 @@ def _describe_columns(data: Any) -> str:
     return ", ".join(f"{name} ({type(feature).__name__})" for name, feature in data.features.items())
 
 
-def _image_path(image: dict[str, Any] | None, store: Path) -> tuple[Path | None, str | None]:
+def _image_path(image: dict[str, Any] | None, store: ImageStore) -> tuple[Path | None, str | None]:
     """(the file holding one undecoded ``datasets.Image`` value, None) or (None, why there is none)."""
     if image is None or (image.get("bytes") is None and not image.get("path")):
         return None, "no image in this row"
     if image.get("bytes") is not None:
         try:
-            return store_image_bytes(store, image["bytes"]), None
+            return store.put(image["bytes"]), None
         except OSError as err:
-            return None, f"cannot store the image's bytes in {store}: {err}"
+            return None, f"cannot store the image's bytes in {store.root}: {err}"
     path = Path(image["path"])
     if not path.is_absolute() or not path.is_file():
         return None, f"image file {image['path']} not found"
