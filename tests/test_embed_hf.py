@@ -164,7 +164,8 @@ def test_round_trip_fixes_come_back_in_the_saved_dataset(tmp_path: Path, capsys:
     capsys.readouterr()
     assert main(["session", "export", *common, "--out", str(tmp_path / "hf"), "--format", "hf"]) == 0
     assert main(["session", "export", *common, "--out", str(tmp_path / "csv")]) == 0  # no source folder: labels only
-    assert "manifest:" not in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "manifest:" not in out and "--format hf saves the cleaned dataset" in out
 
     from coreclean.embedding.cache import read_samples
     from coreclean.review.security import FileGuard
