@@ -6,7 +6,6 @@ CSV embedded) and combination of backbone, weights, preprocessing and precision 
     CACHE/
       hashes.csv                  path, size, mtime_ns -> sha256 memo (skips re-reading unchanged files)
       errors.csv                  samples skipped by the last run: id, path, reason
-      images/<sha[:2]>/<sha>.<ext>  images that came as bytes (a Hugging Face dataset), by content
       embeddings/<key>/
         settings.json             what the key stands for: settings and dataset (written at creation)
         chunks/chunk-*.npz        committed work: sha256 (n,), features (n, d) float32, failures
