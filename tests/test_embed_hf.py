@@ -131,6 +131,8 @@ def test_named_dataset_is_loaded_with_load_dataset(tmp_path: Path, capsys: pytes
     code, out, err = embed(["--hf", str(folder), "--cache", str(tmp_path / "cache")], capsys)
     assert code == 0, err
     assert "embedded 23 images (23 newly computed), 1 skipped" in out
+    code, _, err = embed(["--hf", str(folder), "--split", "validation", "--cache", str(tmp_path / "cache")], capsys)
+    assert code == 2 and "has no split 'validation'" in err and "'train'" in err and "pick one with --split" in err
 
 
 def test_images_a_dataset_keeps_as_files_are_used_where_they_are(image_folder: Path, tmp_path: Path,

@@ -112,7 +112,7 @@ def read_hf_dataset(
                                 "embed that")
     if id_column is not None and id_column not in data.column_names:
         raise ManifestError(f"no column {id_column!r} in {where}; its columns: {_describe_columns(data)}.")
-    columns = [image_column, label_column] + ([id_column] if id_column not in (None, image_column, label_column) else [])
+    columns = list(dict.fromkeys(c for c in (image_column, label_column, id_column) if c is not None))
     rows = data.select_columns(columns).cast_column(image_column, datasets.Image(decode=False))
     width = len(str(max(len(data) - 1, 0)))
     ids: list[str] = []
@@ -128,13 +128,15 @@ def read_hf_dataset(
             names = batch[id_column] if id_column is not None else [f"{r:0{width}d}" for r in range(row, row + n)]
             for image, label, name in zip(batch[image_column], batch[label_column], names):
                 sample_id = "" if name is None else str(name).strip()
-                path, reason = _image_path(image, store)
+                path, reason = None, None
                 if not sample_id:
                     reason = f"empty id in column {id_column!r} on row {row}"
                 elif sample_id in first_row_of_id:
                     reason = f"duplicate id {sample_id!r} on row {row} (first on row {first_row_of_id[sample_id]})"
                 elif label is None or label < 0:
                     reason = f"no label on row {row}"
+                else:
+                    path, reason = _image_path(image, store)
                 if reason is not None:
                     problems.append(Problem(sample_id or f"row {row}", str(path or ""), reason))
                 else:
@@ -171,6 +173,8 @@ def _open(datasets: Any, source: str, split: str | None) -> tuple[Any, str, str 
             where = source
             loaded = datasets.load_dataset(source, split=split or "train")
     except (OSError, ValueError) as err:
+        if str(err).startswith("Unknown split"):
+            raise ManifestError(f"{source} has no split {split or 'train'!r} ({err}); pick one with --split.") from err
         hint = "" if saved else ("; pass a folder written by save_to_disk, or a dataset name the Hub has (offline: "
                                  "one in the local Hugging Face cache)")
         raise ManifestError(f"cannot load the Hugging Face dataset {source} ({type(err).__name__}: "
