@@ -110,7 +110,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _read_hf(args: argparse.Namespace) -> Any:
-    """The manifest of the ``--hf`` dataset, its images stored in the cache; a missing ``datasets`` is a one-line error."""
+    """The manifest of the ``--hf`` dataset, its images stored in the cache; no ``datasets`` is a one-line error."""
     from coreclean.formats.hf_source import read_hf_dataset
 
     try:

@@ -332,9 +332,10 @@ def _export(args: argparse.Namespace) -> int:
         from_hf = False
         if source is None:
             from coreclean.embedding.cache import read_cache_info
+            from coreclean.formats.hf_source import HF_SOURCE_PREFIX
 
             source = read_cache_info(session.cache_dir, key=session.cache_key).get("source")
-            from_hf = str(source).startswith("hf:")
+            from_hf = str(source).startswith(HF_SOURCE_PREFIX)
             if source is not None and not Path(source).exists():
                 source = None
         n_changed = sum(1 for _ in open(paths["patch"], encoding="utf-8")) - 1

@@ -62,7 +62,8 @@ def hf_source_id(where: str, *, split: str | None, image_column: str, label_colu
     is left out for a single saved ``Dataset``.
     """
     query = {"split": split, "image": image_column, "label": label_column, "id": id_column}
-    return f"{HF_SOURCE_PREFIX}{quote(where, safe='/:@')}?{urlencode({k: v for k, v in query.items() if v is not None})}"
+    given = urlencode({name: value for name, value in query.items() if value is not None})
+    return f"{HF_SOURCE_PREFIX}{quote(where, safe='/:@')}?{given}"
 
 
 def read_hf_dataset(
