@@ -23,7 +23,11 @@ BROKEN_ROW, TWIN_ROWS = 5, (6, 7)
 
 @pytest.fixture(autouse=True)
 def _offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import huggingface_hub.constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # read at import: the constants it set are patched too
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf-cache")
     datasets.disable_progress_bars()
 
@@ -218,6 +222,9 @@ def test_ambiguous_or_missing_columns_say_which_option_picks(tmp_path: Path, cap
     assert code == 2 and "has no Image column(s); name one with --image-column" in err
     code, _, err = embed(["--hf", str(tmp_path / "nowhere"), "--cache", str(tmp_path / "c")], capsys)
     assert code == 2 and "cannot load the Hugging Face dataset" in err and len(err.strip().splitlines()) == 1
+    code, _, err = embed(["--hf", "someone/no-such-dataset", "--cache", str(tmp_path / "c")], capsys)
+    assert code == 2 and "cannot load the Hugging Face dataset someone/no-such-dataset" in err
+    assert "offline: one in the local Hugging Face cache" in err and len(err.strip().splitlines()) == 1
     code, _, err = embed([str(tmp_path), "--split", "train", "--cache", str(tmp_path / "c")], capsys)
     assert code == 2 and "--split goes with --hf" in err
 
