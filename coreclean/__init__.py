@@ -16,6 +16,7 @@ _LAZY_EXPORTS = {
     "read_samples": "coreclean.embedding.cache",
     "embed_dataset": "coreclean.embedding.embed",
     "read_manifest": "coreclean.embedding.manifest",
+    "read_hf_dataset": "coreclean.formats.hf_source",
     "LabelIssueRanker": "coreclean.scoring.ranker",
     "estimate_errors_per_class": "coreclean.scoring.confident_joint",
     "estimate_noise_structure": "coreclean.scoring.noise_prior",

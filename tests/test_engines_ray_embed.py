@@ -113,3 +113,31 @@ def test_killed_driver_resumes_without_recomputing(cluster, tmp_path: Path, tiny
     assert 0 < committed < 180, "the driver finished before it could be killed; slow the run down"
     result = embed_dataset(folder, cache, **{**tiny_embed_options, "image_size": 64}, compute=RayEmbedder())
     assert result.n_samples == 180 and result.n_computed == 180 - committed
+
+
+def test_hf_dataset_images_reach_the_workers(cluster, tmp_path: Path, tiny_embed_options: dict,
+                                             rng: np.random.Generator) -> None:
+    datasets = pytest.importorskip("datasets")
+    import io
+
+    from PIL import Image
+
+    from coreclean.formats.hf_source import read_hf_dataset
+
+    images = []
+    for row in range(6):
+        buffer = io.BytesIO()
+        Image.fromarray(rng.integers(0, 256, size=(12, 12, 3), dtype=np.uint8)).save(buffer, format="PNG")
+        images.append({"bytes": buffer.getvalue() if row else b"no image", "path": None})
+    features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=["a", "b"])})
+    datasets.Dataset.from_dict({"image": images, "label": [0, 1] * 3}, features=features).save_to_disk(tmp_path / "ds")
+    runs = {}
+    for name, compute in (("local", None), ("ray", RayEmbedder(block_size=2))):
+        manifest = read_hf_dataset(tmp_path / "ds", tmp_path / name)  # the images live in each cache's store
+        runs[name] = embed_dataset(manifest, tmp_path / name, **tiny_embed_options, compute=compute)
+    assert (runs["ray"].n_samples, runs["ray"].n_skipped) == (runs["local"].n_samples, runs["local"].n_skipped) == (5, 1)
+    a, b = load_embeddings(tmp_path / "local"), load_embeddings(tmp_path / "ray")
+    assert list(a.sample_ids) == list(b.sample_ids) == ["1", "2", "3", "4", "5"]
+    assert np.abs(np.asarray(a.features) - np.asarray(b.features)).max() <= 1e-5
+    errors = pd.read_csv(tmp_path / "ray" / "errors.csv", dtype=str)
+    assert errors["id"].tolist() == ["0"] and "not an image" in errors["reason"][0]

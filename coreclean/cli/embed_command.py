@@ -17,7 +17,8 @@ def register(subparsers: Any) -> None:
         "embed",
         help="embed a dataset's images into a resumable cache",
         description=(
-            "Embed SOURCE (a folder with one sub-folder per class, or a CSV manifest path,label[,id]) with a "
+            "Embed SOURCE (a folder with one sub-folder per class, or a CSV manifest path,label[,id]) or a Hugging "
+            "Face dataset (--hf) with a "
             "frozen torchvision backbone into --cache DIR. Re-running computes only new or changed images; "
             "a killed run resumes; damaged cache files are repaired. Each dataset gets its own set (key) in the "
             "cache, beside the others. Or bring your own vectors: --features X.npy --manifest m.csv."
@@ -45,6 +46,18 @@ def register(subparsers: Any) -> None:
                              'pip install "coreclean[ray]")')
     parser.add_argument("--address", default=None, metavar="ADDR",
                         help="with --engine ray: the cluster to join (host:6379); default: start a local Ray")
+    hf = parser.add_argument_group("a Hugging Face dataset (pip install 'coreclean[hf]')")
+    hf.add_argument("--hf", metavar="PATH_OR_NAME",
+                    help="embed this dataset instead of SOURCE: a folder written by save_to_disk, or a name "
+                         "datasets.load_dataset loads (HF_HUB_OFFLINE=1 keeps it to the local cache); its image "
+                         "bytes are kept in DIR/images")
+    hf.add_argument("--split", default=None, help="with --hf: the split to embed (default: train)")
+    hf.add_argument("--image-column", default=None, metavar="C",
+                    help="with --hf: the datasets.Image column (default: the only one)")
+    hf.add_argument("--label-column", default=None, metavar="L",
+                    help="with --hf: the ClassLabel column (default: the only one)")
+    hf.add_argument("--id-column", default=None, metavar="I",
+                    help="with --hf: the column of sample ids (default: the zero-padded row index)")
     byo = parser.add_argument_group("bring your own embeddings")
     byo.add_argument("--features", metavar="X.npy", help="(n, d) array, row i = manifest row i")
     byo.add_argument("--manifest", metavar="M.csv", help="CSV path,label[,id] for --features (paths need not exist)")
@@ -55,8 +68,17 @@ def register(subparsers: Any) -> None:
 def _run(args: argparse.Namespace) -> int:
     if args.features is not None or args.manifest is not None:
         return _run_features(args)
-    if args.source is None:
-        raise CorecleanError("give a SOURCE folder or CSV manifest to embed, or --features X.npy --manifest M.csv.")
+    hf_options = [flag for flag, value in (("--split", args.split), ("--image-column", args.image_column),
+                                           ("--label-column", args.label_column), ("--id-column", args.id_column))
+                  if value is not None]
+    if args.hf is None and hf_options:
+        raise CorecleanError(f"{hf_options[0]} goes with --hf PATH_OR_NAME (a Hugging Face dataset); add it or "
+                             "drop the option.")
+    if args.hf is not None and args.source is not None:
+        raise CorecleanError("pass either SOURCE or --hf PATH_OR_NAME, not both.")
+    if args.source is None and args.hf is None:
+        raise CorecleanError("give a SOURCE folder or CSV manifest to embed, --hf PATH_OR_NAME, "
+                             "or --features X.npy --manifest M.csv.")
     from coreclean.embedding.embed import embed_dataset
 
     if args.address is not None and args.engine != "ray":
@@ -68,7 +90,7 @@ def _run(args: argparse.Namespace) -> int:
         compute = RayEmbedder(args.address)
 
     result = embed_dataset(
-        args.source,
+        _read_hf(args) if args.hf is not None else args.source,
         args.cache,
         backbone=args.backbone,
         weights=args.weights,
@@ -87,11 +109,22 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_hf(args: argparse.Namespace) -> Any:
+    """The manifest of the ``--hf`` dataset, its images stored in the cache; no ``datasets`` is a one-line error."""
+    from coreclean.formats.hf_source import read_hf_dataset
+
+    try:
+        return read_hf_dataset(args.hf, args.cache, split=args.split, image_column=args.image_column,
+                               label_column=args.label_column, id_column=args.id_column)
+    except ImportError as err:
+        raise CorecleanError(str(err)) from err
+
+
 def _run_features(args: argparse.Namespace) -> int:
     if args.features is None or args.manifest is None:
         raise CorecleanError("--features and --manifest go together: pass both (and no SOURCE).")
-    if args.source is not None:
-        raise CorecleanError("pass either SOURCE or --features/--manifest, not both.")
+    if args.source is not None or args.hf is not None:
+        raise CorecleanError("pass either SOURCE, --hf or --features/--manifest, not several.")
     from coreclean.embedding.cache import read_cache_info, write_feature_cache
 
     key = write_feature_cache(args.cache, args.features, args.manifest, name=args.name)

@@ -329,15 +329,20 @@ def _export(args: argparse.Namespace) -> int:
             return 0
         paths = session.export(args.out)
         source = args.manifest
+        from_hf = False
         if source is None:
             from coreclean.embedding.cache import read_cache_info
+            from coreclean.formats.hf_source import HF_SOURCE_PREFIX
 
             source = read_cache_info(session.cache_dir, key=session.cache_key).get("source")
+            from_hf = str(source).startswith(HF_SOURCE_PREFIX)
             if source is not None and not Path(source).exists():
                 source = None
         n_changed = sum(1 for _ in open(paths["patch"], encoding="utf-8")) - 1
         for name, path in paths.items():
             print(f"{name}: {path}")
+        if from_hf:
+            print("(embedded from a Hugging Face dataset: --format hf saves the cleaned dataset itself)")
         if source is not None:
             manifest = apply_label_patch(source, paths["patch"])
             print(f"manifest: {write_manifest(manifest, Path(args.out) / 'manifest.csv')} "

@@ -76,7 +76,7 @@ class EmbedResult(NamedTuple):
 
 
 def embed_dataset(
-    source: str | os.PathLike,
+    source: str | os.PathLike | Manifest,
     cache_dir: str | os.PathLike,
     *,
     backbone: str = "resnet18",
@@ -94,8 +94,9 @@ def embed_dataset(
 
     Parameters
     ----------
-    source : str or os.PathLike
-        A folder-per-class tree or a CSV manifest (``path,label[,id]``), see :func:`coreclean.read_manifest`.
+    source : str, os.PathLike or Manifest
+        A folder-per-class tree or a CSV manifest (``path,label[,id]``), see :func:`coreclean.read_manifest`;
+        or a :class:`Manifest` read already (e.g. by :func:`coreclean.formats.hf_source.read_hf_dataset`).
     cache_dir : str or os.PathLike
         The cache folder (created if needed). Several datasets and settings share it, each as its
         own embedding set (key); sets with the same settings reuse each other's vectors.
@@ -138,7 +139,7 @@ def embed_dataset(
             f"batch_size and chunk_size must be >= 1 and image_size >= 8; got {batch_size}, {chunk_size}, {image_size}."
         )
     cache_dir = Path(cache_dir).expanduser()
-    manifest = read_manifest(source)
+    manifest = source if isinstance(source, Manifest) else read_manifest(source)
     torch_device = resolve_device(device)
     extractor = build_feature_extractor(backbone, weights=weights)
     preprocess = default_preprocess(backbone, image_size=image_size)

@@ -16,6 +16,7 @@ import os
 import shlex
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, unquote
 
 import numpy as np
 
@@ -108,4 +109,19 @@ def repair_hint(set_dir: Path, info: dict[str, Any] | None = None) -> str:
     options += f" --weights {shlex.quote(weights)}"
     options += f" --image-size {settings['image_size']}" if settings.get("image_size") else ""
     options += f" --precision {settings['precision']}" if "precision" in settings else ""
-    return f"run `coreclean embed {shlex.quote(str(source))} --cache {cache}{options}` to repair it"
+    return f"run `coreclean embed {_source_arguments(str(source))} --cache {cache}{options}` to repair it"
+
+
+def _source_arguments(source: str) -> str:
+    """The ``embed`` arguments naming ``source``: the path, or for a Hugging Face dataset its ``--hf`` options.
+
+    A Hugging Face source reads ``hf:WHERE?split=S&image=C&label=L[&id=I]``
+    (:func:`coreclean.formats.hf_source.hf_source_id`).
+    """
+    if not source.startswith("hf:"):
+        return shlex.quote(source)
+    where, _, query = source[len("hf:"):].partition("?")
+    options = {"split": "--split", "image": "--image-column", "label": "--label-column", "id": "--id-column"}
+    given = dict(parse_qsl(query))
+    return " ".join([f"--hf {shlex.quote(unquote(where))}"]
+                    + [f"{flag} {shlex.quote(given[name])}" for name, flag in options.items() if name in given])

@@ -54,19 +54,22 @@ class Manifest:
     Attributes
     ----------
     sample_ids : list of str
-        Unique id per sample: the path relative to ``root`` (POSIX separators) or the CSV ``id``.
+        Unique id per sample: the path relative to ``root`` (POSIX separators) or the CSV ``id``
+        (for a Hugging Face dataset, see :mod:`coreclean.formats.hf_source`).
     paths : list of Path
-        Absolute path of each sample's file.
+        Absolute path of each sample's file. Several samples may share one file only where a
+        dataset holds the same image bytes twice (a Hugging Face dataset's image store).
     labels : np.ndarray
         ``(n_samples,)`` int64 class indices into ``class_names``.
     class_names : list of str
-        Class names exactly as given (folder names or CSV labels), sorted.
+        Class names exactly as given (folder names or CSV labels), sorted; a Hugging Face
+        ``ClassLabel``'s names in its own order.
     problems : list of Problem
         Rows or files that were skipped (duplicate, missing, empty label, ...).
     root : Path
-        The dataset folder, or the folder holding the CSV manifest.
+        The dataset folder, the folder holding the CSV manifest, or the cache's image store.
     source : Path
-        What was read: the folder or the CSV file.
+        What was read: the folder, the CSV file, or a Hugging Face dataset's ``hf:...`` name.
     rows : np.ndarray
         ``(n_samples,)`` int64 position of each sample among the manifest's data rows (for a folder,
         its position in discovery order). Lets callers align per-row data such as user features.
