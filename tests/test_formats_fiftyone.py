@@ -125,3 +125,9 @@ def test_fiftyone_unknown_class_records_nothing(tmp_path, capsys, fiftyone_datab
     assert "pass --field one of" in capsys.readouterr().err
     with CleaningSession.open(tmp_path / "bad.session") as s:
         assert s.decisions().empty and s.round == open_round
+    theirs = fo.Dataset("theirs")
+    theirs.add_sample(fo.Sample(filepath=str(tmp_path / "x.png"), ground_truth="cat"))
+    assert main(["session", "export", *common, "--out", str(tmp_path / "fo"), "--format", "fiftyone",
+                 "--dataset-name", "theirs"]) == 2
+    assert "['ground_truth'] that are not Classifications" in capsys.readouterr().err
+    assert len(theirs) == 1

@@ -82,6 +82,12 @@ def export_fiftyone(table: pd.DataFrame, dataset_name: str) -> Any:
                             "keeps one sample per file, so this dataset cannot be exported to it.")
     fo = _import_fiftyone()
     dataset = fo.load_dataset(dataset_name) if fo.dataset_exists(dataset_name) else fo.Dataset(dataset_name)
+    schema = dataset.get_field_schema()
+    clash = [name for name in ("ground_truth", "coreclean_suggestion")
+             if name in schema and not _is_classification(fo, schema[name])]
+    if clash:
+        raise ManifestError(f"FiftyOne dataset {dataset_name!r} has field(s) {clash} that are not Classifications; "
+                            "export into another dataset (--dataset-name NAME).")
     dataset.persistent = True
     for name, kind in (("coreclean_id", fo.StringField), ("coreclean_score", fo.FloatField),
                        ("coreclean_decision", fo.StringField), ("coreclean_weight", fo.FloatField)):
@@ -178,12 +184,15 @@ def _label_path(fo: Any, dataset: Any, field: str) -> str:
     """Where ``field``'s class name is: ``field.label`` for a Classification, ``field`` for text."""
     schema = dataset.get_field_schema()
     kind = schema.get(field)
-    if isinstance(kind, fo.EmbeddedDocumentField) and issubclass(kind.document_type, fo.Classification):
+    if _is_classification(fo, kind):
         return f"{field}.label"
     if isinstance(kind, fo.StringField):
         return field
-    usable = sorted(name for name, f in schema.items() if isinstance(f, fo.StringField) or (
-        isinstance(f, fo.EmbeddedDocumentField) and issubclass(f.document_type, fo.Classification)))
+    usable = sorted(name for name, f in schema.items() if isinstance(f, fo.StringField) or _is_classification(fo, f))
     raise DecisionError(f"field {field!r} of FiftyOne dataset {dataset.name!r} is "
                         + ("missing" if kind is None else f"a {type(kind).__name__}, not a Classification")
                         + f"; pass --field one of {usable}.")
+
+
+def _is_classification(fo: Any, kind: Any) -> bool:
+    return isinstance(kind, fo.EmbeddedDocumentField) and issubclass(kind.document_type, fo.Classification)
