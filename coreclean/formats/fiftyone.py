@@ -27,6 +27,7 @@ it, no label → undecided.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pandas as pd
@@ -76,6 +77,8 @@ def export_fiftyone(table: pd.DataFrame, dataset_name: str) -> Any:
     missing = [c for c in EXPORT_COLUMNS if c not in table.columns]
     if missing:
         raise ManifestError(f"the table lacks column(s) {missing}; pass scored_session_table(session).")
+    # FiftyOne stores each file path absolute with ~ expanded: the same keys here
+    table = table.assign(path=[os.path.abspath(os.path.expanduser(str(p))) for p in table["path"]])
     shared = table["path"][table["path"].duplicated()]
     if len(shared):
         raise ManifestError(f"{len(shared)} file(s) belong to several samples (first: {shared.iloc[0]}); FiftyOne "
@@ -93,7 +96,7 @@ def export_fiftyone(table: pd.DataFrame, dataset_name: str) -> Any:
                        ("coreclean_decision", fo.StringField), ("coreclean_weight", fo.FloatField)):
         if not dataset.has_sample_field(name):  # declared: a column of Nones gives FiftyOne no type to infer
             dataset.add_sample_field(name, kind)
-    paths = table["path"].astype(str).tolist()
+    paths = table["path"].tolist()
     present = set(dataset.values("filepath")) if len(dataset) else set()
     new = [fo.Sample(filepath=path) for path in paths if path not in present]
     if new:
@@ -114,11 +117,11 @@ def export_fiftyone(table: pd.DataFrame, dataset_name: str) -> Any:
     dataset.set_values("coreclean_weight", by_path(float(r.weight) for r in rows), key_field="filepath")
     dataset.untag_samples(NEEDS_REVIEW)
     review = table[table["review"].astype(bool)]
-    to_review = dataset.select_by("filepath", review["path"].astype(str).tolist())
+    to_review = dataset.select_by("filepath", review["path"].tolist())
     to_review.untag_samples(list(ACTION_TAGS))
     to_review.tag_samples(NEEDS_REVIEW)
     for action in ("drop", "skip", "downweight"):
-        decided = review.loc[review["action"] == action, "path"].astype(str).tolist()
+        decided = review.loc[review["action"] == action, "path"].tolist()
         if decided:
             dataset.select_by("filepath", decided).tag_samples(action)
     return dataset
