@@ -242,6 +242,10 @@ def _apply(args: argparse.Namespace) -> int:
             except ImportError as err:
                 print(f"coreclean session: error: {err}", file=sys.stderr)
                 return 2
+            counts = decisions["action"].value_counts()
+            if len(counts):  # what the dataset says, before it is recorded (a label left as given reads as keep)
+                print(f"from FiftyOne dataset {args.decisions!r} (field {args.field}): "
+                      + ", ".join(f"{n} {action}" for action, n in counts.items()))
         if read_decisions(decisions).empty:
             what = {"label-studio": "Annotate the tasks in Label Studio and export them again",
                     "fiftyone": f"Review the samples tagged needs-review in FiftyOne (set {args.field}, or tag "
