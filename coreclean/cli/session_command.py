@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import math
 import re
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -68,9 +69,15 @@ def register(subparsers: Any) -> None:
                                             "record it, then close the round.")
     _session_arguments(apply)
     apply.add_argument("decisions", metavar="DECISIONS.csv")
-    apply.add_argument("--from", dest="source", choices=("csv", "label-studio"), default="csv",
-                       help="what DECISIONS is: a decisions CSV (default) or a Label Studio JSON export of tasks "
-                            "written by export --format label-studio (chosen class = given: keep, else relabel)")
+    apply.add_argument("--from", dest="source", choices=("csv", "label-studio", "fiftyone"), default="csv",
+                       help="what DECISIONS is: a decisions CSV (default), a Label Studio JSON export of tasks "
+                            "written by export --format label-studio (chosen class = given: keep, else relabel), "
+                            "or the name of a FiftyOne dataset written by export --format fiftyone (each sample "
+                            "of the open round: a drop/delete, skip or downweight tag decides; else the label in "
+                            "--field: given: keep, another class: relabel, none: undecided)")
+    apply.add_argument("--field", default="ground_truth",
+                       help="with --from fiftyone: the Classification field holding the reviewed labels "
+                            "(default: ground_truth)")
     apply.add_argument("--reviewer", help="name recorded with each decision")
     apply.add_argument("--no-close", action="store_true", help="record the decisions but keep the round open")
     apply.set_defaults(handler=_apply)
@@ -97,14 +104,20 @@ def register(subparsers: Any) -> None:
                                              "rounds.csv, and the cleaned manifest.csv. --format tree: a folder per "
                                              "class with relabelled files in their new class and dropped ones left "
                                              "out, plus its manifest.csv. --format label-studio | cleanlab | hf: "
-                                             "tasks for Label Studio, cleanlab's arrays, a Hugging Face dataset.")
+                                             "tasks for Label Studio, cleanlab's arrays, a Hugging Face dataset, a FiftyOne dataset.")
     _session_arguments(export)
     export.add_argument("--out", required=True, metavar="DIR")
-    export.add_argument("--format", choices=("csv", "tree", "label-studio", "cleanlab", "hf"), default="csv",
+    export.add_argument("--format", choices=("csv", "tree", "label-studio", "cleanlab", "hf", "fiftyone"),
+                        default="csv",
                         help="what to write (default: csv); label-studio: tasks.json (the open round's batch, "
                              "highest score first, the suggested class as a prediction) and labeling_config.xml; cleanlab: "
                              "labels.npy, pred_probs.npy, knn_graph.npz, ids.txt; hf: a Hugging Face dataset (save_to_disk) "
-                             "of the kept images with their cleaned labels (needs coreclean[hf])")
+                             "of the kept images with their cleaned labels (needs coreclean[hf]); fiftyone: a persistent FiftyOne "
+                             "dataset of every image with its label, coreclean's suggestion and score, the open "
+                             "round's batch tagged needs-review, plus OUT/open_fiftyone.py (needs coreclean[fiftyone])")
+    export.add_argument("--dataset-name", metavar="NAME",
+                        help="with --format fiftyone: the dataset to create, or update if it exists "
+                             "(default: coreclean-<session file name>)")
     export.add_argument("--image-root-url", metavar="URL",
                         help="with --format label-studio: prefix of each task's image URL (URL + quoted sample id)")
     export.add_argument("--link", choices=("copy", "hard", "symlink"), default="copy",
@@ -220,9 +233,24 @@ def _apply(args: argparse.Namespace) -> int:
 
         decisions = read_label_studio_export(args.decisions)
     with _open(args) as session:
+        if args.source == "fiftyone":
+            from coreclean.formats.fiftyone import read_fiftyone_decisions
+
+            try:
+                decisions = read_fiftyone_decisions(args.decisions, session.next_batch(),
+                                                    class_names=session.class_names, field=args.field)
+            except ImportError as err:
+                print(f"coreclean session: error: {err}", file=sys.stderr)
+                return 2
+            counts = decisions["action"].value_counts()
+            if len(counts):  # what the dataset says, before it is recorded (a label left as given reads as keep)
+                print(f"from FiftyOne dataset {args.decisions!r} (field {args.field}): "
+                      + ", ".join(f"{n} {action}" for action, n in counts.items()))
         if read_decisions(decisions).empty:
-            what = ("Annotate the tasks in Label Studio and export them again" if args.source == "label-studio"
-                    else "Fill in its action column (keep/relabel/drop/downweight/skip)")
+            what = {"label-studio": "Annotate the tasks in Label Studio and export them again",
+                    "fiftyone": f"Review the samples tagged needs-review in FiftyOne (set {args.field}, or tag "
+                                "drop/skip/downweight)",
+                    }.get(args.source, "Fill in its action column (keep/relabel/drop/downweight/skip)")
             print(f"{args.decisions} holds no decision: nothing was applied and round {session.round} stays open. "
                   f"{what}, then apply it again.")
             return 1
@@ -295,10 +323,12 @@ def format_rounds(rounds) -> str:
 def _export(args: argparse.Namespace) -> int:
     from coreclean.sessions.export import apply_label_patch, write_manifest
 
-    # label-studio exports the open round's batch, which is drawn (and stored) on first use
-    with _open(args, read_only=args.format != "label-studio") as session:
+    # label-studio and fiftyone export the open round's batch, which is drawn (and stored) on first use
+    with _open(args, read_only=args.format not in ("label-studio", "fiftyone")) as session:
         if args.format == "label-studio":
             return _export_label_studio(args, session)
+        if args.format == "fiftyone":
+            return _export_fiftyone(args, session)
         if args.format == "cleanlab":
             from coreclean.formats.cleanlab_arrays import export_cleanlab
             from coreclean.sessions.export import ranker_arrays
@@ -362,6 +392,27 @@ def _export_label_studio(args: argparse.Namespace, session: Any) -> int:
                                 class_names=session.class_names)
     print(f"tasks: {paths['tasks']}\nlabeling config: {paths['config']}\nimport the tasks into a Label Studio "
           "project with that config; then: coreclean session apply --from label-studio EXPORT.json")
+    return 0
+
+
+def _export_fiftyone(args: argparse.Namespace, session: Any) -> int:
+    from coreclean.formats.fiftyone import NEEDS_REVIEW, export_fiftyone, open_app_code
+    from coreclean.sessions.export import scored_session_table
+
+    name = args.dataset_name or f"coreclean-{Path(session.path).stem}"
+    table = scored_session_table(session)
+    try:
+        export_fiftyone(table, name)
+    except ImportError as err:
+        print(f"coreclean session: error: {err}", file=sys.stderr)
+        return 2
+    code = open_app_code(name)
+    script = Path(args.out) / "open_fiftyone.py"
+    script.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(script, code + "\n")
+    print(f"FiftyOne dataset: {name} ({len(table)} samples, {int(table['review'].sum())} tagged {NEEDS_REVIEW})\n"
+          f"open it in the FiftyOne App (python {script}):\n{code}\n"
+          f"then: coreclean session apply --session {shlex.quote(session.path)} --from fiftyone {shlex.quote(name)}")
     return 0
 
 

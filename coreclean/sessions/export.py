@@ -27,7 +27,7 @@ import pandas as pd
 from coreclean._internal.atomic import atomic_write_text
 from coreclean.exceptions import ManifestError
 
-__all__ = ["session_table", "ranker_arrays", "export_session", "apply_label_patch", "read_label_patch", "write_manifest", "PATCH_COLUMNS"]
+__all__ = ["session_table", "scored_session_table", "ranker_arrays", "export_session", "apply_label_patch", "read_label_patch", "write_manifest", "PATCH_COLUMNS"]
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +52,34 @@ def session_table(session: Any) -> pd.DataFrame:
         "original_label": names[original], "weight": weights,
         "changed": (labels != original) | (weights != original_weights), "action": last_action,
     })
+
+
+def scored_session_table(session: Any) -> pd.DataFrame:
+    """:func:`session_table` plus what a reviewer sees: each sample's score, suggestion and place in the open round.
+
+    Added columns: ``score`` (what batches are ranked by: the coreclean score, or the probability of
+    the partner class in a session ``against`` one), ``suggested_label`` (class name),
+    ``suggested_prob``, ``review`` (True for the open round's batch, which is drawn and stored if it
+    was not yet) and ``given_label`` (the label at the start of the open round: what a decision on a
+    batch sample is judged against). Batch samples keep the score and suggestion they were shown
+    with; the others get those of the ranker batches come from (one ranking).
+    """
+    table = session_table(session)
+    batch = session.next_batch()
+    ranker = session.ranker()
+    names = np.asarray(session.class_names, dtype=object)
+    table["score"] = (ranker.scores_ if session.against is None
+                      else ranker.probs_[:, session.class_names.index(session.against)].astype(np.float64))
+    table["suggested_label"] = names[ranker.suggested_labels_]
+    table["suggested_prob"] = np.asarray(ranker.suggested_probs_, dtype=np.float64)
+    table["given_label"] = table["label"]
+    table["review"] = False
+    rows = batch["index"].to_numpy(np.int64)
+    for column, source in (("score", "score"), ("suggested_label", "suggested_label"),
+                           ("suggested_prob", "suggested_prob"), ("given_label", "label")):
+        table.loc[rows, column] = batch[source].to_numpy()
+    table.loc[rows, "review"] = True
+    return table
 
 
 def export_session(table: pd.DataFrame, decisions: pd.DataFrame, rounds: pd.DataFrame,
