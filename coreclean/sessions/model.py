@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from coreclean._internal.threads import limit_threads
+from coreclean.exceptions import SessionError
 from coreclean.sessions import state
 from coreclean.sessions.batches import allocate_by_score
 from coreclean.sessions.closing import apply_round, measure_labels, summarize_round
@@ -76,6 +77,9 @@ class SessionModel:
         labels, weights = state.replay(self.start_labels, self.start_weights, applied)
         if self._pred_probs is None and self.meta.get("pred_probs"):
             self._pred_probs = store.pred_probs()
+            if self._pred_probs is None:
+                raise SessionError(f"session {store.path} was started with pred_probs, but its file no longer holds "
+                                   "them; start a new session with --pred-probs.")
         start = time.perf_counter()
         ranker = LabelIssueRanker(self.meta["method"], random_state=self.meta["random_state"], memory=self.memory,
                                   **self.meta["ranker_params"])
