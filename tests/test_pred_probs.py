@@ -295,3 +295,18 @@ def test_session_cli_start_with_pred_probs_and_one_round(toy, tmp_path, capsys):
     assert main(["session", "start", "--cache", str(cache), "--class", "dog", "--session", str(tmp_path / "u.session"),
                  "--pred-probs", str(tmp_path / "p.npy"), "--class-names", "cat,dog,wolf"]) == 2
     assert "'fox' of the data are not in --class-names" in capsys.readouterr().err
+
+
+def test_store_round_trips_pred_probs_and_reads_none_from_a_file_without_them(tmp_path):
+    from coreclean.sessions.store import SessionStore
+
+    probs = np.random.default_rng(0).dirichlet(np.ones(3), 4)
+    with_probs, without = SessionStore(tmp_path / "a.session", create=True), SessionStore(":memory:")
+    with_probs.initialize({"k": 1}, ["a", "b", "c", "d"], np.zeros(4, int), np.ones(4), probs)
+    without.initialize({"k": 1}, ["a", "b", "c", "d"], np.zeros(4, int), np.ones(4))
+    np.testing.assert_array_equal(with_probs.pred_probs(), probs)
+    assert without.pred_probs() is None
+    without._conn.execute("DROP TABLE pred_probs")  # a file written before the table existed
+    assert without.pred_probs() is None
+    with_probs.close()
+    without.close()
