@@ -70,3 +70,19 @@ def test_goal_rows_set_the_ablation_apart_from_the_baselines() -> None:
     assert rows[0]["baseline_margin"] == pytest.approx(0.05)
     only_ablation = _goal_comparison(summary(coreclean=0.90, pooled_confidence=0.92))
     assert "best_baseline" not in only_ablation[0]
+
+
+@pytest.mark.slow
+def test_pred_probs_benchmark_on_digits(tmp_path: Path) -> None:
+    from benchmarks import pred_probs
+
+    entry = pred_probs.run("digits", seeds=[0], kind="kernel", threads=1, cache_dir=tmp_path, out_dir=tmp_path,
+                           command="pytest smoke")
+    saved = json.loads((tmp_path / "pred_probs.json").read_text(encoding="utf-8"))["results"]["digits/kernel"]
+    assert list(saved["summary"]) == list(pred_probs.VARIANTS)
+    variants = saved["per_seed"][0]["variants"]
+    assert all(v["auroc"] > 0.95 and v["precision_at_half_errors"] > 0.8 for v in variants.values())
+    # the stronger model is stronger where a user can see it: against the (noisy) labels it was fitted on
+    assert variants["pred_probs"]["model_oof_accuracy_vs_given"] > variants["builtin"]["model_oof_accuracy_vs_given"]
+    assert "--pred-probs $WORK/P.npy --ids $WORK/ids.txt" in variants["pred_probs"]["command"]
+    assert entry["n_samples"] == saved["n_samples"] == 1198

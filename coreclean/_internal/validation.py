@@ -8,7 +8,11 @@ import numpy as np
 
 from coreclean.exceptions import InputValidationError
 
-__all__ = ["is_utf8", "check_features", "check_labels", "check_sample_weight", "check_random_state", "sklearn_seed"]
+__all__ = ["is_utf8", "check_features", "check_labels", "check_sample_weight", "check_pred_probs", "check_random_state",
+           "sklearn_seed"]
+
+#: How far a row of predicted probabilities may sum from 1 (float32 rounding, softmax in low precision).
+PROB_SUM_TOLERANCE = 1e-3
 
 
 def check_features(features: object, *, name: str = "features") -> np.ndarray:
@@ -91,6 +95,49 @@ def check_sample_weight(sample_weight: object | None, n_samples: int) -> np.ndar
         raise InputValidationError(f"sample_weight must have shape ({n_samples},); got {array.shape}.")
     if not np.all(np.isfinite(array)) or np.any(array < 0):
         raise InputValidationError("sample_weight must be finite and >= 0 (0 drops a sample).")
+    return array
+
+
+def check_pred_probs(pred_probs: object, n_samples: int, n_classes: int | None = None) -> np.ndarray:
+    """Return out-of-sample class probabilities as a float64 (n_samples, n_classes) array, rows summing to 1.
+
+    ``n_classes=None`` takes the number of columns as the number of classes (cleanlab's convention).
+
+    Raises
+    ------
+    InputValidationError
+        Wrong shape (rows must match the labels, columns the classes), NaN or infinite values,
+        negative values, or rows summing to more than ``PROB_SUM_TOLERANCE`` away from 1 (the message
+        counts them and names the first).
+    """
+    array = np.asarray(pred_probs)
+    expected = f"({n_samples}, {n_classes if n_classes is not None else 'n_classes'})"
+    if array.ndim != 2 or array.shape[0] != n_samples or (n_classes is not None and array.shape[1] != n_classes):
+        raise InputValidationError(
+            f"pred_probs must have shape {expected}: one row per label, one column per class; got shape "
+            f"{array.shape}."
+        )
+    if not np.issubdtype(array.dtype, np.number) or np.issubdtype(array.dtype, np.complexfloating):
+        raise InputValidationError(f"pred_probs must be real numbers; got dtype {array.dtype}.")
+    array = np.asarray(array, dtype=np.float64)
+    finite = np.isfinite(array).all(axis=1)
+    if not finite.all():
+        bad = np.flatnonzero(~finite)
+        raise InputValidationError(f"pred_probs has {bad.size} row(s) with NaN or infinite values (first: row "
+                                   f"{int(bad[0])}).")
+    negative = (array < 0).any(axis=1)
+    if negative.any():
+        bad = np.flatnonzero(negative)
+        raise InputValidationError(f"pred_probs has {bad.size} row(s) with negative values (first: row "
+                                   f"{int(bad[0])}); pass probabilities, not logits (apply a softmax).")
+    sums = array.sum(axis=1)
+    off = np.abs(sums - 1.0) > PROB_SUM_TOLERANCE
+    if off.any():
+        first = int(np.flatnonzero(off)[0])
+        raise InputValidationError(
+            f"pred_probs has {int(off.sum())} row(s) not summing to 1 within {PROB_SUM_TOLERANCE:g} (first: row "
+            f"{first}, sum {sums[first]:.6g}); pass one probability per class in each row (apply a softmax)."
+        )
     return array
 
 

@@ -1,7 +1,9 @@
 """``coreclean rank``: which samples are most likely mislabelled? One CSV row per sample, most suspicious first.
 
 Input is a cache written by ``coreclean embed`` (``--cache DIR``) or your own vectors
-(``--features X.npy --labels labels.csv|labels.npy``). The table is
+(``--features X.npy --labels labels.csv|labels.npy``), and/or your own model's out-of-sample
+probabilities (``--pred-probs P.npy``, with ``--labels`` alone or beside features; see
+:func:`coreclean.formats.cleanlab_arrays.read_pred_probs` for how rows and columns are matched). The table is
 :meth:`coreclean.scoring.ranker.LabelIssueRanker.to_frame` with class names: ``id, label, score,
 rank_in_class, suggested_label, suggested_prob`` and the out-of-fold signals (``predicted_label,
 predicted_confidence, margin, given_label_prob``); higher ``score`` = review sooner.
@@ -29,7 +31,9 @@ def register(subparsers: Any) -> None:
             "Score every sample of an embedding set by how likely its label is wrong and write the ranking as "
             "CSV (higher score = review sooner), with a suggested label and the out-of-fold model's signals. "
             "Input: --cache DIR (from `coreclean embed`), or your own vectors with --features X.npy --labels FILE "
-            "(a CSV with one column of labels, names or integers, or columns id,label; or a .npy of labels)."
+            "(a CSV with one column of labels, names or integers, or columns id,label; or a .npy of labels). "
+            "--pred-probs P.npy (N x K out-of-sample probabilities of your own model, cleanlab's convention) "
+            "replaces the built-in model's: with --labels alone (no neighbour vote), or beside features."
         ),
     )
     source = parser.add_argument_group("input (one of)")
@@ -39,6 +43,16 @@ def register(subparsers: Any) -> None:
     source.add_argument("--labels", metavar="FILE",
                         help="labels for --features: CSV (one column of names or integers, or columns id,label) "
                              "or .npy; row i labels features row i")
+    own = parser.add_argument_group("your own model's probabilities (optional)")
+    own.add_argument("--pred-probs", metavar="P.npy",
+                     help="(n_samples, n_classes) out-of-sample class probabilities, rows summing to 1; they replace "
+                          "the out-of-fold logistic regression. Row i is label i (or the cache's sample i)")
+    own.add_argument("--ids", metavar="IDS.txt",
+                     help="with --pred-probs: the sample id of each row, one a line (the ids of --labels' id "
+                          "column, or of the cache)")
+    own.add_argument("--class-names", metavar="A,B,C",
+                     help="with --pred-probs: the class of each column, comma-separated (default: the classes "
+                          "in sorted order, as the labels are numbered)")
     parser.add_argument("--out", required=True, metavar="FILE", help="ranking CSV to write")
     parser.add_argument("--method", default="coreclean",
                         help="ranker from coreclean.scoring.methods.REGISTRY (default: coreclean; e.g. self_confidence, "
@@ -76,8 +90,18 @@ def _rank(args: argparse.Namespace, progress) -> str:
         raise InputValidationError(f"unknown method {args.method!r}; choose one of {', '.join(sorted(REGISTRY))}.")
     if args.folds is not None and args.folds < 2:
         raise InputValidationError(f"--folds must be at least 2; got {args.folds}.")
+    if args.pred_probs is None and (args.ids is not None or args.class_names is not None):
+        raise InputValidationError("--ids and --class-names describe --pred-probs; pass --pred-probs P.npy too.")
     with progress.phase("loading embeddings"):
         sample_ids, features, labels, class_names = _load_input(args)
+        pred_probs = None
+        if args.pred_probs is not None:
+            from coreclean.formats.cleanlab_arrays import read_pred_probs
+
+            pred_probs, class_names = read_pred_probs(
+                args.pred_probs, sample_ids=sample_ids, class_names=class_names, ids_path=args.ids,
+                column_names=None if args.class_names is None else args.class_names.split(","),
+                allow_extra_classes=True)
     class_index = None
     if args.class_name is not None:
         if args.class_name not in class_names:
@@ -90,8 +114,9 @@ def _rank(args: argparse.Namespace, progress) -> str:
         settings["n_components"] = None  # every column
     ranker = LabelIssueRanker(args.method, random_state=args.seed, **settings)
     with progress.phase(f"ranking {labels.size} samples"), \
-            limit_threads(args.threads, n_samples=features.shape[0], n_features=features.shape[1]):
-        ranker.fit(features, labels, n_classes=len(class_names))
+            limit_threads(args.threads, n_samples=labels.size,
+                          n_features=features.shape[1] if features is not None else len(class_names)):
+        ranker.fit(features, labels, n_classes=len(class_names), pred_probs=pred_probs)
     with progress.phase("writing the ranking"):
         frame = ranker.to_frame(sample_ids=sample_ids, class_names=class_names)
         if class_index is not None:
@@ -105,7 +130,8 @@ def _rank(args: argparse.Namespace, progress) -> str:
         except OSError as err:
             raise CorecleanError(f"cannot write the ranking to {out}: {err}; pass --out somewhere writable.") from err
     return (format_summary(ranker, class_names, sample_ids, class_index) + "\n"
-            f"ranked {labels.size} samples of {len(class_names)} classes with {args.method!r} in "
+            f"ranked {labels.size} samples of {len(class_names)} classes with {args.method!r}"
+            f"{'' if pred_probs is None else ' on ' + str(args.pred_probs)} in "
             f"{ranker.last_update_seconds_:.1f} s -> {out} ({len(frame)} rows)")
 
 
@@ -132,7 +158,10 @@ def format_summary(ranker, class_names: list[str], sample_ids, class_index: int 
 
 
 def _load_input(args: argparse.Namespace):
-    """``(sample_ids, features, labels, class_names)`` from ``--cache`` or ``--features/--labels``."""
+    """``(sample_ids, features, labels, class_names)`` from ``--cache`` or ``--features/--labels``.
+
+    ``features`` is None for ``--labels`` with ``--pred-probs`` and no ``--features``.
+    """
     import numpy as np
 
     if args.cache is not None:
@@ -142,8 +171,12 @@ def _load_input(args: argparse.Namespace):
 
         embeddings = load_embeddings(args.cache, key=args.key)
         return embeddings.sample_ids, embeddings.features, embeddings.labels, list(embeddings.class_names)
+    if args.labels is not None and args.features is None and args.pred_probs is not None:
+        ids, labels, class_names = read_labels(args.labels)
+        return (ids if ids is not None else np.arange(labels.size)), None, labels, class_names
     if args.features is None or args.labels is None:
-        raise CorecleanError("give --cache DIR, or --features X.npy with --labels FILE.")
+        raise CorecleanError("give --cache DIR, or --features X.npy with --labels FILE, or --pred-probs P.npy with "
+                             "--labels FILE.")
     features = _load_features(args.features)
     ids, labels, class_names = read_labels(args.labels)
     if labels.size != features.shape[0]:

@@ -52,6 +52,14 @@ def register(subparsers: Any) -> None:
     start.add_argument("--session", metavar="FILE", help="session file (default: CACHE/sessions/<classes>.session)")
     start.add_argument("--method", default="coreclean", help="ranker (default: coreclean; 'random' for a baseline)")
     start.add_argument("--no-evaluate", action="store_true", help="skip the out-of-sample AUROC at each round")
+    start.add_argument("--pred-probs", metavar="P.npy",
+                       help="your model's out-of-sample probabilities (n_samples, n_classes), rows in the cache's "
+                            "sample order (or --ids): they replace the built-in model and stay fixed while reviews "
+                            "update the neighbour vote, the noise prior and trust")
+    start.add_argument("--ids", metavar="IDS.txt", help="with --pred-probs: the cache sample id of each row, one a line")
+    start.add_argument("--class-names", metavar="A,B,C",
+                       help="with --pred-probs: the class of each column, comma-separated (default: the cache's "
+                            "class order)")
     start.add_argument("--seed", type=non_negative_int, default=0, help="random seed (default: 0)")
     start.add_argument("--threads", type=positive_int, help=THREADS_HELP)
     start.set_defaults(handler=_start)
@@ -171,11 +179,12 @@ def _start(args: argparse.Namespace) -> int:
         if args.key:  # one cache, several datasets: their sessions must not share a default file
             slug = f"{args.key}-{slug}"
         path = str(Path(args.cache) / "sessions" / f"{slug}.session")
+    pred_probs = _read_pred_probs(args)
     with _progress(args, "start", 1) as progress, progress.phase("ranking the samples, measuring the baseline"):
         session = CleaningSession.start(args.cache, path, classes=args.classes, against=args.against,
                                         batch_size=args.per_class, allocation=args.allocation, method=args.method,
                                         evaluate=not args.no_evaluate, key=args.key, random_state=args.seed,
-                                        n_threads=args.threads)
+                                        n_threads=args.threads, pred_probs=pred_probs)
     with session:
         baseline = session.rounds().iloc[0]
         print(f"started {path}: cleaning {', '.join(session.classes)}"
@@ -185,6 +194,22 @@ def _start(args: argparse.Namespace) -> int:
                                                     if _finite(baseline["auroc"]) else ""))
         print(f"next: coreclean session next --session {path}")
     return 0
+
+
+def _read_pred_probs(args: argparse.Namespace):
+    """``--pred-probs`` in the cache's row and class order (None without it)."""
+    if args.pred_probs is None:
+        if args.ids is not None or args.class_names is not None:
+            raise CorecleanError("--ids and --class-names describe --pred-probs; pass --pred-probs P.npy too.")
+        return None
+    from coreclean.embedding.cache import load_embeddings
+    from coreclean.formats.cleanlab_arrays import read_pred_probs
+
+    embeddings = load_embeddings(args.cache, key=args.key)
+    probs, _ = read_pred_probs(args.pred_probs, sample_ids=embeddings.sample_ids, class_names=embeddings.class_names,
+                               ids_path=args.ids,
+                               column_names=None if args.class_names is None else args.class_names.split(","))
+    return probs
 
 
 def _next(args: argparse.Namespace) -> int:

@@ -19,11 +19,13 @@ from coreclean.scoring.pooling import LogLinearPool
 from coreclean.scoring.signal_set import SignalSet
 from coreclean.scoring.signals import normalized_margin_score, self_confidence_score
 
-__all__ = ["RankerOutput", "REGISTRY", "register_ranker", "DEFAULT_METHOD", "ABLATIONS"]
+__all__ = ["RankerOutput", "REGISTRY", "register_ranker", "DEFAULT_METHOD", "ABLATIONS", "PROBABILITY_RANKERS"]
 
 DEFAULT_METHOD = "coreclean"
 #: Registered rankers that are the default with a part removed (to measure that part), not baselines.
 ABLATIONS = frozenset({"pooled_confidence"})
+#: Rankers that can work from class probabilities alone (``pred_probs`` with no features).
+PROBABILITY_RANKERS = frozenset({"coreclean", "pooled_confidence", "self_confidence", "normalized_margin", "random"})
 
 
 @dataclass(frozen=True)
@@ -56,8 +58,14 @@ def register_ranker(name: str) -> Callable[[Ranker], Ranker]:
 
 
 def pooled_probs(signals: SignalSet) -> np.ndarray:
-    """Log-linear pool of the out-of-fold LR and the similarity-weighted kNN vote, fitted on the given labels."""
-    sources = [signals.out_of_fold.probs_, signals.neighbor_probs(signals.config.temperature)]
+    """Log-linear pool of the model's probabilities and the similarity-weighted kNN vote, fitted on the given labels.
+
+    The model is the out-of-fold LR, or the caller's own probabilities; with no features (so no
+    neighbours) there is nothing to pool and those probabilities are returned as they are.
+    """
+    if signals.features is None:
+        return signals.model_probs
+    sources = [signals.model_probs, signals.neighbor_probs(signals.config.temperature)]
     pool = LogLinearPool().fit(sources, signals.labels, signals.fit_weight)
     return pool.predict_proba(sources)
 
@@ -102,15 +110,15 @@ def _random(signals: SignalSet, rng: np.random.Generator) -> RankerOutput:
 
 @register_ranker("self_confidence")
 def _self_confidence(signals: SignalSet, rng: np.random.Generator) -> RankerOutput:
-    """cleanlab's self-confidence on out-of-fold LR probabilities."""
-    probs = signals.out_of_fold.probs_
+    """cleanlab's self-confidence on the model's probabilities (out-of-fold LR, or the caller's own)."""
+    probs = signals.model_probs
     return RankerOutput(self_confidence_score(probs, signals.labels), probs)
 
 
 @register_ranker("normalized_margin")
 def _normalized_margin(signals: SignalSet, rng: np.random.Generator) -> RankerOutput:
-    """cleanlab's normalised margin on out-of-fold LR probabilities."""
-    probs = signals.out_of_fold.probs_
+    """cleanlab's normalised margin on the model's probabilities (out-of-fold LR, or the caller's own)."""
+    probs = signals.model_probs
     return RankerOutput(normalized_margin_score(probs, signals.labels), probs)
 
 

@@ -21,12 +21,13 @@ from sklearn.exceptions import NotFittedError
 from coreclean._internal.validation import (
     check_features,
     check_labels,
+    check_pred_probs,
     check_random_state,
     check_sample_weight,
     sklearn_seed,
 )
 from coreclean.exceptions import InputValidationError
-from coreclean.scoring.methods import DEFAULT_METHOD, REGISTRY
+from coreclean.scoring.methods import DEFAULT_METHOD, PROBABILITY_RANKERS, REGISTRY
 from coreclean.scoring.signal_set import SignalConfig, SignalSet
 from coreclean.scoring.signals import normalized_margin_score
 
@@ -46,7 +47,8 @@ class LabelIssueRanker(BaseEstimator):
     ----------
     method : str
         A ranker from :data:`coreclean.scoring.methods.REGISTRY`; ``"coreclean"`` (default) fuses the
-        out-of-fold logistic regression with a neighbour vote (see :mod:`coreclean.scoring.methods`).
+        out-of-fold logistic regression (or the ``pred_probs`` given to ``fit``) with a neighbour vote
+        (see :mod:`coreclean.scoring.methods`).
     n_folds : int
         Folds of the out-of-fold logistic regressions.
     C : float
@@ -73,7 +75,8 @@ class LabelIssueRanker(BaseEstimator):
         ``n_folds``-fold drawn at ``fit`` (``signals_.out_of_fold.folds_`` holds them).
     min_class_size : int or None
         Classes with fewer kept samples are scored by their neighbours only and flagged in
-        ``small_class_``; default ``2 * n_folds``.
+        ``small_class_``; default ``2 * n_folds``. Not applied with ``pred_probs`` (the caller's
+        model was not trained on our folds, so a small class is no reason to distrust it).
     random_state : int, Generator or None
     memory : str, path, :class:`joblib.Memory` or None
         Where to cache the label-blind work (the PCA projection's fit and the neighbour graph), as
@@ -88,6 +91,8 @@ class LabelIssueRanker(BaseEstimator):
         Higher = more likely mislabelled. Dropped samples keep their last score.
     probs_ : ndarray of shape (n_samples, n_classes)
         Class probabilities ``P(k | x)``, blind to each sample's own label.
+    pred_probs_ : ndarray of shape (n_samples, n_classes) or None
+        The probabilities given to ``fit`` (validated; fixed through every ``rescore``), or None.
     suggested_labels_ : ndarray of shape (n_samples,), int
         Most probable true class (given the features and the label, where the method models noise).
     suggested_probs_ : ndarray of shape (n_samples,)
@@ -135,24 +140,44 @@ class LabelIssueRanker(BaseEstimator):
         self.memory = memory
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, features: np.ndarray, labels: np.ndarray, sample_weight: np.ndarray | None = None, *,
-            n_classes: int | None = None) -> "LabelIssueRanker":
+    def fit(self, features: np.ndarray | None, labels: np.ndarray, sample_weight: np.ndarray | None = None, *,
+            n_classes: int | None = None, pred_probs: np.ndarray | None = None) -> "LabelIssueRanker":
         """Score every sample of ``features`` (n_samples, n_features) labelled ``labels``. Returns ``self``.
+
+        ``pred_probs`` (n_samples, n_classes): out-of-sample class probabilities from your own model
+        (cleanlab's convention: row i for sample i, column k for class k, rows summing to 1). They
+        replace the out-of-fold logistic regressions and stay fixed through every ``rescore``, while
+        the neighbour vote, the noise prior and trust follow the reviews. ``features`` may then be
+        None: no neighbour vote, only methods in :data:`coreclean.scoring.methods.PROBABILITY_RANKERS`.
+        ``n_classes`` defaults to ``pred_probs``' columns, else to the largest label + 1.
 
         Raises
         ------
         InputValidationError
-            NaN/inf rows, a label outside ``0..n_classes-1``, mismatched lengths, an unknown method.
+            NaN/inf rows, a label outside ``0..n_classes-1``, mismatched lengths, an unknown method;
+            ``pred_probs`` of the wrong shape, not finite, negative, or with rows not summing to 1.
         """
         self._validate_params()
         start = time.perf_counter()
-        features = check_features(features) if not isinstance(features, np.memmap) else self._check_memmap(features)
-        labels = check_labels(labels, features.shape[0], n_classes=n_classes)
+        if features is None:
+            if pred_probs is None:
+                raise InputValidationError("features is None: pass features, pred_probs, or both.")
+            if self.method not in PROBABILITY_RANKERS:
+                raise InputValidationError(f"method {self.method!r} needs features; with pred_probs alone choose one "
+                                           f"of {sorted(PROBABILITY_RANKERS)}.")
+            n_samples = np.shape(labels)[0] if np.ndim(labels) == 1 else -1
+        else:
+            features = check_features(features) if not isinstance(features, np.memmap) else self._check_memmap(features)
+            n_samples = features.shape[0]
+        if pred_probs is not None and n_classes is None and np.ndim(pred_probs) == 2:
+            n_classes = np.shape(pred_probs)[1]
+        labels = check_labels(labels, n_samples, n_classes=n_classes)
+        self.pred_probs_ = None if pred_probs is None else check_pred_probs(pred_probs, labels.size, n_classes)
         self.n_classes_ = int(n_classes if n_classes is not None else labels.max() + 1)
         if self.n_classes_ < 2:
             raise InputValidationError("need at least two classes to find label errors.")
         largest = int(np.bincount(labels).max())
-        if self.folds is None and largest < self.n_folds:
+        if self.folds is None and self.pred_probs_ is None and largest < self.n_folds:
             raise InputValidationError(
                 f"every class has fewer than n_folds={self.n_folds} samples (the largest has {largest}): the "
                 f"out-of-fold models cannot be stratified. Pass n_folds={max(2, largest)} or fewer, or add samples.")
@@ -164,7 +189,8 @@ class LabelIssueRanker(BaseEstimator):
                               max_fit_samples=self.max_fit_samples, radius=self.radius, trusted_weight=self.trusted_weight,
                               random_state=sklearn_seed(self._rng), folds=self.folds,
                               n_components=self.n_components, memory=self._memory())
-        self.signals_ = SignalSet(features, self.labels_, self.sample_weight_, self.trusted_, self.n_classes_, config)
+        self.signals_ = SignalSet(features, self.labels_, self.sample_weight_, self.trusted_, self.n_classes_, config,
+                                  external_probs=self.pred_probs_)
         self._pending = np.zeros(labels.size, dtype=bool)
         self._score()
         self.last_update_seconds_ = time.perf_counter() - start
@@ -187,19 +213,18 @@ class LabelIssueRanker(BaseEstimator):
         output = REGISTRY[self.method](self.signals_, self._rng)
         scores = np.asarray(output.scores, dtype=np.float64)
         probs = output.probs
-        self.small_class_ = self._small_classes()
-        if probs is None or self.small_class_.any():
+        self.small_class_ = small = self._small_classes()
+        if probs is None:
+            probs = (self.signals_.model_probs if self.signals_.features is None
+                     else self.signals_.neighbor_probs(self.temperature))
+        elif small.any():
             neighbor = self.signals_.neighbor_probs(self.temperature)
-            if probs is None:
-                probs = neighbor
-            else:
-                probs = np.where(self.small_class_[:, None], neighbor, probs)
-                # Model signals cannot judge a class they barely saw: fall back to the neighbours,
-                # placed on the same scale by rank.
-                neighbor_score = 1.0 - neighbor[np.arange(scores.size), self.labels_]
-                scores = scores.copy()
-                small = self.small_class_
-                scores[small] = np.quantile(scores[~small], neighbor_score[small]) if (~small).any() else neighbor_score[small]
+            probs = np.where(small[:, None], neighbor, probs)
+            # Model signals cannot judge a class they barely saw: fall back to the neighbours,
+            # placed on the same scale by rank.
+            neighbor_score = 1.0 - neighbor[np.arange(scores.size), self.labels_]
+            scores = scores.copy()
+            scores[small] = np.quantile(scores[~small], neighbor_score[small]) if (~small).any() else neighbor_score[small]
         self.scores_ = scores
         self.probs_ = np.asarray(probs, dtype=np.float32)
         suggestion = self.probs_ if output.posterior is None else np.where(self.small_class_[:, None], self.probs_, output.posterior)
@@ -213,6 +238,8 @@ class LabelIssueRanker(BaseEstimator):
         return None if self.memory is None else check_memory(self.memory)
 
     def _small_classes(self) -> np.ndarray:
+        if self.pred_probs_ is not None:  # the caller's model judges every class; our folds played no part
+            return np.zeros(self.labels_.size, dtype=bool)
         minimum = self.min_class_size if self.min_class_size is not None else 2 * self.n_folds
         kept = self.sample_weight_ > 0
         sizes = np.bincount(self.labels_[kept], minlength=self.n_classes_)
@@ -329,12 +356,13 @@ class LabelIssueRanker(BaseEstimator):
         Columns: ``id, label, score, rank_in_class, suggested_label, suggested_prob, predicted_label,
         predicted_confidence, margin, given_label_prob, weight, small_class``. With ``class_names``
         labels are names, else indices. ``predicted_*``, ``margin`` and ``given_label_prob`` are the
-        out-of-fold logistic regression's (the seed recipe's signals).
+        out-of-fold logistic regression's (the seed recipe's signals), or those of the ``pred_probs``
+        given to ``fit``.
         """
         self._check_fitted()
         n_samples = self.labels_.size
         ids = np.arange(n_samples) if sample_ids is None else np.asarray(sample_ids)
-        oof = self.signals_.out_of_fold.probs_
+        oof = self.signals_.model_probs
         rows = np.arange(n_samples)
         predicted = oof.argmax(axis=1)
         name = (lambda a: np.asarray(class_names, dtype=object)[a]) if class_names is not None else (lambda a: a)

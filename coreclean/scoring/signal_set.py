@@ -5,6 +5,10 @@ graph (label-blind, so computed once) and the in-sample fit, each computed on fi
 review batch, :meth:`SignalSet.update` re-fits what depends on the changed labels or weights,
 warm-started, and leaves the rest alone. All rankers of one benchmark run therefore see the same
 embeddings, folds and neighbours.
+
+Probabilities from the user's own model (``external_probs``, out of sample) stand in for the
+out-of-fold regressions: :attr:`SignalSet.model_probs` is then those, fixed through every update,
+and the features (optional then) only feed the neighbours.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import numpy as np
 
 from coreclean._internal.knn import knn_graph
 from coreclean._internal.validation import check_random_state
+from coreclean.exceptions import InputValidationError
 from coreclean.scoring.linear.out_of_fold import OutOfFoldLogistic
 from coreclean.scoring.linear.standardize import Standardizer
 from coreclean.scoring.linear.projection import PCAProjection
@@ -57,11 +62,14 @@ class SignalSet:
     The arrays ``labels``, ``sample_weight`` and ``trusted`` are the caller's and are read at each
     (re)computation, so a caller edits them in place and then calls :meth:`update`. ``given_labels``
     is a copy of the labels as first given, so a relabelled sample shows which confusion it was.
+    ``features`` may be None when ``external_probs`` (validated, (n_samples, n_classes)) are given:
+    then there are no neighbours and no regressions.
     """
 
-    def __init__(self, features: np.ndarray, labels: np.ndarray, sample_weight: np.ndarray, trusted: np.ndarray,
-                 n_classes: int, config: SignalConfig) -> None:
+    def __init__(self, features: np.ndarray | None, labels: np.ndarray, sample_weight: np.ndarray, trusted: np.ndarray,
+                 n_classes: int, config: SignalConfig, external_probs: np.ndarray | None = None) -> None:
         self.features = features
+        self.external_probs = external_probs
         self.labels = labels
         self.given_labels = labels.copy()
         self.sample_weight = sample_weight
@@ -82,9 +90,21 @@ class SignalSet:
     def _timed(self, name: str, start: float) -> None:
         self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - start
 
+    def _require_features(self, what: str) -> np.ndarray:
+        if self.features is None:
+            raise InputValidationError(f"{what} needs features; pass them with pred_probs, or pick a method that "
+                                       "reads only class probabilities.")
+        return self.features
+
+    @property
+    def model_probs(self) -> np.ndarray:
+        """Out-of-sample class probabilities of a model: the external ones if given, else the out-of-fold LR's."""
+        return self.external_probs if self.external_probs is not None else self.out_of_fold.probs_
+
     @cached_property
     def model_features(self) -> np.ndarray:
         """What the logistic regressions see: the top principal components, or the features themselves."""
+        self._require_features("a logistic regression")
         start = time.perf_counter()
         fit = _cached(self.config.memory, fit_projection)
         projected = fit(self.features, self.config.n_components).transform(self.features)
@@ -104,8 +124,9 @@ class SignalSet:
     @cached_property
     def neighbors(self) -> tuple[np.ndarray, np.ndarray]:
         """``(indices, similarities)`` of each sample's nearest neighbours, itself excluded."""
+        features = self._require_features("the neighbour vote")
         start = time.perf_counter()
-        graph = _cached(self.config.memory, knn_graph)(self.features, self.config.n_neighbors,
+        graph = _cached(self.config.memory, knn_graph)(features, self.config.n_neighbors,
                                                        random_state=self.config.random_state)
         self._timed("neighbors", start)
         return graph

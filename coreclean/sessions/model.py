@@ -4,7 +4,10 @@
 out-of-sample probabilities also measure each round (no separate evaluation fit). The ranker is fitted from the replayed
 labels and weights and tagged with the log's rounds version; when another process (the review
 page, a second terminal) closes or reopens a round, the version moves and the next use refits, so
-no batch is ever drawn from a stale model.
+no batch is ever drawn from a stale model. A session started with the caller's own model
+probabilities fits every ranker on them, unchanged: reviews move the neighbour vote, the noise
+prior and trust, never those probabilities (a relabelled sample keeps its row; a dropped one
+leaves the pool by its weight).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from coreclean._internal.threads import limit_threads
+from coreclean.exceptions import SessionError
 from coreclean.sessions import state
 from coreclean.sessions.batches import allocate_by_score
 from coreclean.sessions.closing import apply_round, measure_labels, summarize_round
@@ -53,6 +57,7 @@ class SessionModel:
         self.memory = memory
         self._ranker = None
         self._version: int | None = None
+        self._pred_probs: np.ndarray | None = None
 
     def threads(self):
         """The thread limit for work on all samples (a context manager)."""
@@ -70,12 +75,17 @@ class SessionModel:
         from coreclean.scoring.ranker import LabelIssueRanker
 
         labels, weights = state.replay(self.start_labels, self.start_weights, applied)
+        if self._pred_probs is None and self.meta.get("pred_probs"):
+            self._pred_probs = store.pred_probs()
+            if self._pred_probs is None:
+                raise SessionError(f"session {store.path} was started with pred_probs, but its file no longer holds "
+                                   "them; start a new session with --pred-probs.")
         start = time.perf_counter()
         ranker = LabelIssueRanker(self.meta["method"], random_state=self.meta["random_state"], memory=self.memory,
                                   **self.meta["ranker_params"])
         reviewed = applied.loc[applied["action"].isin(state.TRUSTED_ACTIONS), "idx"].to_numpy(np.int64)
         with self.threads():
-            ranker.fit(self.features, labels, weights, n_classes=len(self.class_names))
+            ranker.fit(self.features, labels, weights, n_classes=len(self.class_names), pred_probs=self._pred_probs)
             if reviewed.size:
                 ranker.verify(reviewed)
                 ranker.rescore()

@@ -97,6 +97,7 @@ class CleaningSession:
         ranker_params: dict[str, Any] | None = None,
         random_state: int = 0,
         n_threads: int | None = None,
+        pred_probs: np.ndarray | None = None,
     ) -> "CleaningSession":
         """Start a session in a new file ``path`` on the embedding set in ``cache_dir``.
 
@@ -133,20 +134,21 @@ class CleaningSession:
         n_threads : int, optional
             Override the automatic thread count (see :func:`coreclean._internal.threads.limit_threads`).
             Not stored: pass it again to :meth:`open`.
+        pred_probs : ndarray of shape (n_samples, n_classes), optional
+            Your model's out-of-sample probabilities (cache row and class order), stored and fixed.
 
         Raises
         ------
         SessionError
             Unknown or empty class, ``path`` already holding a session, unreadable cache.
         """
-        meta, sample_ids, start_labels = plan_session(
+        meta, sample_ids, start_labels, pred_probs = plan_session(
             cache_dir, path, classes=classes, against=against, batch_size=batch_size, allocation=allocation,
             method=method, evaluate=evaluate, n_boot=n_boot, labels=labels, key=key,
-            ranker_params=ranker_params, random_state=random_state)
+            ranker_params=ranker_params, random_state=random_state, pred_probs=pred_probs)
         store = SessionStore(path, create=True)
         try:
-            store.initialize(meta, sample_ids, start_labels,
-                             np.ones(start_labels.size, dtype=np.float64))
+            store.initialize(meta, sample_ids, start_labels, np.ones(start_labels.size), pred_probs)
             session = cls(store, cache_dir=cache_dir, n_threads=n_threads)
             session._close(0)  # round 0: the baseline
         except BaseException:

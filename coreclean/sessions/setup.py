@@ -10,7 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from coreclean.exceptions import CacheError, SessionError
+from coreclean._internal.validation import check_pred_probs
+from coreclean.exceptions import CacheError, InputValidationError, SessionError
 from coreclean.sessions.batches import ALLOCATIONS
 from coreclean.sessions.decisions import resolve_class
 
@@ -58,8 +59,9 @@ def bind_cache(cache_dir: Path, meta: dict[str, Any], session_path: str) -> Boun
 def plan_session(cache_dir: str | os.PathLike, path: str | os.PathLike, *, classes: list[str], against: str | None,
                  batch_size: int, allocation: str, method: str, evaluate: bool, n_boot: int,
                  labels: np.ndarray | None, key: str | None, ranker_params: dict[str, Any] | None,
-                 random_state: int) -> tuple[dict[str, Any], list[str], np.ndarray]:
-    """Check a new session's settings against the cache; return ``(meta, sample_ids, start_labels)``.
+                 random_state: int, pred_probs: np.ndarray | None = None
+                 ) -> tuple[dict[str, Any], list[str], np.ndarray, np.ndarray | None]:
+    """Check a new session's settings against the cache: ``(meta, sample_ids, start_labels, pred_probs)``.
 
     See :meth:`coreclean.sessions.session.CleaningSession.start` for the parameters. Nothing is
     written.
@@ -68,7 +70,8 @@ def plan_session(cache_dir: str | os.PathLike, path: str | os.PathLike, *, class
     ------
     SessionError
         Bad batch size, allocation or method; ``path`` exists; unreadable cache; unknown, repeated or
-        empty class; a partner class among the classes; labels of the wrong shape or range.
+        empty class; a partner class among the classes; labels of the wrong shape or range;
+        ``pred_probs`` not (samples x classes) probabilities (see :func:`check_pred_probs`).
     """
     from coreclean.embedding.cache import load_embeddings, read_cache_info
     from coreclean.scoring.methods import REGISTRY
@@ -103,6 +106,11 @@ def plan_session(cache_dir: str | os.PathLike, path: str | os.PathLike, *, class
     empty = [class_names[c] for c in class_list if counts[c] == 0]
     if empty:
         raise SessionError(f"class(es) {empty} have no samples in {cache_dir}; nothing to clean there.")
+    if pred_probs is not None:
+        try:
+            pred_probs = check_pred_probs(pred_probs, start_labels.size, len(class_names))
+        except InputValidationError as err:
+            raise SessionError(f"{err} (rows: the cache's samples in order; columns: its classes {class_names}).") from err
     meta = {
         "cache_dir": str(Path(cache_dir).resolve()), "cache_key": info["key"], "fingerprint": info["fingerprint"],
         "class_names": class_names, "classes": [class_names[c] for c in class_list],
@@ -110,5 +118,6 @@ def plan_session(cache_dir: str | os.PathLike, path: str | os.PathLike, *, class
         "batch_size": int(batch_size), "allocation": allocation, "method": method, "evaluate": bool(evaluate),
         "n_boot": int(n_boot),
         "ranker_params": dict(ranker_params or {}), "random_state": int(random_state), "created_at": time.time(),
+        "pred_probs": pred_probs is not None,
     }
-    return meta, [str(s) for s in embeddings.sample_ids], start_labels
+    return meta, [str(s) for s in embeddings.sample_ids], start_labels, pred_probs

@@ -3,7 +3,8 @@
 The file holds the session's settings (``meta``), the snapshot of every sample's label and weight
 when the session started (``samples``), the batches shown to reviewers (``batch_items``), every
 decision (``decisions``) and every round closed or reopened (``rounds``, with the out-of-fold
-probabilities behind its AUROC in ``evaluations``). Nothing is ever updated or deleted: an undo is
+probabilities behind its AUROC in ``evaluations``), and the caller's own model probabilities when
+the session ranks with them (``pred_probs``, fixed for its life). Nothing is ever updated or deleted: an undo is
 an appended ``decisions`` row with ``action='undo'`` pointing at the decision it revokes, and a
 reopened round is an appended ``rounds`` row with ``event='reopen'``. So the audit trail is
 complete and the current state is a fold over the log.
@@ -37,7 +38,7 @@ __all__ = ["SCHEMA", "SCHEMA_VERSION", "ACTIONS", "HIT_ACTIONS", "SessionStore",
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the pred_probs table (an older coreclean would rank without it)
 
 ACTIONS = ("keep", "relabel", "drop", "downweight", "skip")
 """What a reviewer can decide about a sample. ``skip`` = unsure: counted neither as a hit nor a miss."""
@@ -104,6 +105,10 @@ CREATE TABLE IF NOT EXISTS rounds (          -- append-only; a 'reopen' row revo
     update_seconds REAL,
     eval_seconds   REAL,
     evidence       TEXT                      -- JSON
+);
+CREATE TABLE IF NOT EXISTS pred_probs (      -- the caller's model probabilities (samples x classes), if given
+    id    INTEGER PRIMARY KEY CHECK (id = 1),
+    probs BLOB NOT NULL
 );
 CREATE TABLE IF NOT EXISTS evaluations (     -- out-of-fold probabilities behind a round's AUROC (paired bootstrap)
     rounds_id INTEGER PRIMARY KEY REFERENCES rounds(id),
@@ -270,8 +275,8 @@ class SessionStore:
 
     # ------------------------------------------------------------------ writes
     def initialize(self, meta: dict[str, Any], sample_ids: Sequence[str], labels: np.ndarray,
-                   weights: np.ndarray) -> None:
-        """Write the settings and the label/weight snapshot of a new session (one transaction)."""
+                   weights: np.ndarray, pred_probs: np.ndarray | None = None) -> None:
+        """Write the settings, the label/weight snapshot and any ``pred_probs`` of a new session (one transaction)."""
         with self._write() as conn:
             if conn.execute("SELECT COUNT(*) FROM samples").fetchone()[0]:
                 raise SessionError(f"session file {self.path} already holds a session; open it instead, or pick a new file.")
@@ -281,6 +286,9 @@ class SessionStore:
                 "INSERT INTO samples (idx, sample_id, label, weight) VALUES (?, ?, ?, ?)",
                 zip(range(len(sample_ids)), map(str, sample_ids), map(int, labels), map(float, weights)),
             )
+            if pred_probs is not None:
+                conn.execute("INSERT INTO pred_probs (id, probs) VALUES (1, ?)",
+                             (_array_blob(np.asarray(pred_probs, dtype=np.float64)),))
 
     def add_batch(self, round_number: int, rows: Iterable[tuple[int, int, int, float, int, float]]) -> None:
         """Record the batch shown in ``round_number``: ``(position, idx, class_index, score, suggested, prob)`` rows."""
@@ -398,6 +406,14 @@ class SessionStore:
             return events
         last = events.drop_duplicates("round", keep="last")
         return last[last["event"] == "close"].sort_values("round").reset_index(drop=True)
+
+    def pred_probs(self) -> np.ndarray | None:
+        """The caller's model probabilities stored at start, or None (also for a file older than the table)."""
+        if self._conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'pred_probs'").fetchone():
+            row = self._conn.execute("SELECT probs FROM pred_probs WHERE id = 1").fetchone()
+            if row is not None:
+                return _blob_array(row[0])
+        return None
 
     def evaluation(self, rounds_id: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
         """``(probs, labels, weights)`` stored with round-log row ``rounds_id``, or None."""
