@@ -14,6 +14,8 @@ ranker of the same setting. CIFAR-10N (P2) is never used to choose.
 from __future__ import annotations
 
 import argparse
+import shlex
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     if "cifar10" in args.datasets and cifar_available():
         datasets.append(cifar_subset(load_cifar10(Backbone()), 10_000))
     results: dict[str, Any] = {"benchmark": "prior_sweep_kappa",
-                               "command": "python -m benchmarks.prior_sweep " + " ".join(argv or []),
+                               "command": "python -m benchmarks.prior_sweep " + shlex.join(sys.argv[1:] if argv is None else argv),
                                "quantiles": args.quantiles, "kappas": args.kappas, "machine": machine_info(),
                                "settings": {}}
     for dataset in datasets:
