@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-_STYLE = {"coreclean": dict(color="C3", lw=2.4), "pooled_confidence": dict(color="C8"), "random": dict(color="0.5", ls="--"),
+_STYLE = {"coreclean": dict(color="C3", lw=2.4), "pooled_confidence": dict(color="C8"), "coreclean recalibrated": dict(color="C9"), "random": dict(color="0.5", ls="--"),
           "self_confidence": dict(color="C0"), "class_leverage": dict(color="C2"),
           "normalized_margin": dict(color="C1"), "knn_disagreement": dict(color="C4"),
           "in_sample_loss": dict(color="C5"), "local_sensitivity": dict(color="C6")}

@@ -12,6 +12,7 @@ from benchmarks.common import TestModel, clean_nan, mean_sd, score_rankers
 from coreclean.evaluation.calibration import calibration_report
 from coreclean.evaluation.ranking_metrics import errors_found_curve
 from coreclean.scoring.methods import DEFAULT_METHOD
+from coreclean.scoring.recalibration import shift_to_error_count
 
 logger = logging.getLogger(__name__)
 
@@ -21,6 +22,8 @@ CURVE_POINTS = np.r_[0.0, np.linspace(0.005, 0.5, 100)]  # fractions of the data
 #: Rankers whose score is a probability that the label is wrong: their calibration is measured.
 PROBABILITY_RANKERS = (DEFAULT_METHOD, "pooled_confidence", "self_confidence")
 CALIBRATION_KEYS = ("ece", "top_ece", "mce", "expected_errors", "n_errors")
+#: The default's P(label wrong) shifted in logit space to the confident joint's error count (no ground truth).
+RECALIBRATED = f"{DEFAULT_METHOD} recalibrated"
 
 
 def evaluate_label_set(features: np.ndarray, clean: np.ndarray, noisy: np.ndarray | list[np.ndarray], *,
@@ -47,6 +50,7 @@ def evaluate_label_set(features: np.ndarray, clean: np.ndarray, noisy: np.ndarra
         entry: dict[str, Any] = {"seed": seed, "n_errors": int(is_error.sum()), "noise_rate": float(is_error.mean()),
                                  "fit_seconds": scored["fit_seconds"], "shared_seconds": scored["shared_seconds"],
                                  "oof_accuracy_vs_given": scored["oof_accuracy_vs_given"],
+                                 "estimated_errors": scored["estimated_errors"],
                                  "cleanlab": scored.get("cleanlab"), "rankers": {}}
         for name, result in scored["rankers"].items():
             metrics = dict(result["metrics"])
@@ -55,6 +59,9 @@ def evaluate_label_set(features: np.ndarray, clean: np.ndarray, noisy: np.ndarra
             entry["rankers"][name] = metrics
             if name in PROBABILITY_RANKERS:
                 entry.setdefault("calibration", {})[name] = calibration_report(result["scores"], is_error)
+            if name == DEFAULT_METHOD and 0 < scored["estimated_errors"] < n_samples:
+                recalibrated, shift = shift_to_error_count(result["scores"], scored["estimated_errors"])
+                entry["calibration"][RECALIBRATED] = {**calibration_report(recalibrated, is_error), "logit_shift": shift}
         if test_model is not None:
             entry["test"] = _static_cleaning(test_model, labels, clean, is_error,
                                              {n: r["scores"] for n, r in scored["rankers"].items()})

@@ -179,7 +179,7 @@ def p2_markdown(result: dict[str, Any]) -> tuple[list[str], list[dict[str, Any]]
                       f"{_ms(summary['n_errors'], 0)} errors; OOF LR accuracy vs given labels "
                       f"{_ms(summary['oof_accuracy_vs_given'])}; ranking wall time "
                       f"{_minutes(entry.get('ranking_wall_seconds'))})", ""]
-        lines += ranking_table(summary)
+        lines += ranking_table(summary) + [""] + calibration_rows(summary)
         for goal in _goal_comparison(summary):
             goals.append({"where": f"P2 {name}", **goal})
         if name == "aggre" and summary["rankers"].get("coreclean"):

@@ -34,7 +34,8 @@ def test_p3_digits_slice_and_report(tmp_path: Path) -> None:
     assert entry["summary"]["cleanlab"]["find_label_issues"]["precision"]["mean"] > 0.5
     assert entry["summary"]["test"]["clean"]["test_accuracy"]["mean"] > 0.9
     calibration = entry["summary"]["calibration"]
-    assert set(calibration) == {"coreclean", "self_confidence"}  # the rankers that claim P(label wrong)
+    assert set(calibration) == {"coreclean", "self_confidence", "coreclean recalibrated"}  # the ones claiming P(wrong)
+    assert calibration["coreclean recalibrated"]["expected_errors"]["mean"] == pytest.approx(entry["per_seed"][0]["estimated_errors"])
     assert sum(calibration["coreclean"]["bins"]["counts"]) == saved["datasets"]["digits"]["n_samples"]
     assert 0.0 <= calibration["coreclean"]["ece"]["mean"] <= calibration["coreclean"]["mce"]["mean"]
 
