@@ -15,6 +15,7 @@ import numpy as np
 
 from coreclean.evaluation.auroc import auroc as macro_auroc
 from coreclean._internal.threads import limit_threads
+from coreclean.scoring.confident_joint import estimate_errors_per_class
 from coreclean.scoring.ranker import LabelIssueRanker
 from coreclean.evaluation.ranking_metrics import ranking_report
 from coreclean.scoring.methods import REGISTRY
@@ -175,7 +176,8 @@ def score_rankers(features: np.ndarray, labels: np.ndarray, is_error: np.ndarray
         metrics["reused_from_earlier_seed"] = reused
         results[name] = {"metrics": metrics, "scores": scores}
     out = {"rankers": results, "shared_seconds": dict(signals.timings), "fit_seconds": fit_seconds,
-           "oof_accuracy_vs_given": float((signals.out_of_fold.probs_.argmax(axis=1) == labels).mean())}
+           "oof_accuracy_vs_given": float((signals.out_of_fold.probs_.argmax(axis=1) == labels).mean()),
+           "estimated_errors": float(estimate_errors_per_class(signals.out_of_fold.probs_, labels).sum())}
     if with_cleanlab:
         out["cleanlab"] = cleanlab_rows(signals.out_of_fold.probs_, labels, is_error, k=k,
                                         oof_seconds=signals.timings.get("out_of_fold", 0.0)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import REPO, RESULTS, save_figure_safely
+from benchmarks.report_quality import calibration_rows, goal_rows
 from coreclean.scoring.methods import ABLATIONS
 
 logger = logging.getLogger(__name__)
@@ -149,15 +150,17 @@ def p3_markdown(result: dict[str, Any]) -> tuple[list[str], list[dict[str, Any]]
         lines += [f"- {note}" for note in dataset.get("notes", [])]
         for setting, entry in dataset["noise"].items():
             summary = entry["summary"]
-            lines += ["", f"### {setting} ({entry['kind']}, {entry['rate']:.0%}; "
+            lines += ["", f"### {setting} ({entry['kind']}, {entry['rate']:.1%}; {len(entry['per_seed'])} seeds; "
                           f"{_ms(summary['n_errors'], 0)} errors; OOF LR accuracy vs given labels "
                           f"{_ms(summary['oof_accuracy_vs_given'])})", ""]
             lines += ranking_table(summary)
             lines += ["", "Test set, LR trained on:", ""] + _test_rows(summary.get("test"))
+            lines += ["", "coreclean against every other ranker, paired over seeds:", ""] + goal_rows(entry["per_seed"])[0]
+            lines += [""] + calibration_rows(summary)
             for goal in _goal_comparison(summary):
                 goals.append({"where": f"P3 {dataset['name']} {setting}", **goal})
         lines += ["", f"Wall time for {dataset['name']}: {_minutes(dataset.get('wall_seconds'))}.", ""]
-    lines += ["", "![P3 recall vs reviewed](p3.png)", ""]
+    lines += ["", "![P3 recall vs reviewed](p3.png)", "", "![P3 reliability of P(label wrong)](p3_calibration.png)", ""]
     return lines, goals
 
 
@@ -176,7 +179,7 @@ def p2_markdown(result: dict[str, Any]) -> tuple[list[str], list[dict[str, Any]]
                       f"{_ms(summary['n_errors'], 0)} errors; OOF LR accuracy vs given labels "
                       f"{_ms(summary['oof_accuracy_vs_given'])}; ranking wall time "
                       f"{_minutes(entry.get('ranking_wall_seconds'))})", ""]
-        lines += ranking_table(summary)
+        lines += ranking_table(summary) + [""] + calibration_rows(summary)
         for goal in _goal_comparison(summary):
             goals.append({"where": f"P2 {name}", **goal})
         if name == "aggre" and summary["rankers"].get("coreclean"):
@@ -451,6 +454,8 @@ def generate(results: Path = RESULTS, readme: Path = REPO / "README.md") -> dict
             fractions = next(iter(next(iter(p3["datasets"].values()))["noise"].values()))["curve_fractions"]
             save_figure_safely(plots.plot_recall_panels, panels, fractions, results / "p3.png",
                                title="P3 synthetic noise: recall vs reviewed")
+            save_figure_safely(plots.plot_reliability, panels, results / "p3_calibration.png",
+                               title="P3: reliability of P(label wrong), pooled over seeds")
         written.append("p3")
     (results / "speed.md").write_text("\n".join(speed_markdown(embed, scale, knn)) + "\n", encoding="utf-8")
     block = readme_block(results, p1, p2, p3, goals, embed, scale)

@@ -33,6 +33,11 @@ def test_p3_digits_slice_and_report(tmp_path: Path) -> None:
     assert seed0["rankers"]["random"]["signals_used"] == []
     assert entry["summary"]["cleanlab"]["find_label_issues"]["precision"]["mean"] > 0.5
     assert entry["summary"]["test"]["clean"]["test_accuracy"]["mean"] > 0.9
+    calibration = entry["summary"]["calibration"]
+    assert set(calibration) == {"coreclean", "self_confidence", "coreclean recalibrated"}  # the ones claiming P(wrong)
+    assert calibration["coreclean recalibrated"]["expected_errors"]["mean"] == pytest.approx(entry["per_seed"][0]["estimated_errors"])
+    assert sum(calibration["coreclean"]["bins"]["counts"]) == saved["datasets"]["digits"]["n_samples"]
+    assert 0.0 <= calibration["coreclean"]["ece"]["mean"] <= calibration["coreclean"]["mce"]["mean"]
 
     readme = tmp_path / "README.md"
     readme.write_text("intro\n<!-- benchmark-results:start -->\nold\n<!-- benchmark-results:end -->\noutro\n")
@@ -41,6 +46,9 @@ def test_p3_digits_slice_and_report(tmp_path: Path) -> None:
     assert text.startswith("intro\n") and text.endswith("outro\n") and "old" not in text
     assert "P3 digits uniform10" in text and "python -m benchmarks.run all" in text
     assert (tmp_path / "p3.md").is_file() and (tmp_path / "p3.png").is_file()
+    assert (tmp_path / "p3_calibration.png").is_file()
+    p3_text = (tmp_path / "p3.md").read_text()
+    assert "top-10% ECE" in p3_text and "coreclean against every other ranker" in p3_text
     assert {g["metric"] for g in out["goals"]} == {"AUROC", "P@|E|/2"}
 
 

@@ -1,8 +1,11 @@
 """The noise prior's structure: kept where the noise piles on pairs, flattened where it is uniform."""
 
 import numpy as np
+import pytest
 
-from coreclean.scoring.noise_prior import confident_disagreements, estimate_noise_structure, fit_concentration
+from coreclean.scoring.confident_joint import true_label_posterior
+from coreclean.scoring.noise_prior import (confident_disagreements, estimate_noise_structure, evidence_weight,
+                                          fit_concentration, flat_joint)
 
 
 def _disagreement_rows(rng, n_classes, per_row, pair_share):
@@ -100,3 +103,72 @@ def test_ranker_remembers_the_given_labels_of_relabelled_samples():
     ranker.relabel([0, 1], [2, 2]).rescore()
     assert ranker.signals_.given_labels[:2].tolist() == [0, 0]
     assert ranker.labels_[:2].tolist() == [2, 2]
+
+
+# --- evidence scaling: few strict counts -> the flat transition (no prior), many -> the structured prior
+
+
+def _two_suspects(n_flips, n_per_class=400, n_classes=5):
+    """Confident probabilities, ``n_flips`` samples of class 0 labelled 1, and two suspects appended.
+
+    Suspect A is labelled 2 with P(2 | x) = 0.025 and P(3 | x) = 0.88 (a confusion nobody else shows);
+    suspect B is labelled 1 with P(1 | x) = 0.06 and P(0 | x) = 0.91 (the confusion of the flips).
+    """
+    truth = np.repeat(np.arange(n_classes), n_per_class)
+    probs = np.full((truth.size, n_classes), 0.02)
+    probs[np.arange(truth.size), truth] = 0.92
+    labels = truth.copy()
+    labels[:n_flips] = 1
+
+    def suspect(given, p_given, other, p_other):
+        row = np.full(n_classes, (1 - p_given - p_other) / (n_classes - 2))
+        row[given], row[other] = p_given, p_other
+        return row
+
+    probs = np.vstack([probs, suspect(2, 0.025, 3, 0.88), suspect(1, 0.06, 0, 0.91)])
+    return probs, np.r_[labels, 2, 1]
+
+
+def _p_wrong(probs, labels, joint):
+    return 1 - true_label_posterior(probs, labels, joint)[np.arange(labels.size), labels]
+
+
+def test_evidence_weight_is_counts_over_counts_plus_kappa():
+    assert evidence_weight(5, 0) == 1.0
+    assert evidence_weight(5, 5) == pytest.approx(0.5)
+    assert evidence_weight(0, 3) == 0.0
+    with pytest.raises(ValueError):
+        evidence_weight(5, -1)
+
+
+def test_flat_transition_ranks_as_the_probabilities_alone():
+    rng = np.random.default_rng(3)
+    probs = rng.dirichlet(np.full(4, 0.7), size=400)
+    labels = np.repeat(np.arange(4), 100)
+    p_wrong = _p_wrong(probs, labels, flat_joint(np.full(4, 100.0), 30.0))
+    assert np.array_equal(np.argsort(p_wrong), np.argsort(1 - probs[np.arange(400), labels]))
+
+
+def test_few_counts_shrink_toward_the_flat_transition():
+    probs, labels = _two_suspects(n_flips=2)
+    trusting = estimate_noise_structure(probs, labels, kappa=0)
+    scaled = estimate_noise_structure(probs, labels, kappa=20)
+    assert scaled.disagreements.sum() == 2 and scaled.evidence_weight == pytest.approx(2 / 22)
+    flat = flat_joint(np.bincount(labels).astype(float), trusting.joint.sum() - np.trace(trusting.joint))
+    assert np.abs(scaled.joint - flat).max() < np.abs(trusting.joint - flat).max() / 5
+    before, after = _p_wrong(probs, labels, trusting.joint), _p_wrong(probs, labels, scaled.joint)
+    assert before[-1] > before[-2]  # two chance counts made B's confusion look like the noise's favourite
+    assert after[-2] > after[-1]  # scaled: A, whose label has 0.025 against 0.88, comes first, as without a prior
+
+
+def test_many_counts_keep_the_structured_prior():
+    probs, labels = _two_suspects(n_flips=120)
+    scaled = estimate_noise_structure(probs, labels, kappa=20)
+    trusting = estimate_noise_structure(probs, labels, kappa=0)
+    assert scaled.evidence_weight > 0.85
+    assert estimate_noise_structure(probs, labels).evidence_weight > 0.99  # the default kappa
+    row = scaled.joint[1] - np.eye(5)[1] * scaled.joint[1, 1]
+    assert row[0] > 0.8 * row.sum()
+    p_wrong = _p_wrong(probs, labels, scaled.joint)
+    assert p_wrong[-1] > p_wrong[-2]  # B's confusion is the noise's: it comes first
+    assert np.allclose(scaled.joint, trusting.joint, rtol=0.2, atol=2.0)

@@ -17,7 +17,15 @@ precision at |errors|/2 on CIFAR-10 uniform noise). Two changes separate noise f
    on a few pairs give a small ``alpha`` (the structure is kept, as for pair flips). The prior's
    strength is thus read from the data, with no ground truth.
 
-The result keeps the confident joint's diagonal and per-row error totals and redistributes each
+3. **Trust scaled by evidence.** A handful of strict counts (low noise, or a small dataset) is
+   "piled on a few pairs" by chance, and the fitted ``alpha`` keeps that accident as structure. So
+   the shrunk joint is mixed with a *flat* transition (one noise rate, spread evenly over the other
+   classes) with weight ``n_off / (n_off + kappa)``, ``n_off`` the number of strict counts. The
+   flat transition ranks samples exactly as the pooled probabilities do (no prior); with many
+   counts the structured joint takes over. ``kappa`` (``EVIDENCE_KAPPA``) was chosen on P3 only by
+   ``python -m benchmarks.prior_sweep``.
+
+The structured part keeps the confident joint's diagonal and per-row error totals and redistributes each
 row's errors by the shrunk shares. In a cleaning session the errors a reviewer has confirmed are
 added to the counts: they are the surest evidence of which confusions the noise favours.
 """
@@ -33,9 +41,11 @@ from scipy.special import gammaln
 from coreclean._internal.validation import check_labels, check_sample_weight
 from coreclean.scoring.confident_joint import confident_joint
 
-__all__ = ["NoiseStructure", "confident_disagreements", "fit_concentration", "estimate_noise_structure"]
+__all__ = ["NoiseStructure", "confident_disagreements", "fit_concentration", "flat_joint", "evidence_weight",
+           "estimate_noise_structure"]
 
 STRICT_QUANTILE = 0.9
+EVIDENCE_KAPPA = 1.0  # chosen on P3 digits by benchmarks.prior_sweep (results/prior_sweep_kappa.md)
 _LOG_ALPHA_BOUNDS = (-6.0, 12.0)  # alpha in [0.0025, 1.6e5]: from "keep every pair" to "flat"
 
 
@@ -51,11 +61,14 @@ class NoiseStructure:
         The strict off-diagonal counts the shares were fitted on.
     concentration : float
         Fitted Dirichlet concentration ``alpha``: small = structured noise, large = uniform noise.
+    evidence_weight : float in [0, 1]
+        Weight of the structured joint against the flat transition, ``n_off / (n_off + kappa)``.
     """
 
     joint: np.ndarray
     disagreements: np.ndarray
     concentration: float
+    evidence_weight: float = 1.0
 
 
 def confident_disagreements(probs: np.ndarray, labels: np.ndarray, *, quantile: float = STRICT_QUANTILE) -> np.ndarray:
@@ -105,8 +118,34 @@ def fit_concentration(counts: np.ndarray) -> float:
     return float(np.exp(result.x))
 
 
+def flat_joint(class_sizes: np.ndarray, n_errors: float) -> np.ndarray:
+    """Joint of a flat noise: each given label is wrong at one ``rate``, its errors spread evenly over the other classes.
+
+    ``rate = n_errors / class_sizes.sum()``; rows = given label, columns = true class; row ``y`` sums
+    to ``class_sizes[y]`` (as the structured joint's rows do). With equal class sizes the posterior of
+    the given label under it is a monotone function of ``P(given | x)``: it ranks samples as the
+    probabilities alone do.
+    """
+    class_sizes = np.asarray(class_sizes, dtype=np.float64)
+    n_classes = class_sizes.size
+    rate = min(max(n_errors / max(class_sizes.sum(), 1e-300), 0.0), 1.0)
+    transition = np.full((n_classes, n_classes), rate / max(n_classes - 1, 1))
+    np.fill_diagonal(transition, 1.0 - rate)
+    return transition * class_sizes[:, None]
+
+
+def evidence_weight(n_counts: float, kappa: float) -> float:
+    """Trust in the structured joint given ``n_counts`` strict disagreements: ``n / (n + kappa)`` (1 when kappa is 0)."""
+    if kappa < 0:
+        raise ValueError(f"kappa must be >= 0; got {kappa}.")
+    if kappa == 0:
+        return 1.0
+    return float(n_counts / (n_counts + kappa))
+
+
 def estimate_noise_structure(probs: np.ndarray, labels: np.ndarray, *, sample_weight: np.ndarray | None = None,
-                             known_flips: np.ndarray | None = None, quantile: float = STRICT_QUANTILE) -> NoiseStructure:
+                             known_flips: np.ndarray | None = None, quantile: float = STRICT_QUANTILE,
+                             kappa: float | None = None) -> NoiseStructure:
     """Noise joint with the confident joint's diagonal and row error totals, off-diagonal shares shrunk by the data.
 
     Parameters
@@ -123,6 +162,9 @@ def estimate_noise_structure(probs: np.ndarray, labels: np.ndarray, *, sample_we
         they have left the unreviewed pool (only the shares use them; the row totals do not).
     quantile : float in (0, 1)
         Strictness of the disagreement counts (see :func:`confident_disagreements`).
+    kappa : float >= 0, optional
+        Strict counts at which the structured joint and the flat transition weigh the same
+        (default :data:`EVIDENCE_KAPPA`; 0 trusts the structured joint whatever the evidence).
     """
     probs = np.asarray(probs, dtype=np.float64)
     n_samples, n_classes = probs.shape
@@ -138,6 +180,8 @@ def estimate_noise_structure(probs: np.ndarray, labels: np.ndarray, *, sample_we
     np.fill_diagonal(shares, 0.0)
     shares /= np.maximum(shares.sum(axis=1, keepdims=True), 1e-300)
     errors = base.sum(axis=1) - np.diag(base)
-    joint = shares * errors[:, None]
-    np.fill_diagonal(joint, np.diag(base))
-    return NoiseStructure(joint=joint, disagreements=counts, concentration=alpha)
+    structured = shares * errors[:, None]
+    np.fill_diagonal(structured, np.diag(base))
+    weight = evidence_weight(float(counts.sum()), EVIDENCE_KAPPA if kappa is None else float(kappa))
+    joint = weight * structured + (1.0 - weight) * flat_joint(base.sum(axis=1), float(errors.sum()))
+    return NoiseStructure(joint=joint, disagreements=counts, concentration=alpha, evidence_weight=weight)
