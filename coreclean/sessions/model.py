@@ -74,7 +74,6 @@ class SessionModel:
             return self._ranker
         from coreclean.scoring.ranker import LabelIssueRanker
 
-        labels, weights = state.replay(self.start_labels, self.start_weights, applied)
         if self._pred_probs is None and self.meta.get("pred_probs"):
             self._pred_probs = store.pred_probs()
             if self._pred_probs is None:
@@ -83,13 +82,14 @@ class SessionModel:
         start = time.perf_counter()
         ranker = LabelIssueRanker(self.meta["method"], random_state=self.meta["random_state"], memory=self.memory,
                                   **self.meta["ranker_params"])
-        reviewed = applied.loc[applied["action"].isin(state.TRUSTED_ACTIONS), "idx"].to_numpy(np.int64)
+        # Fitted on the labels the session started from, then the decisions applied as the review
+        # made them: the ranker keeps each relabelled sample's given label (a confirmed error feeds
+        # the noise structure), so a new process ranks exactly as the process that closed the round.
         with self.threads():
-            ranker.fit(self.features, labels, weights, n_classes=len(self.class_names), pred_probs=self._pred_probs)
-            if reviewed.size:
-                ranker.verify(reviewed)
-                ranker.rescore()
-        logger.debug("fitted the %s ranker on %d samples in %.1f s", self.meta["method"], labels.size,
+            ranker.fit(self.features, self.start_labels, self.start_weights, n_classes=len(self.class_names),
+                       pred_probs=self._pred_probs)
+            apply_round(ranker, applied[applied["action"] != "skip"])
+        logger.debug("fitted the %s ranker on %d samples in %.1f s", self.meta["method"], self.start_labels.size,
                      time.perf_counter() - start)
         self._ranker, self._version = ranker, version
         return ranker
