@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import REPO, RESULTS, save_figure_safely
-from benchmarks.report_quality import calibration_rows, goal_rows
+from benchmarks.report_quality import calibration_rows, format_mean_sd as _ms, goal_rows
 from coreclean.scoring.methods import ABLATIONS
 
 logger = logging.getLogger(__name__)
@@ -36,14 +36,6 @@ def _load(results: Path, name: str) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     return json.loads(path.read_text(encoding="utf-8"))
-
-
-def _ms(entry: dict[str, Any] | None, digits: int = 3) -> str:
-    if not entry or entry.get("mean") is None:
-        return "–"
-    if entry.get("n", 1) > 1:
-        return f"{entry['mean']:.{digits}f} ± {entry['sd']:.{digits}f}"
-    return f"{entry['mean']:.{digits}f}"
 
 
 def _seconds(entry: dict[str, Any] | None) -> str:

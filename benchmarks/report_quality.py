@@ -78,12 +78,13 @@ def calibration_rows(summary: dict[str, Any]) -> list[str]:
     notes = ["", "`coreclean recalibrated`: the same scores shifted by one logit offset so that they sum to the confident "
              "joint's error count on the out-of-fold probabilities (given labels only, no ground truth); same ranking."]
     for name, entry in calibration.items():
-        lines.append(f"| {name} | {_ms(entry['ece'])} | {_ms(entry['top_ece'])} | {_ms(entry['mce'])} | "
-                     f"{_ms(entry['expected_errors'], 1)} | {_ms(entry['n_errors'], 0)} |")
+        lines.append(f"| {name} | {format_mean_sd(entry['ece'])} | {format_mean_sd(entry['top_ece'])} | {format_mean_sd(entry['mce'])} | "
+                     f"{format_mean_sd(entry['expected_errors'], 1)} | {format_mean_sd(entry['n_errors'], 0)} |")
     return lines + (notes if any(" recalibrated" in name for name in calibration) else [])
 
 
-def _ms(entry: dict[str, Any] | None, digits: int = 3) -> str:
+def format_mean_sd(entry: dict[str, Any] | None, digits: int = 3) -> str:
+    """``mean ± sd`` of a :func:`benchmarks.common.mean_sd` entry (the mean alone for one value; – for none)."""
     if not entry or entry.get("mean") is None:
         return "–"
     if entry.get("n", 1) > 1:
