@@ -75,6 +75,10 @@ class LabelIssueRanker(BaseEstimator):
         Classes with fewer kept samples are scored by their neighbours only and flagged in
         ``small_class_``; default ``2 * n_folds``.
     random_state : int, Generator or None
+    engine : BlockRunner or None
+        Who runs the passes over every row (out-of-fold predictions, coreset sensitivities, the
+        neighbour search) in row blocks: None here; a :class:`coreclean.engines.ray_blocks.RayBlocks`
+        on a Ray cluster. The maths is the same block functions either way.
 
     Attributes
     ----------
@@ -112,6 +116,7 @@ class LabelIssueRanker(BaseEstimator):
         min_class_size: int | None = None,
         folds: np.ndarray | None = None,
         random_state: int | np.random.Generator | None = None,
+        engine=None,
     ) -> None:
         self.method = method
         self.n_folds = n_folds
@@ -125,6 +130,7 @@ class LabelIssueRanker(BaseEstimator):
         self.min_class_size = min_class_size
         self.folds = folds
         self.random_state = random_state
+        self.engine = engine
 
     # ------------------------------------------------------------------ fitting
     def fit(self, features: np.ndarray, labels: np.ndarray, sample_weight: np.ndarray | None = None, *,
@@ -155,7 +161,7 @@ class LabelIssueRanker(BaseEstimator):
         config = SignalConfig(n_folds=self.n_folds, C=self.C, n_neighbors=self.n_neighbors, temperature=self.temperature,
                               max_fit_samples=self.max_fit_samples, radius=self.radius, trusted_weight=self.trusted_weight,
                               random_state=sklearn_seed(self._rng), folds=self.folds,
-                              n_components=self.n_components)
+                              n_components=self.n_components, runner=self.engine)
         self.signals_ = SignalSet(features, self.labels_, self.sample_weight_, self.trusted_, self.n_classes_, config)
         self._pending = np.zeros(labels.size, dtype=bool)
         self._score()
