@@ -13,9 +13,11 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
+import time
+
 import numpy as np
 
-__all__ = ["BlockRunner", "LocalBlocks", "row_blocks", "rows_in_block"]
+__all__ = ["BlockRunner", "LocalBlocks", "row_blocks", "rows_in_block", "record_pass"]
 
 
 def row_blocks(n_rows: int, block_rows: int | None) -> list[tuple[int, int]]:
@@ -42,7 +44,7 @@ class BlockRunner(Protocol):
 
 
 class LocalBlocks:
-    """Run block functions in this process, one after another.
+    """Run block functions in this process, one after another; ``info`` records each pass (as Ray's does).
 
     Parameters
     ----------
@@ -55,7 +57,7 @@ class LocalBlocks:
 
     def __init__(self, block_rows: int | None = None) -> None:
         self.block_rows = block_rows
-        self.info: dict[str, Any] = {"engine": "local", "blocks": 0, "tasks": 0}
+        self.info: dict[str, Any] = {"engine": "local", "blocks": 0, "tasks": 0, "passes": []}
 
     def blocks(self, n_rows: int) -> list[tuple[int, int]]:
         """Blocks of ``block_rows`` rows (one block when None); records their count in ``info``."""
@@ -67,8 +69,21 @@ class LocalBlocks:
             per_block: Sequence[tuple] | None = None, shared: tuple = ()) -> list[Any]:
         """Call ``fn`` on each block here, in order."""
         per_block = per_block if per_block is not None else [()] * len(blocks)
-        self.info["tasks"] += len(blocks)
-        return [fn(features, start, stop, *args, *shared) for (start, stop), args in zip(blocks, per_block)]
+        began = time.perf_counter()
+        results, seconds = [], []
+        for (start, stop), args in zip(blocks, per_block):
+            results.append(fn(features, start, stop, *args, *shared))
+            seconds.append(time.perf_counter() - began - sum(seconds))
+        record_pass(self.info, fn, blocks, time.perf_counter() - began, seconds)
+        return results
+
+
+def record_pass(info: dict[str, Any], fn: Callable[..., Any], blocks: Sequence[tuple[int, int]], wall_s: float,
+                task_s: list[float], **bytes_moved: int) -> None:
+    """Add one pass to ``info``: its function, blocks, rows, wall time, per-block times and bytes moved."""
+    info["tasks"] += len(blocks)
+    info["passes"].append({"fn": fn.__name__, "blocks": len(blocks), "rows": int(sum(b - a for a, b in blocks)),
+                           "wall_s": wall_s, "task_s": task_s, **bytes_moved})
 
 
 def rows_in_block(rows: np.ndarray, start: int, stop: int) -> slice:

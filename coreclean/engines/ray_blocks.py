@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from coreclean._internal.blocks import row_blocks
+from coreclean._internal.blocks import record_pass, row_blocks
 from coreclean.engines.ray_embed import connect, import_ray
 
 __all__ = ["RayBlocks", "MIN_BLOCK_ROWS"]
@@ -142,14 +142,11 @@ class RayBlocks:
                    for (start, stop), args in zip(blocks, per_block)]
         outcomes = ray.get(futures)
         results = [result for result, _ in outcomes]
+        rows = int(sum(b - a for a, b in blocks))
         row_bytes = int(np.prod(features.shape[1:])) * features.dtype.itemsize if path is not None else 0
-        self.info["tasks"] += len(blocks)
-        self.info["passes"].append({
-            "fn": fn.__name__, "blocks": len(blocks), "rows": int(sum(b - a for a, b in blocks)),
-            "wall_s": time.perf_counter() - began, "task_s": [seconds for _, seconds in outcomes],
-            "bytes_to_tasks": source_bytes + _nbytes(list(per_block)) + _nbytes(list(shared)),
-            "bytes_read_from_file": row_bytes * int(sum(b - a for a, b in blocks)),
-            "bytes_from_tasks": _nbytes(results)})
+        record_pass(self.info, fn, blocks, time.perf_counter() - began, [seconds for _, seconds in outcomes],
+                    bytes_to_tasks=source_bytes + _nbytes(list(per_block)) + _nbytes(list(shared)),
+                    bytes_read_from_file=row_bytes * rows, bytes_from_tasks=_nbytes(results))
         return results
 
     def describe(self) -> str:
