@@ -1,6 +1,6 @@
 """How long would ``rank`` (and ``embed``) take on N workers at 10M or 100M rows? A cost model from measured runs.
 
-``python -m benchmarks.cost_model measure --sizes 50000 200000`` ranks the ``benchmarks.scale`` synthetic set
+``nice -n 10 python -m benchmarks.cost_model measure --sizes 50000 200000`` ranks the ``benchmarks.scale`` synthetic set
 (512-d, 10 classes, 10% noise) at each size, locally and on a local Ray, each run in a fresh child
 process, and records per pass: per-block task times, wall time, bytes sent to and back from the
 tasks, bytes the tasks read from the features file; and the driver's own time (the fits, the index
@@ -18,7 +18,9 @@ The model (per size n, N workers, K folds, m = ``max_fit_samples``):
 * the driver's neighbour index (build, serial) costs ``γ · n log₂ n``; the rest of the driver
   (pooling, the noise prior, the table) ``ρ · n``; the CSV ``bytes / write rate``;
 * a Ray run adds its start-up (measured) and the bytes it moves over ``--bandwidth`` (default 1.25 GB/s,
-  a 10 GbE link: assumed, not measured; on one node the object store is shared memory).
+  a 10 GbE link or a shared file server: assumed, not measured; on one node the object store is
+  shared memory): each pass's rows read from the features file, arguments and results, and the
+  serialised neighbour index once per worker (each search task holds the whole index).
 
 What a 2-core box can say: per-row task costs, per-task overhead, driver costs and their growth
 with n are measured; how passes speed up with N is *assumed* (perfectly parallel blocks, no
@@ -121,7 +123,7 @@ def measure(args: argparse.Namespace) -> None:
             command = [sys.executable, "-m", "benchmarks.cost_model", "_one", "--n", str(n), "--engine", engine]
             if engine == "local" and n == min(args.sizes):
                 command.append("--block-costs")
-            done = subprocess.run(["nice", "-n", "10", *command], capture_output=True, text=True, check=True,
+            done = subprocess.run(command, capture_output=True, text=True, check=True,
                                   env={**os.environ, "PYTHONPATH": str(REPO)})
             run = json.loads(done.stdout.strip().splitlines()[-1])
             runs = [r for r in runs if (r["n"], r["engine"]) != (n, engine)] + [run]
@@ -133,12 +135,17 @@ def _pass_totals(run: dict) -> dict:
     """Per pass name: summed wall seconds, task seconds, rows, tasks and bytes moved."""
     totals: dict = {}
     for p in run["info"]["passes"]:
-        t = totals.setdefault(p["fn"], {"wall_s": 0.0, "task_s": 0.0, "rows": 0, "tasks": 0, "bytes": 0})
+        t = totals.setdefault(p["fn"], {"wall_s": 0.0, "task_s": 0.0, "rows": 0, "tasks": 0, "bytes": 0, "shared": 0})
         t["wall_s"] += p["wall_s"]
         t["task_s"] += sum(p["task_s"])
         t["rows"] += p["rows"]
         t["tasks"] += p["blocks"]
-        t["bytes"] += p.get("bytes_to_tasks", 0) + p.get("bytes_from_tasks", 0)
+        # what each block's rows cost on the wire (their arguments, results and file reads); the search
+        # pass's arguments are the index, which every worker needs whole: counted apart
+        to_tasks = p.get("bytes_to_tasks", 0)
+        t["shared"] += to_tasks if p["fn"] == "search_block" else 0
+        t["bytes"] += (0 if p["fn"] == "search_block" else to_tasks) + p.get("bytes_from_tasks", 0) \
+            + p.get("bytes_read_from_file", 0)
     return totals
 
 
@@ -186,6 +193,8 @@ def fit_model(runs: list[dict], fit_sizes: list[int], bandwidth: float) -> dict:
             if rows:
                 per_row[p] = statistics.median(t["task_s"] / t["rows"] for t in rows)
                 bytes_per_row[p] = statistics.median(t["bytes"] / t["rows"] for t in rows)
+                if p == "search_block":
+                    params[name]["index_bytes_per_row"] = statistics.median(t["shared"] / t["rows"] for t in rows)
                 cpus = max(1, group[0]["info"].get("cpus", 1))
                 per_task += [max(0.0, (t["wall_s"] - t["task_s"] / min(cpus, t["tasks"])) / math.ceil(t["tasks"] / cpus))
                              for t in rows]
@@ -210,10 +219,13 @@ def predict(params: dict, engine: str, n: int, workers: int) -> dict:
     rounds = 1 if engine == "local" else math.ceil(blocks / workers)
     pass_s = sum(count * (p["pass_s_per_row"][name] * n / (1 if engine == "local" else workers)
                           + rounds * p["task_overhead_s"]) for name, count in passes.items())
-    moved = 0.0
+    moved, index_bytes = 0.0, 0.0
     if engine == "ray":
+        # a coreset pass reads the rows from the file as the prediction pass does: its bytes per row
         moved = sum(count * p["pass_bytes_per_row"].get(name, p["pass_bytes_per_row"]["fold_probs_block"]) * n
                     for name, count in passes.items())
+        index_bytes = p.get("index_bytes_per_row", 0.0) * n
+        moved += index_bytes * workers  # every worker receives the whole index
     parts = {
         "startup_s": p["startup_s"] if engine == "ray" else 0.0,
         "passes_s": pass_s,
@@ -223,7 +235,7 @@ def predict(params: dict, engine: str, n: int, workers: int) -> dict:
         "csv_write_s": p["csv_bytes_per_row"] * n / p["write_bytes_per_s"],
         "transfer_s": moved / params["bandwidth_bytes_per_s"] if engine == "ray" and workers > 1 else 0.0,
     }
-    return {"total_s": sum(parts.values()), "bytes_moved": moved, **parts}
+    return {"total_s": sum(parts.values()), "bytes_moved": moved, "index_bytes_per_worker": index_bytes, **parts}
 
 
 def embed_model() -> dict:
@@ -290,12 +302,12 @@ def markdown(result: dict) -> str:
     lines += [f"| {b['n']:,} | {b['engine']} | {b['workers']} | {b['measured_s']:.0f} | {b['predicted_s']:.0f} | "
               f"{b['error']:+.0%}{' (in fit)' if b['in_fit'] else ''} |" for b in result["backtest"]]
     lines += ["", "| n | engine | workers | total | passes | driver fits | driver index | driver rest | CSV | "
-              "start-up | transfer | moved |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+              "start-up | transfer | moved | index per worker |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for p in result["predictions"]:
         lines.append(f"| {p['n']:,} | {p['engine']} | {p['workers']} | {_hours(p['total_s'])} | {_hours(p['passes_s'])} | "
                      f"{_hours(p['driver_fits_s'])} | {_hours(p['driver_index_s'])} | {_hours(p['driver_rest_s'])} | "
                      f"{_hours(p['csv_write_s'])} | {p['startup_s']:.0f} s | {_hours(p['transfer_s'])} | "
-                     f"{p['bytes_moved'] / 2**30:.0f} GiB |")
+                     f"{p['bytes_moved'] / 2**30:.0f} GiB | {p['index_bytes_per_worker'] / 2**30:.0f} GiB |")
     embed = result["embed"]
     lines += ["", f"embed: Ray adds {embed['cpu_1k_images']['ray_extra_s']:.0f} s at 1k images on CPU; "
               f"an H100 embeds {embed['h100_images_per_s_fp32_cpu_decode']:.0f} images/s; the driver writes "

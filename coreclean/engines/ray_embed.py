@@ -39,7 +39,7 @@ def import_ray() -> Any:
 
 
 def connect(address: str | None, *, num_cpus: int | None = None, timeout: float = 10.0) -> bool:
-    """Join the Ray cluster at ``address``, or start a local Ray (bound to 127.0.0.1) when ``address`` is None.
+    """Join the Ray cluster at ``address``, or start a new local Ray (bound to 127.0.0.1) when ``address`` is None.
 
     Reuses a Ray already initialised in this process. Returns True when this call started the
     connection (the caller then shuts it down). A ``host:port`` address is first probed for
@@ -59,7 +59,9 @@ def connect(address: str | None, *, num_cpus: int | None = None, timeout: float 
         _probe(address, timeout, hint)
     try:
         if address is None:
-            ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
+            # "local": a new instance even where another Ray runs on this machine (address=None would join
+            # the latest one started here, e.g. another user's test cluster)
+            ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
                      _node_ip_address="127.0.0.1")
         else:
             ray.init(address=address, log_to_driver=False)
