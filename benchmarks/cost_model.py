@@ -283,13 +283,14 @@ def fit(args: argparse.Namespace) -> None:
             actual = r["startup_s"] + r["fit_s"] + r["write_s"]
             backtest.append({"n": held, "engine": r["engine"], "workers": workers, "measured_s": actual,
                              "predicted_s": guess, "error": guess / actual - 1.0,
-                             "in_fit": held in args.fit_sizes})
+                             "in_fit": held in args.fit_sizes, "load_average_1min": r["load_average"][0]})
     predictions = [{"n": n, "engine": engine, "workers": w, **predict(params, engine, n, w)}
                    for n in (10_000_000, 100_000_000) for engine, ws in (("local", (1,)), ("ray", (2, 8, 32, 128)))
                    for w in ws]
     result = {"command": " ".join(sys.argv), "params": params, "backtest": backtest, "predictions": predictions,
               "embed": embed_model(), "measured": [{"n": r["n"], "engine": r["engine"], "fit_s": r["fit_s"],
                                                     "startup_s": r["startup_s"], "blocks": r["info"]["blocks"],
+                                                    "load_average_1min": r["load_average"][0],
                                                     "tasks": r["info"]["tasks"], **_driver_parts(r)} for r in runs]}
     (RESULTS / "cost_model.json").write_text(json.dumps(result, indent=1))
     (RESULTS / "cost_model.md").write_text(markdown(result))
@@ -298,9 +299,14 @@ def fit(args: argparse.Namespace) -> None:
 
 def markdown(result: dict) -> str:
     """The tables of ``cost_model.md``."""
-    lines = ["| n | engine | workers | measured (s) | predicted (s) | error |", "|---|---|---|---|---|---|"]
+    lines = ["| n | engine | measured (s) | load | blocks | tasks |", "|---|---|---|---|---|---|"]
+    lines += [f"| {m['n']:,} | {m['engine']} | {m['fit_s']:.0f} | {m['load_average_1min']:.1f} | {m['blocks']} | "
+              f"{m['tasks']} |" for m in sorted(result["measured"], key=lambda m: (m["n"], m["engine"]))]
+    lines += ["", "| back-test n | engine | workers | measured (s) | predicted (s) | error | load |",
+              "|---|---|---|---|---|---|---|"]
     lines += [f"| {b['n']:,} | {b['engine']} | {b['workers']} | {b['measured_s']:.0f} | {b['predicted_s']:.0f} | "
-              f"{b['error']:+.0%}{' (in fit)' if b['in_fit'] else ''} |" for b in result["backtest"]]
+              f"{b['error']:+.0%}{' (in fit)' if b['in_fit'] else ''} | {b['load_average_1min']:.1f} |"
+              for b in result["backtest"]]
     lines += ["", "| n | engine | workers | total | passes | driver fits | driver index | driver rest | CSV | "
               "start-up | transfer | moved | index per worker |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for p in result["predictions"]:
