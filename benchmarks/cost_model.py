@@ -1,10 +1,10 @@
 """How long would ``rank`` (and ``embed``) take on N workers at 10M or 100M rows? A cost model from measured runs.
 
-``nice -n 10 python -m benchmarks.cost_model measure --sizes 50000 200000`` ranks the ``benchmarks.scale`` synthetic set
+``nice -n 10 python -m benchmarks.cost_model measure --sizes 30000 50000 200000`` ranks the ``benchmarks.scale`` synthetic set
 (512-d, 10 classes, 10% noise) at each size, locally and on a local Ray, each run in a fresh child
 process, and records per pass: per-block task times, wall time, bytes sent to and back from the
 tasks, bytes the tasks read from the features file; and the driver's own time (the fits, the index
-build, the scoring) and its CSV write rate. ``python -m benchmarks.cost_model fit --fit-sizes 50000 200000``
+build, the scoring) and its CSV write rate. ``python -m benchmarks.cost_model fit --fit-sizes 30000 50000``
 fits the model on those sizes, back-tests it on the largest measured size, predicts 10M and 100M on
 N workers, and writes ``benchmarks/results/cost_model.json`` and ``cost_model.md``.
 
@@ -336,10 +336,10 @@ def main(argv: list[str] | None = None) -> None:
     one.add_argument("--engine", choices=("local", "ray"), required=True)
     one.add_argument("--block-costs", action="store_true")
     m = sub.add_parser("measure", help="rank each size locally and on a local Ray (one child at a time)")
-    m.add_argument("--sizes", type=int, nargs="+", default=[50_000, 200_000])
+    m.add_argument("--sizes", type=int, nargs="+", default=[30_000, 50_000, 200_000])
     m.add_argument("--engines", nargs="+", default=["local", "ray"])
     f = sub.add_parser("fit", help="fit the model, back-test on the largest size, predict 10M and 100M")
-    f.add_argument("--fit-sizes", type=int, nargs="+", default=[50_000, 200_000])
+    f.add_argument("--fit-sizes", type=int, nargs="+", default=[30_000, 50_000])
     f.add_argument("--bandwidth", type=float, default=1.25e9, help="bytes/s between nodes (assumed; default 10 GbE)")
     args = parser.parse_args(argv)
     {"_one": _one, "measure": measure, "fit": fit}[args.mode](args)
