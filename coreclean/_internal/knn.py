@@ -20,7 +20,9 @@ import logging
 
 import numpy as np
 
-__all__ = ["knn_graph", "EXACT_SEARCH_LIMIT", "SEARCH_DIMS"]
+from coreclean._internal.blocks import BlockRunner, LocalBlocks
+
+__all__ = ["knn_graph", "search_block", "EXACT_SEARCH_LIMIT", "SEARCH_DIMS"]
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +86,7 @@ def knn_graph(
     exact_limit: int = EXACT_SEARCH_LIMIT,
     search_dims: int = SEARCH_DIMS,
     random_state: int = 0,
+    runner: BlockRunner | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Return each sample's ``n_neighbors`` most cosine-similar other samples (in the reduced space).
 
@@ -100,6 +103,8 @@ def knn_graph(
         Columns of the search space (see the module docstring); at least 1.
     random_state : int
         Seed of the row sample the projection is fitted on.
+    runner : BlockRunner, optional
+        Runs the search in row blocks (default: here, one block); the index is built here.
 
     Returns
     -------
@@ -118,16 +123,39 @@ def knn_graph(
     reduced = reduced_rows(features, max(1, int(search_dims)), random_state=random_state)
     index = _index(n_samples, reduced.shape[1], exact_limit)
     index.add(reduced)
-    for start in range(0, n_samples, _CHUNK_ROWS):
-        stop = min(start + _CHUNK_ROWS, n_samples)
-        sims, found = index.search(reduced[start:stop], k + 1)
-        own = np.arange(start, stop)[:, None]
+    del reduced  # the index holds the rows; a search block reads its queries back from it
+    runner = runner if runner is not None else LocalBlocks()
+    import faiss
+
+    shared = index if getattr(runner, "in_process", False) else faiss.serialize_index(index)
+    blocks = runner.blocks(n_samples)
+    for start, stop, found, sims in runner.map(search_block, None, blocks, shared=(shared, k)):
+        indices[start:stop], similarities[start:stop] = found, sims
+    similarities[indices < 0] = 0.0
+    return indices, similarities
+
+
+def search_block(_features, start: int, stop: int, index, k: int) -> tuple[int, int, np.ndarray, np.ndarray]:
+    """Neighbours of the indexed rows ``start:stop``, themselves excluded: ``(start, stop, indices, similarities)``.
+
+    ``index`` is the faiss index over every row, or its ``faiss.serialize_index`` bytes (how it
+    travels to another process).
+    """
+    import faiss
+
+    if isinstance(index, np.ndarray):
+        index = faiss.deserialize_index(index)
+    indices = np.empty((stop - start, k), dtype=np.int64)
+    similarities = np.empty((stop - start, k), dtype=np.float32)
+    for chunk in range(start, stop, _CHUNK_ROWS):
+        end = min(chunk + _CHUNK_ROWS, stop)
+        sims, found = index.search(index.reconstruct_n(chunk, end - chunk), k + 1)
+        own = np.arange(chunk, end)[:, None]
         is_self = found == own
         # Drop the sample itself; where it was not returned (exact duplicates), drop the last hit.
         drop = np.where(is_self.any(axis=1), is_self.argmax(axis=1), k)
         keep = np.ones_like(found, dtype=bool)
-        keep[np.arange(stop - start), drop] = False
-        indices[start:stop] = found[keep].reshape(stop - start, k)
-        similarities[start:stop] = sims[keep].reshape(stop - start, k)
-    similarities[indices < 0] = 0.0
-    return indices, similarities
+        keep[np.arange(end - chunk), drop] = False
+        indices[chunk - start:end - start] = found[keep].reshape(end - chunk, k)
+        similarities[chunk - start:end - start] = sims[keep].reshape(end - chunk, k)
+    return start, stop, indices, similarities

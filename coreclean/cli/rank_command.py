@@ -68,6 +68,13 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--seed", "--random-state", dest="seed", type=non_negative_int, default=0, action=RenamedOption,
                         old="--random-state", help="seed of folds and coresets (default: 0; formerly --random-state)")
     parser.add_argument("--threads", type=positive_int, help=THREADS_HELP)
+    parser.add_argument("--engine", choices=("local", "ray"), default="local",
+                        help="local (this process) or ray (the passes over every row as Ray tasks over row blocks; "
+                             'pip install "coreclean[ray]")')
+    parser.add_argument("--address", default=None, metavar="ADDR",
+                        help="with --engine ray: the cluster to join (host:6379); default: start a local Ray")
+    parser.add_argument("--block-rows", type=positive_int, metavar="N",
+                        help="with --engine ray: rows per task (default: four blocks per CPU of the cluster)")
     parser.set_defaults(handler=_run)
 
 
@@ -112,11 +119,12 @@ def _rank(args: argparse.Namespace, progress) -> str:
                                               ("n_components", args.components)) if value is not None}
     if settings.get("n_components") == 0:
         settings["n_components"] = None  # every column
-    ranker = LabelIssueRanker(args.method, random_state=args.seed, **settings)
-    with progress.phase(f"ranking {labels.size} samples"), \
+    with _engine(args) as engine, progress.phase(f"ranking {labels.size} samples"), \
             limit_threads(args.threads, n_samples=labels.size,
                           n_features=features.shape[1] if features is not None else len(class_names)):
+        ranker = LabelIssueRanker(args.method, random_state=args.seed, engine=engine, **settings)
         ranker.fit(features, labels, n_classes=len(class_names), pred_probs=pred_probs)
+    engine_line = "engine local" if engine is None else engine.describe()
     with progress.phase("writing the ranking"):
         frame = ranker.to_frame(sample_ids=sample_ids, class_names=class_names)
         if class_index is not None:
@@ -132,7 +140,20 @@ def _rank(args: argparse.Namespace, progress) -> str:
     return (format_summary(ranker, class_names, sample_ids, class_index) + "\n"
             f"ranked {labels.size} samples of {len(class_names)} classes with {args.method!r}"
             f"{'' if pred_probs is None else ' on ' + str(args.pred_probs)} in "
-            f"{ranker.last_update_seconds_:.1f} s -> {out} ({len(frame)} rows)")
+            f"{ranker.last_update_seconds_:.1f} s -> {out} ({len(frame)} rows); {engine_line}")
+
+
+def _engine(args: argparse.Namespace):
+    """A context giving the block runner of ``--engine`` (None for local), connected while it is open."""
+    import contextlib
+
+    if args.engine != "ray":
+        if args.address is not None or args.block_rows is not None:
+            raise CorecleanError("--address and --block-rows are for --engine ray: add it (or drop them).")
+        return contextlib.nullcontext()
+    from coreclean.engines.ray_blocks import RayBlocks
+
+    return RayBlocks(args.address, block_rows=args.block_rows)
 
 
 def format_summary(ranker, class_names: list[str], sample_ids, class_index: int | None = None) -> str:

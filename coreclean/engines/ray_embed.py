@@ -38,29 +38,51 @@ def import_ray() -> Any:
     return ray
 
 
-def connect(address: str | None, *, num_cpus: int | None = None) -> bool:
-    """Join the Ray cluster at ``address``, or start a local Ray when ``address`` is None.
+def connect(address: str | None, *, num_cpus: int | None = None, timeout: float = 10.0) -> bool:
+    """Join the Ray cluster at ``address``, or start a new local Ray (bound to 127.0.0.1) when ``address`` is None.
 
     Reuses a Ray already initialised in this process. Returns True when this call started the
-    connection (the caller then shuts it down).
+    connection (the caller then shuts it down). A ``host:port`` address is first probed for
+    ``timeout`` seconds, because Ray itself keeps retrying an address where nothing answers.
 
     Raises
     ------
     CorecleanError
-        If the cluster at ``address`` cannot be reached.
+        If the cluster at ``address`` cannot be reached (within about ``timeout`` seconds).
     """
     ray = import_ray()
     if ray.is_initialized():
         return False
+    hint = ("start it with `ray start --head` and pass its address (host:6379), or leave out --address for a "
+            "local Ray.")
+    if address is not None:
+        _probe(address, timeout, hint)
     try:
         if address is None:
-            ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
+            # "local": a new instance even where another Ray runs on this machine (address=None would join
+            # the latest one started here, e.g. another user's test cluster)
+            ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
+                     _node_ip_address="127.0.0.1")
         else:
             ray.init(address=address, log_to_driver=False)
     except (ConnectionError, RuntimeError, ValueError) as err:
-        raise CorecleanError(f"cannot join the Ray cluster at {address}: {err}; start it with `ray start --head` "
-                             "and pass its address (host:6379), or leave out --address for a local Ray.") from err
+        raise CorecleanError(f"cannot join the Ray cluster at {address}: {err}; {hint}") from err
     return True
+
+
+def _probe(address: str, timeout: float, hint: str) -> None:
+    """Fail with one line unless something accepts a TCP connection at ``address``'s host:port."""
+    import socket
+
+    target = address.split("://", 1)[-1]
+    if address == "auto" or ":" not in target:
+        return  # "auto" and bare names are Ray's to resolve
+    host, _, port = target.rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            pass
+    except (OSError, ValueError) as err:
+        raise CorecleanError(f"cannot reach the Ray cluster at {address} within {timeout:.0f} s ({err}); {hint}") from err
 
 
 def _decode_block(paths: list[str], preprocess: Any) -> tuple[list[int], np.ndarray | None, list[tuple[int, str]]]:

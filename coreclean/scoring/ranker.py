@@ -83,7 +83,12 @@ class LabelIssueRanker(BaseEstimator):
         scikit-learn's ``memory`` parameters do: a later fit on the same features (a session's next
         command, another process) loads them instead of recomputing (3,000 x 1,280: ~1.2 s of a
         ~1.4 s fit). Keyed by the features' content and the settings; None caches nothing. Only
-        an integer ``random_state`` makes the neighbour graph's key repeatable.
+        an integer ``random_state`` makes the neighbour graph's key repeatable; a graph computed by
+        an ``engine`` is not cached.
+    engine : BlockRunner or None
+        Who runs the passes over every row (out-of-fold predictions, coreset sensitivities, the
+        neighbour search) in row blocks: None here; a :class:`coreclean.engines.ray_blocks.RayBlocks`
+        on a Ray cluster. The maths is the same block functions either way.
 
     Attributes
     ----------
@@ -124,6 +129,7 @@ class LabelIssueRanker(BaseEstimator):
         folds: np.ndarray | None = None,
         random_state: int | np.random.Generator | None = None,
         memory=None,
+        engine=None,
     ) -> None:
         self.method = method
         self.n_folds = n_folds
@@ -138,6 +144,7 @@ class LabelIssueRanker(BaseEstimator):
         self.folds = folds
         self.random_state = random_state
         self.memory = memory
+        self.engine = engine
 
     # ------------------------------------------------------------------ fitting
     def fit(self, features: np.ndarray | None, labels: np.ndarray, sample_weight: np.ndarray | None = None, *,
@@ -188,7 +195,7 @@ class LabelIssueRanker(BaseEstimator):
         config = SignalConfig(n_folds=self.n_folds, C=self.C, n_neighbors=self.n_neighbors, temperature=self.temperature,
                               max_fit_samples=self.max_fit_samples, radius=self.radius, trusted_weight=self.trusted_weight,
                               random_state=sklearn_seed(self._rng), folds=self.folds,
-                              n_components=self.n_components, memory=self._memory())
+                              n_components=self.n_components, memory=self._memory(), runner=self.engine)
         self.signals_ = SignalSet(features, self.labels_, self.sample_weight_, self.trusted_, self.n_classes_, config,
                                   external_probs=self.pred_probs_)
         self._pending = np.zeros(labels.size, dtype=bool)

@@ -37,7 +37,8 @@ class SignalConfig:
 
     def __init__(self, *, n_folds: int, C: float, n_neighbors: int, temperature: float | None,
                  max_fit_samples: int | None, radius: float, trusted_weight: float, random_state: int,
-                 folds: np.ndarray | None = None, n_components: int | None = None, memory=None) -> None:
+                 folds: np.ndarray | None = None, n_components: int | None = None, memory=None,
+                 runner=None) -> None:
         self.n_folds = n_folds
         self.C = C
         self.n_neighbors = n_neighbors
@@ -49,6 +50,7 @@ class SignalConfig:
         self.folds = folds
         self.n_components = n_components
         self.memory = memory
+        self.runner = runner  # a coreclean._internal.blocks.BlockRunner; None runs here
 
 
 def fit_projection(features: np.ndarray, n_components: int | None) -> PCAProjection:
@@ -116,7 +118,8 @@ class SignalSet:
         """K-fold logistic regressions; ``.probs_`` are the out-of-fold class probabilities."""
         start = time.perf_counter()
         model = OutOfFoldLogistic(n_folds=self.config.n_folds, C=self.config.C, max_fit_samples=self.config.max_fit_samples,
-                                  radius=self.config.radius, random_state=self.config.random_state)
+                                  radius=self.config.radius, random_state=self.config.random_state,
+                                  runner=self.config.runner)
         model.fit(self.model_features, self.labels, self.fit_weight, n_classes=self.n_classes, folds=self.config.folds)
         self._timed("out_of_fold", start)
         return model
@@ -126,8 +129,12 @@ class SignalSet:
         """``(indices, similarities)`` of each sample's nearest neighbours, itself excluded."""
         features = self._require_features("the neighbour vote")
         start = time.perf_counter()
-        graph = _cached(self.config.memory, knn_graph)(features, self.config.n_neighbors,
-                                                       random_state=self.config.random_state)
+        if self.config.runner is None:  # a local graph is the same whoever computes it: cacheable
+            graph = _cached(self.config.memory, knn_graph)(features, self.config.n_neighbors,
+                                                           random_state=self.config.random_state)
+        else:
+            graph = knn_graph(features, self.config.n_neighbors, random_state=self.config.random_state,
+                              runner=self.config.runner)
         self._timed("neighbors", start)
         return graph
 
@@ -154,7 +161,8 @@ class SignalSet:
             rng = check_random_state(self.config.random_state)
             rows, row_weight = sample_coreset_rows(
                 self.model_features, self.labels, weight, kept, m=self.config.max_fit_samples, C=self.config.C,
-                standardizer=self.standardizer, n_classes=self.n_classes, random_state=rng, radius=self.config.radius)
+                standardizer=self.standardizer, n_classes=self.n_classes, random_state=rng, radius=self.config.radius,
+                runner=self.config.runner)
         else:
             rows, row_weight = kept, weight[kept]
         model = fit_logistic(self.standardizer.transform(self.model_features[rows]), self.labels[rows], row_weight,

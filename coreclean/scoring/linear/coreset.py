@@ -17,10 +17,19 @@ from coreclean._internal.validation import (
     check_sample_weight,
 )
 from coreclean.scoring.linear.logistic import MultinomialLogistic
-from coreclean.scoring.linear.sensitivity import LocalSensitivity, local_sensitivity
+from coreclean._internal.blocks import BlockRunner, LocalBlocks, rows_in_block
+from coreclean.scoring.linear.sensitivity import (
+    LocalSensitivity,
+    LossRegion,
+    bound_part,
+    gram_part,
+    local_sensitivity,
+    loss_region,
+)
 from coreclean.scoring.linear.standardize import Standardizer, StandardizedRows, predict_proba_chunked
 
-__all__ = ["SensitivityCoreset", "sample_coreset_rows", "theta_from_model", "fit_logistic"]
+__all__ = ["SensitivityCoreset", "sample_coreset_rows", "theta_from_model", "fit_logistic", "coreset_gram_block",
+           "coreset_draw_block"]
 
 _PILOT_ROWS = 50_000
 
@@ -53,20 +62,24 @@ def _draw(sensitivity: np.ndarray, sample_weight: np.ndarray, m: int, rng: np.ra
 
 
 def sample_coreset_rows(features, labels, sample_weight, train, *, m, C, standardizer, n_classes, random_state,
-                        radius: float):
+                        radius: float, runner: BlockRunner | None = None):
     """A coreset of the rows ``train`` for one fit: ``(rows, weights)``, rows indexing ``features``.
 
     A pilot model on a uniform sample of ``min(m, 50_000)`` rows (weights scaled to the full total)
     gives θ̂ (the pilot only centres the bound: a 200k-row pilot cost as much as the fit it serves);
     the sensitivities ``s_i`` of all ``train`` rows around it give inclusion probabilities
-    ``π_i = min(1, m s_i / S)``. Row ``i`` is kept iff a uniform drawn for it is below ``π_i``, with
-    weight ``w_i / π_i`` (Poisson sampling: unbiased for the loss, at most ``m`` rows expected).
+    ``π_i = min(1, m_b s_i / S_b)`` within each row block ``b`` of ``runner`` (``S_b`` the block's
+    total, ``m_b = m · n_b / n`` its share of the budget). Row ``i`` is kept iff a uniform drawn for it
+    is below ``π_i``, with weight ``w_i / π_i`` (Poisson sampling: unbiased for the loss, at most ``m``
+    rows expected). Each block's draw is a coreset of its rows, so their union is one of all rows
+    (merge-and-reduce); with one block (the local default) it is the single global draw.
 
     Every row of ``features`` gets its two uniforms (pilot, coreset) from ``random_state`` whatever
     ``train`` holds, so the same seed on nearly the same rows, labels and weights draws nearly the
     same coreset: a fresh fit after a review batch keeps what the updated fit kept (with one
     i.i.d. draw per fit instead, a fresh fit at 1M rows ranked at Spearman 0.983 to the update).
     """
+    runner = runner if runner is not None else LocalBlocks()
     rng = check_random_state(random_state)
     uniforms = rng.random((2, features.shape[0]))
     n_pilot = min(m, train.size, _PILOT_ROWS)
@@ -74,11 +87,38 @@ def sample_coreset_rows(features, labels, sample_weight, train, *, m, C, standar
     scale = sample_weight[train].sum() / sample_weight[pilot].sum()
     model = fit_logistic(standardizer.transform(features[pilot]), labels[pilot], sample_weight[pilot] * scale, C=C, tol=1e-4)
     theta, C_eff = theta_from_model(model, n_classes, C)
-    bound = local_sensitivity(StandardizedRows(features, train, standardizer), labels[train], sample_weight[train],
-                              theta, C=C_eff, radius=radius)
-    inclusion = np.minimum(1.0, m * bound.sensitivity / bound.sensitivity.sum())
-    chosen = np.flatnonzero(uniforms[1, train] < inclusion)
-    return train[chosen], sample_weight[train[chosen]] / inclusion[chosen]
+    train = np.sort(train)
+    blocks = runner.blocks(features.shape[0])
+    parts = []
+    for start, stop in blocks:
+        mine = train[rows_in_block(train, start, stop)]
+        parts.append((mine, labels[mine], sample_weight[mine]))
+    grams = runner.map(coreset_gram_block, features, blocks, parts, shared=(standardizer, theta))
+    region = loss_region(sum(g for g, _ in grams), sum(loss for _, loss in grams), theta, C=C_eff, radius=radius)
+    draws = [(*part, uniforms[1, part[0]], m * part[0].size / train.size) for part in parts]
+    chosen = runner.map(coreset_draw_block, features, blocks, draws, shared=(standardizer, theta, region))
+    rows = np.concatenate([r for r, _ in chosen]) if chosen else train[:0]
+    weights = np.concatenate([w for _, w in chosen]) if chosen else sample_weight[:0]
+    return rows, weights
+
+
+def coreset_gram_block(features, start: int, stop: int, rows: np.ndarray, labels: np.ndarray, weight: np.ndarray,
+                       standardizer: Standardizer, theta: np.ndarray) -> tuple[np.ndarray, float]:
+    """First pass of :func:`sample_coreset_rows` on one block: :func:`gram_part` of its training ``rows``."""
+    return gram_part(StandardizedRows(features, rows, standardizer), labels, weight, theta)
+
+
+def coreset_draw_block(features, start: int, stop: int, rows: np.ndarray, labels: np.ndarray, weight: np.ndarray,
+                       uniforms: np.ndarray, budget: float, standardizer: Standardizer, theta: np.ndarray,
+                       region: LossRegion) -> tuple[np.ndarray, np.ndarray]:
+    """Second pass on one block: its rows' sensitivities, and the ``(rows, weights)`` its Poisson draw keeps."""
+    sensitivity = bound_part(StandardizedRows(features, rows, standardizer), labels, weight, theta, region)[0]
+    total = sensitivity.sum()
+    if rows.size == 0 or total <= 0:
+        return rows[:0], weight[:0]
+    inclusion = np.minimum(1.0, budget * sensitivity / total)
+    chosen = np.flatnonzero(uniforms < inclusion)
+    return rows[chosen], weight[chosen] / inclusion[chosen]
 
 
 class SensitivityCoreset:

@@ -17,10 +17,11 @@ import warnings
 
 import numpy as np
 
+from coreclean._internal.blocks import BlockRunner, LocalBlocks
 from coreclean._internal.validation import check_random_state, sklearn_seed
 from coreclean.scoring.linear.standardize import Standardizer, predict_proba_chunked
 
-__all__ = ["OutOfFoldLogistic"]
+__all__ = ["OutOfFoldLogistic", "fold_probs_block"]
 
 logger = logging.getLogger(__name__)
 _REFIT_TOL = 1e-4
@@ -49,6 +50,9 @@ class OutOfFoldLogistic:
         Region size of the coresets' local sensitivity bound (see :func:`coreclean.scoring.linear.coreset.sample_coreset_rows`).
     random_state : int, Generator or None
         Seeds the fold assignment and any coreset sampling.
+    runner : BlockRunner, optional
+        Runs the passes over every row (predictions, coreset sensitivities) in row blocks; default
+        :class:`coreclean._internal.blocks.LocalBlocks` (here, one block).
 
     Attributes
     ----------
@@ -69,6 +73,7 @@ class OutOfFoldLogistic:
         max_fit_samples: int | None = None,
         radius: float = 0.01,
         random_state: int | np.random.Generator | None = None,
+        runner: BlockRunner | None = None,
     ) -> None:
         self.n_folds = n_folds
         self.C = C
@@ -77,6 +82,7 @@ class OutOfFoldLogistic:
         self.max_fit_samples = max_fit_samples
         self.radius = radius
         self.random_state = random_state
+        self.runner = runner
 
     def fit(self, features: np.ndarray, labels: np.ndarray, sample_weight: np.ndarray, *, n_classes: int,
             folds: np.ndarray | None = None) -> "OutOfFoldLogistic":
@@ -121,8 +127,8 @@ class OutOfFoldLogistic:
         from coreclean.scoring.linear.logistic import MultinomialLogistic
 
         previous = None
+        fitted = {}
         for fold in folds:
-            held_out = np.flatnonzero(self.folds_ == fold)
             if changed is not None and self._coreset_rows[fold] is not None:
                 train, weight = self._updated_coreset(fold, changed, sample_weight)
             else:
@@ -138,8 +144,16 @@ class OutOfFoldLogistic:
             # training rows, so it starts near its optimum (50k x 512: 37 iterations cold, ~15 warm).
             start = self.models_[fold] if self.models_[fold] is not None else previous
             model.fit(self.standardizer_.transform(features[train]), labels[train], weight, warm_start=start)
-            self.models_[fold] = previous = model
-            self.probs_[held_out] = predict_proba_chunked(model, features, held_out, self.standardizer_, self.n_classes_)
+            self.models_[fold] = previous = fitted[fold] = model
+        runner = self._runner()
+        blocks = runner.blocks(labels.size)
+        predicted = runner.map(fold_probs_block, features, blocks, [(self.folds_[a:b],) for a, b in blocks],
+                               shared=(fitted, self.standardizer_, self.n_classes_))
+        for rows, probs in predicted:
+            self.probs_[rows] = probs
+
+    def _runner(self) -> BlockRunner:
+        return self.runner if self.runner is not None else LocalBlocks()
 
     def _updated_coreset(self, fold: int, changed: np.ndarray, sample_weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The fold's coreset after a review batch: changed rows leave the sampled part and enter exactly.
@@ -165,5 +179,23 @@ class OutOfFoldLogistic:
         rows, weights = sample_coreset_rows(
             features, labels, sample_weight, train, m=self.max_fit_samples, C=self.C,
             standardizer=self.standardizer_, n_classes=self.n_classes_, random_state=self._rng, radius=self.radius,
+            runner=self._runner(),
         )
         return rows, weights
+
+
+def fold_probs_block(features, start: int, stop: int, folds: np.ndarray, models: dict, standardizer: Standardizer,
+                     n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Out-of-fold probabilities of rows ``start:stop`` (``folds`` their folds): ``(rows, probs)``.
+
+    Each row is scored by ``models[its fold]``; rows whose fold has no model in ``models`` are left out.
+    """
+    rows, parts = [], []
+    for fold, model in models.items():
+        members = start + np.flatnonzero(folds == fold)
+        if members.size:
+            rows.append(members)
+            parts.append(predict_proba_chunked(model, features, members, standardizer, n_classes))
+    if not rows:
+        return np.zeros(0, dtype=np.int64), np.zeros((0, n_classes), dtype=np.float32)
+    return np.concatenate(rows), np.concatenate(parts)

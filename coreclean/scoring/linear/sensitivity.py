@@ -24,7 +24,8 @@ from scipy.special import log_softmax
 
 from coreclean.exceptions import InputValidationError
 
-__all__ = ["LocalSensitivity", "local_sensitivity", "augmented", "multinomial_losses"]
+__all__ = ["LocalSensitivity", "local_sensitivity", "augmented", "multinomial_losses", "LossRegion", "gram_part",
+           "loss_region", "bound_part"]
 
 _CHUNK_ROWS = 16384
 _SQRT2 = float(np.sqrt(2.0))
@@ -104,26 +105,58 @@ def local_sensitivity(
     InputValidationError
         If the region is so large that the lower bound of the loss ``D(r)`` is not positive.
     """
+    gram, total_loss = gram_part(standardized, labels, sample_weight, theta)
+    region = loss_region(gram, total_loss, theta, C=C, radius=radius)
+    sensitivity, losses, leverage = bound_part(standardized, labels, sample_weight, theta, region)
+    return LocalSensitivity(
+        sensitivity=sensitivity,
+        total=float(sensitivity.sum()),
+        radius=region.radius,
+        losses=losses,
+        leverage=leverage,
+        denominator=region.denominator,
+        curvature_factor=region.lower,
+    )
+
+
+@dataclass(frozen=True)
+class LossRegion:
+    """The ellipsoid ``Θ_r`` and the loss lower bound on it: what every row's bound needs from all rows."""
+
+    lower: np.ndarray
+    radius: float
+    denominator: float
+
+
+def gram_part(standardized, labels: np.ndarray, sample_weight: np.ndarray, theta: np.ndarray) -> tuple[np.ndarray, float]:
+    """``(Σ_i w_i c_i x̃_i x̃_iᵀ, Σ_i w_i f_i(θ̂))`` over these rows: the parts of ``A`` and ``L(θ̂)`` they add.
+
+    Sums over row blocks add up to the sums over all rows (how an engine splits the first pass).
+    """
     n_samples, n_features = standardized.shape
     n_classes = theta.shape[0]
-    lam = 1.0 / C
-    losses = np.empty(n_samples, dtype=np.float64)
-    gram = lam * np.eye(n_features + 1)
+    gram = np.zeros((n_features + 1, n_features + 1))
+    total_loss = 0.0
     for start in range(0, n_samples, _CHUNK_ROWS):
         stop = min(start + _CHUNK_ROWS, n_samples)
         x_aug = augmented(np.asarray(standardized[start:stop], dtype=np.float64))
         log_probs = log_softmax(x_aug @ theta.T, axis=1)
-        losses[start:stop] = -log_probs[np.arange(stop - start), labels[start:stop]]
+        total_loss += float(sample_weight[start:stop] @ -log_probs[np.arange(stop - start), labels[start:stop]])
         curvature = (1.0 - np.exp(2.0 * log_probs).sum(axis=1)) / n_classes
         gram += (x_aug * (sample_weight[start:stop] * curvature)[:, None]).T @ x_aug
-    factor = cho_factor(gram, lower=True)
-    lower = np.tril(factor[0])
-    leverage = np.empty(n_samples, dtype=np.float64)
-    for start in range(0, n_samples, _CHUNK_ROWS):
-        stop = min(start + _CHUNK_ROWS, n_samples)
-        x_aug = augmented(np.asarray(standardized[start:stop], dtype=np.float64))
-        leverage[start:stop] = np.square(solve_triangular(lower, x_aug.T, lower=True)).sum(axis=0)
-    total_loss = float(sample_weight @ losses)
+    return gram, total_loss
+
+
+def loss_region(gram: np.ndarray, total_loss: float, theta: np.ndarray, *, C: float, radius: float) -> LossRegion:
+    """``Θ_r`` from the summed :func:`gram_part` of every row; see :func:`local_sensitivity` for the arguments.
+
+    Raises
+    ------
+    InputValidationError
+        If the region is so large that the lower bound of the loss ``D(r)`` is not positive.
+    """
+    lam = 1.0 / C
+    factor = cho_factor(gram + lam * np.eye(gram.shape[0]), lower=True)
     r = float(np.sqrt(2.0 * radius * total_loss))
     coef = theta.copy()
     coef[:, -1] = 0.0  # the intercept is not penalised
@@ -133,13 +166,19 @@ def local_sensitivity(
         raise InputValidationError(
             f"radius={radius} is too large: the loss lower bound D(r) = {denominator:.3g} is not positive. Use a smaller radius."
         )
-    sensitivity = sample_weight * (losses + _SQRT2 * r * np.sqrt(leverage)) / denominator
-    return LocalSensitivity(
-        sensitivity=sensitivity,
-        total=float(sensitivity.sum()),
-        radius=r,
-        losses=losses,
-        leverage=leverage,
-        denominator=denominator,
-        curvature_factor=lower,
-    )
+    return LossRegion(lower=np.tril(factor[0]), radius=r, denominator=denominator)
+
+
+def bound_part(standardized, labels: np.ndarray, sample_weight: np.ndarray, theta: np.ndarray,
+               region: LossRegion) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(s_i(r), f_i(θ̂), h_i)`` of these rows inside ``region`` (each row's bound needs only itself and the region)."""
+    n_samples = standardized.shape[0]
+    losses = np.empty(n_samples, dtype=np.float64)
+    leverage = np.empty(n_samples, dtype=np.float64)
+    for start in range(0, n_samples, _CHUNK_ROWS):
+        stop = min(start + _CHUNK_ROWS, n_samples)
+        x_aug = augmented(np.asarray(standardized[start:stop], dtype=np.float64))
+        losses[start:stop] = -log_softmax(x_aug @ theta.T, axis=1)[np.arange(stop - start), labels[start:stop]]
+        leverage[start:stop] = np.square(solve_triangular(region.lower, x_aug.T, lower=True)).sum(axis=0)
+    sensitivity = sample_weight * (losses + _SQRT2 * region.radius * np.sqrt(leverage)) / region.denominator
+    return sensitivity, losses, leverage
