@@ -65,7 +65,7 @@ def plot_rounds(rounds: pd.DataFrame, path: str | os.PathLike, *, title: str | N
         axes[0].legend(loc="lower right", fontsize=8)
     else:
         axes[0].text(0.5, 0.5, "not evaluated", ha="center", va="center", transform=axes[0].transAxes)
-    axes[0].set_title("cross-validated AUROC (current labels)", fontsize=10)
+    axes[0].set_title("out-of-sample AUROC (current labels)", fontsize=10)
     reviewed = rounds[rounds["round"] > 0]
     axes[1].plot(reviewed["round"], reviewed["hit_rate"].astype(float), "o-", color="tab:green", label="hit rate")
     base_at_start = rounds["base_rate"].astype(float).shift(1)[rounds["round"] > 0]

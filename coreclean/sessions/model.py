@@ -1,8 +1,9 @@
 """Which ranker does a session use right now? The ranker, kept in step with the decision log.
 
 :class:`SessionModel` owns the session's :class:`~coreclean.scoring.ranker.LabelIssueRanker`, whose
-out-of-sample probabilities also measure each round (no separate evaluation fit). The ranker is fitted from the replayed
-labels and weights and tagged with the log's rounds version; when another process (the review
+out-of-sample probabilities also measure each round (no separate evaluation fit). The ranker is
+fitted on the labels the session started from, the logged decisions applied as they were made, and
+tagged with the log's rounds version; when another process (the review
 page, a second terminal) closes or reopens a round, the version moves and the next use refits, so
 no batch is ever drawn from a stale model. A session started with the caller's own model
 probabilities fits every ranker on them, unchanged: reviews move the neighbour vote, the noise

@@ -3,8 +3,8 @@
 A session cleans one or more classes of one embedding set. Each *round* shows the most suspicious
 not-yet-decided samples of the classes being cleaned, takes the reviewer's decisions (keep /
 relabel / drop / downweight / skip), and when closed applies them to the ranker
-(:class:`coreclean.scoring.ranker.LabelIssueRanker`), measures a cross-validated AUROC on fixed folds
-and gives a verdict: go on, or stop.
+(:class:`coreclean.scoring.ranker.LabelIssueRanker`), measures the AUROC of its out-of-sample
+probabilities on the current labels and gives a verdict: go on, or stop.
 
 The class is a facade over small parts, each testable alone: the decision log
 (:mod:`~coreclean.sessions.store`, the one source of truth; labels and weights are replayed from it
@@ -409,7 +409,7 @@ class CleaningSession:
         Parameters
         ----------
         evaluate : bool, optional
-            Measure the cross-validated AUROC (default: the session's setting).
+            Measure the round's out-of-sample AUROC (default: the session's setting).
 
         Raises
         ------
