@@ -8,11 +8,25 @@ import numpy as np
 
 from coreclean.exceptions import InputValidationError
 
-__all__ = ["is_utf8", "check_features", "check_labels", "check_sample_weight", "check_pred_probs", "check_random_state",
+__all__ = ["is_utf8", "read_npy", "check_features", "check_labels", "check_sample_weight", "check_pred_probs", "check_random_state",
            "sklearn_seed"]
 
 #: How far a row of predicted probabilities may sum from 1 (float32 rounding, softmax in low precision).
 PROB_SUM_TOLERANCE = 1e-3
+
+
+def read_npy(path, *, ndim: int, holds: str) -> np.ndarray:
+    """The ``ndim``-D array saved at ``path`` with ``numpy.save``; one clear error when unreadable or of other rank.
+
+    ``holds`` says what the array should be, for the error (e.g. ``"labels"``, ``"(n_samples, n_classes)"``).
+    """
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as err:
+        raise InputValidationError(f"cannot read {path} as a .npy array: {err}; save it with numpy.save.") from err
+    if array.ndim != ndim:
+        raise InputValidationError(f"{path} must hold a {ndim}-D array {holds}; got shape {array.shape}.")
+    return array
 
 
 def check_features(features: object, *, name: str = "features") -> np.ndarray:

@@ -236,15 +236,12 @@ def read_labels(path: str | os.PathLike):
     import numpy as np
     import pandas as pd
 
+    from coreclean._internal.validation import read_npy
+
     path = Path(path)
     ids = None
     if path.suffix.lower() == ".npy":
-        try:
-            values = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as err:
-            raise InputValidationError(f"cannot read {path} as a .npy array: {err}; save it with numpy.save.") from err
-        if values.ndim != 1:
-            raise InputValidationError(f"{path} must hold a 1-D array of labels; got shape {values.shape}.")
+        values = read_npy(path, ndim=1, holds="of labels")
         if values.dtype.kind == "f":
             if not np.all(np.isfinite(values)) or not np.all(values == np.round(values)):
                 raise InputValidationError(f"{path} holds non-integer numbers; labels must be integers or names.")

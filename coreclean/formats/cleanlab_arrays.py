@@ -24,6 +24,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from coreclean._internal.atomic import atomic_write_text
+from coreclean._internal.validation import read_npy
 from coreclean.exceptions import InputValidationError, ManifestError
 
 __all__ = ["export_cleanlab", "read_pred_probs"]
@@ -47,12 +48,7 @@ def read_pred_probs(path: str | os.PathLike, *, sample_ids: np.ndarray, class_na
         An unreadable or non-2-D file; an ids file whose ids are not the data's, once each; a row or
         column count that does not match; unknown, missing or repeated class names.
     """
-    try:
-        probs = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as err:
-        raise InputValidationError(f"cannot read {path} as a .npy array: {err}; save it with numpy.save.") from err
-    if probs.ndim != 2:
-        raise InputValidationError(f"{path} must hold a 2-D array (n_samples, n_classes); got shape {probs.shape}.")
+    probs = read_npy(path, ndim=2, holds="(n_samples, n_classes)")
     sample_ids = np.asarray(sample_ids).astype(str)
     if ids_path is not None:
         probs = probs[_row_order(_read_ids(ids_path), sample_ids, probs.shape[0], path, ids_path)]
