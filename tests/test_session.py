@@ -288,3 +288,17 @@ def test_in_memory_session_for_simulations(toy):
         reviewer = SimulatedReviewer(session.sample_ids, true, session.class_names)
         rounds = run_simulation(session, reviewer, 1)
         assert rounds["n_reviewed"].tolist() == [0, 30] and rounds["n_errors_found"].iloc[1] >= 20
+
+
+def test_a_reopened_session_ranks_as_the_process_that_closed_the_round(toy, tmp_path):
+    """#10: a new process fitted on the replayed labels, losing each relabelled sample's given label, so
+    confirmed corrections no longer fed the noise structure and every CLI command ranked differently."""
+    cache, _, true, _ = toy
+    path = tmp_path / "s.session"
+    with start(toy, path, n_threads=1) as session:
+        reviewer = SimulatedReviewer(session.sample_ids, true, session.class_names)
+        run_simulation(session, reviewer, 2)
+        assert (session.decisions()["action"] == "relabel").any()
+        scores = session.ranker().scores_.copy()
+    with coreclean.CleaningSession.open(path, cache_dir=cache, n_threads=1) as session:
+        np.testing.assert_allclose(session.ranker().scores_, scores, atol=2e-3)  # warm-start tolerance
