@@ -17,6 +17,12 @@ labels is reported too (measured only), from the ranking's ``predicted_label`` c
 
     python -m benchmarks.pred_probs --dataset digits --seeds 0 1 2
     nice -n 10 python -m benchmarks.pred_probs --dataset aggre --threads 2
+    python -m benchmarks.pred_probs --dataset aggre --model linear --extra-cache benchmarks/work/cache_cifar10_160
+
+The last: the built-in's own recipe (standardised top 512 components, C = 0.01) on the 224 px
+features concatenated with a second embedding of the same images at 160 px (made with
+``benchmarks.data.ensure_embeddings(..., Backbone(image_size=160, ...))``), a multi-scale view of
+the same trunk.
 
 ``digits``: sklearn's digits with 10% uniform noise (seed 1000 + s, as P3). ``aggre``: CIFAR-10N's
 aggregated human labels on the 50k CIFAR-10 train embeddings (a finished cache at
@@ -91,6 +97,15 @@ def load_aggre(cache_dir: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, lis
             f"CIFAR-10 train (50k, {backbone.describe()}), CIFAR-10N aggre labels", features_path)
 
 
+def load_extra(cache_dir: Path, sample_ids: np.ndarray) -> np.ndarray:
+    """The one embedding set in ``cache_dir`` (the same images), its rows in the order of ``sample_ids``."""
+    from coreclean.embedding.cache import load_embeddings
+
+    extra = load_embeddings(cache_dir)
+    row = {str(sid): i for i, sid in enumerate(extra.sample_ids)}
+    return np.asarray(extra.features)[[row[str(sid)] for sid in sample_ids]]
+
+
 # ---------------------------------------------------------------- the stronger model
 def strong_model(kind: str, n_features: int, n_samples: int, seed: int):
     """A scikit-learn pipeline stronger than the default's linear model on the same features.
@@ -108,6 +123,12 @@ def strong_model(kind: str, n_features: int, n_samples: int, seed: int):
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
+    if kind == "linear":
+        from sklearn.linear_model import LogisticRegression
+
+        # the built-in recipe (standardised top 512 components, C = 0.01) on more features
+        return make_pipeline(StandardScaler(), PCA(min(512, n_features, n_samples - 1), random_state=seed),
+                             LogisticRegression(C=0.01, max_iter=1000))
     reduce = PCA(min(256, n_features, n_samples - 1), random_state=seed)
     if kind == "mlp":
         from sklearn.neural_network import MLPClassifier
@@ -166,13 +187,14 @@ def score_ranking(table: pd.DataFrame, sample_ids: np.ndarray, clean: np.ndarray
 
 
 def run_seed(features, clean, noisy, class_names, sample_ids, features_path: Path, *, kind: str, seed: int,
-             threads: int, work: Path) -> dict[str, Any]:
-    """Fit the stronger model out of fold, write the user's files, rank three ways; metrics per variant."""
+             threads: int, work: Path, model_features: np.ndarray | None = None) -> dict[str, Any]:
+    """Fit the stronger model out of fold (on ``model_features`` if given), write the user's files, rank three ways."""
     from threadpoolctl import threadpool_limits
 
     start = time.perf_counter()
     with threadpool_limits(limits=threads):
-        probs = out_of_fold_probs(features, noisy, len(class_names), kind=kind, seed=seed)
+        probs = out_of_fold_probs(features if model_features is None else model_features, noisy, len(class_names),
+                                  kind=kind, seed=seed)
     model_seconds = time.perf_counter() - start
     shuffle = np.random.default_rng(seed).permutation(noisy.size)  # rows in another order: --ids puts them back
     np.save(work / "P.npy", probs[shuffle].astype(np.float32))
@@ -195,25 +217,33 @@ def run_seed(features, clean, noisy, class_names, sample_ids, features_path: Pat
 
 
 def run(dataset: str, *, seeds: list[int], kind: str, threads: int, cache_dir: Path, out_dir: Path,
-        command: str) -> dict[str, Any]:
-    """Run the comparison on ``dataset`` and write ``pred_probs.json`` (one entry per dataset) into ``out_dir``."""
+        command: str, extra_cache: Path | None = None) -> dict[str, Any]:
+    """Run the comparison on ``dataset`` and write ``pred_probs.json`` (one entry per dataset) into ``out_dir``.
+
+    With ``extra_cache`` (aggre only) the stronger model is fitted on the features concatenated with a
+    second embedding of the same images; the built-in ranking keeps the first features alone.
+    """
     start = time.perf_counter()
     machine = machine_info()
     per_seed, description = [], ""
     with tempfile.TemporaryDirectory(prefix="pred_probs-") as tmp:
         work = Path(tmp)
+        model_features = None
         if dataset == "aggre":
             features, clean, noisy, class_names, ids, description, features_path = load_aggre(cache_dir)
+            if extra_cache is not None:
+                model_features = np.hstack([features, load_extra(extra_cache, ids)])
+                description += f"; the stronger model also sees {extra_cache.name}"
         for seed in seeds:
             if dataset == "digits":
                 features, clean, noisy, class_names, ids, description = load_digits_noisy(seed)
                 features_path = work / "X.npy"
                 np.save(features_path, features)
             per_seed.append(run_seed(features, clean, noisy, class_names, ids, features_path, kind=kind, seed=seed,
-                                     threads=threads, work=work))
+                                     threads=threads, work=work, model_features=model_features))
     summary = {name: {metric: mean_sd([s["variants"][name][metric] for s in per_seed])
                       for metric in (*METRICS, "model_oof_accuracy_vs_clean", "rank_seconds")} for name in VARIANTS}
-    model = strong_model(kind, features.shape[1], noisy.size, 0)
+    model = strong_model(kind, (features if model_features is None else model_features).shape[1], noisy.size, 0)
     entry = {"dataset": description, "model": kind, "model_description": repr(model),
              "seeds": seeds, "n_samples": int(noisy.size), "summary": summary, "per_seed": per_seed,
              "command": command, "machine_start": machine, "machine_end": machine_info(),
@@ -221,7 +251,8 @@ def run(dataset: str, *, seeds: list[int], kind: str, threads: int, cache_dir: P
     path = out_dir / "pred_probs.json"
     results = _read(path)
     results.setdefault("about", __doc__.split("\n\n")[0])
-    results.setdefault("results", {})[f"{dataset}/{kind}"] = clean_nan(entry)
+    name = f"{dataset}/{kind}" + ("" if extra_cache is None else f"+{extra_cache.name}")
+    results.setdefault("results", {})[name] = clean_nan(entry)
     write_json(path, results)
     return entry
 
@@ -237,8 +268,11 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m benchmarks.pred_probs", description=__doc__.split("\n\n")[0])
     parser.add_argument("--dataset", choices=("digits", "aggre"), default="digits")
-    parser.add_argument("--model", choices=("kernel", "mlp"), default="kernel",
-                        help="the stronger model (default: kernel)")
+    parser.add_argument("--model", choices=("kernel", "mlp", "linear"), default="kernel",
+                        help="the stronger model (default: kernel; linear: the built-in's recipe, for --extra-cache)")
+    parser.add_argument("--extra-cache", type=Path, default=None,
+                        help="aggre only: a cache holding a second embedding of the same images (e.g. another "
+                             "--image-size); the stronger model sees both, concatenated")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--threads", type=int, default=1, help="BLAS/OpenMP threads, in the fits and in each rank")
     parser.add_argument("--cache-dir", type=Path, default=WORK / "cache_cifar10", help="the CIFAR-10 train cache")
@@ -247,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     command = "python -m benchmarks.pred_probs " + shlex.join(argv if argv is not None else sys.argv[1:])
     entry = run(args.dataset, seeds=args.seeds, kind=args.model, threads=args.threads, cache_dir=args.cache_dir,
-                out_dir=args.out, command=command)
+                out_dir=args.out, command=command, extra_cache=args.extra_cache)
     for name, metrics in entry["summary"].items():
         print(f"{name:20s} " + "  ".join(f"{m} {metrics[m]['mean']:.4f}" for m in
                                          ("auroc", "average_precision", "precision_at_half_errors",
