@@ -56,11 +56,10 @@ def allocate_by_score(scores_by_class: Sequence[np.ndarray], total: int, *, floo
             counts[k] -= cut
             excess -= cut
         return counts
-    rest = [(-float(score), k) for k, s in enumerate(ordered) for score in s[counts[k]:]]
-    rest.sort()
-    for _, k in rest[: total - int(counts.sum())]:
-        counts[k] += 1
-    return counts
+    rest_scores = np.concatenate([s[counts[k]:] for k, s in enumerate(ordered)])
+    rest_class = np.concatenate([np.full(s.size - counts[k], k) for k, s in enumerate(ordered)])
+    taken = np.lexsort((rest_class, -rest_scores))[: total - int(counts.sum())]  # highest first, ties: earlier class
+    return counts + np.bincount(rest_class[taken], minlength=counts.size)
 
 
 def choose_batch(scores: np.ndarray, labels: np.ndarray, weights: np.ndarray, decided: np.ndarray,
