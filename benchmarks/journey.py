@@ -277,8 +277,6 @@ def report(result: dict[str, Any]) -> str:
         for s in entry["sessions"]:
             lines.append(f"| {entry['seed']} | {s['allocation']} | " + " | ".join(session_checks(s)) + " |")
     timings = result["seeds"][0].get("thread_timings") or {}
-    if "session apply" in timings:  # results written before the under-load runs
-        timings = {"as found": timings}
     if timings:
         lines += ["", "Thread settings (seed 0, medians of interleaved runs, seconds; 'under load': one spinning "
                   "process per core beside them):", "",
