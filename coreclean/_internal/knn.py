@@ -60,9 +60,10 @@ def reduced_rows(features: np.ndarray, n_dims: int, *, random_state: int = 0) ->
         basis = np.ascontiguousarray(vectors[:, ::-1][:, :n_dims], dtype=np.float32)
     out = np.empty((n_samples, n_dims if basis is not None else n_features), dtype=np.float32)
     for start in range(0, n_samples, _CHUNK_ROWS):
-        block = _normalized(features[start : start + _CHUNK_ROWS])
-        if basis is not None:
-            block = _normalized(block @ basis)
+        block = np.asarray(features[start : start + _CHUNK_ROWS], dtype=np.float32)
+        # Scaling a row before the projection does not change it after re-normalising: project the raw rows.
+        block = block @ basis if basis is not None else np.array(block, copy=True)
+        block /= np.maximum(np.linalg.norm(block, axis=1, keepdims=True), 1e-12)
         out[start : start + block.shape[0]] = block
     return out
 

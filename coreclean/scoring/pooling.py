@@ -16,7 +16,11 @@ from scipy.special import log_softmax
 
 from coreclean.scoring.signals import PROB_FLOOR
 
-__all__ = ["LogLinearPool"]
+__all__ = ["LogLinearPool", "MAX_POOL_FIT_ROWS"]
+
+#: The pool's K + S parameters are fitted on at most this many rows (a seeded uniform sample of the
+#: rows of weight 1, plus every row of another weight); at 1M rows the fit on all of them took 8.8 s.
+MAX_POOL_FIT_ROWS = 200_000
 
 
 class LogLinearPool:
@@ -41,7 +45,20 @@ class LogLinearPool:
         return np.stack([np.log(np.maximum(p, PROB_FLOOR)) for p in sources], axis=0)
 
     def fit(self, sources: list[np.ndarray], labels: np.ndarray, sample_weight: np.ndarray) -> "LogLinearPool":
-        """Fit ``weights_`` and ``offsets_`` by weighted maximum likelihood of ``labels``."""
+        """Fit ``weights_`` and ``offsets_`` by weighted maximum likelihood of ``labels``.
+
+        Above :data:`MAX_POOL_FIT_ROWS` rows the likelihood is estimated on a seeded uniform sample
+        of the rows of weight 1 (reweighted to their total) plus every row of another weight
+        (reviewed samples), the same sample at every call on the same rows.
+        """
+        plain = np.flatnonzero(sample_weight == 1.0)
+        if labels.size > MAX_POOL_FIT_ROWS and plain.size > MAX_POOL_FIT_ROWS // 2:
+            room = max(MAX_POOL_FIT_ROWS - (labels.size - plain.size), MAX_POOL_FIT_ROWS // 2)
+            chosen = np.sort(np.random.default_rng(0).choice(plain, size=room, replace=False))
+            rows = np.sort(np.concatenate([chosen, np.flatnonzero(sample_weight != 1.0)]))
+            weight = sample_weight[rows].astype(np.float64)
+            weight[np.isin(rows, chosen, assume_unique=True)] = plain.size / room
+            return self.fit([p[rows] for p in sources], labels[rows], weight)
         logs = self._stack(sources)
         n_sources, n_samples, n_classes = logs.shape
         rows = np.arange(n_samples)

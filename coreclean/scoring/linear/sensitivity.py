@@ -25,7 +25,7 @@ from scipy.special import log_softmax
 from coreclean.exceptions import InputValidationError
 
 __all__ = ["LocalSensitivity", "local_sensitivity", "augmented", "multinomial_losses", "LossRegion", "gram_part",
-           "loss_region", "bound_part"]
+           "loss_region", "bound_part", "leverage_sketch", "sketched_bound_part"]
 
 _CHUNK_ROWS = 16384
 _SQRT2 = float(np.sqrt(2.0))
@@ -182,3 +182,41 @@ def bound_part(standardized, labels: np.ndarray, sample_weight: np.ndarray, thet
         leverage[start:stop] = np.square(solve_triangular(region.lower, x_aug.T, lower=True)).sum(axis=0)
     sensitivity = sample_weight * (losses + _SQRT2 * region.radius * np.sqrt(leverage)) / region.denominator
     return sensitivity, losses, leverage
+
+
+def leverage_sketch(region: LossRegion, n_rows: int = 32, *, random_state: int = 0) -> np.ndarray:
+    """``G L⁻¹`` for a Gaussian ``G`` of ``n_rows`` rows (scaled by 1/√n_rows), float32: ``‖(G L⁻¹) x̃‖² ≈ h``.
+
+    A Johnson-Lindenstrauss sketch of the leverage (Drineas et al., 2012): each row's
+    ``h_i = ‖L⁻¹ x̃_i‖²`` costs ``d²`` exactly but ``n_rows · d`` sketched, with a relative error of
+    about ``√(2 / n_rows)`` (25% at 32 rows, so 12% on ``√h_i``).
+    """
+    gaussian = np.random.default_rng(random_state).standard_normal((n_rows, region.lower.shape[0])) / np.sqrt(n_rows)
+    return np.ascontiguousarray(solve_triangular(region.lower, gaussian.T, lower=True, trans="T").T, dtype=np.float32)
+
+
+def sketched_bound_part(rows, labels: np.ndarray, sample_weight: np.ndarray, theta: np.ndarray,
+                        region: LossRegion, sketch: np.ndarray, standardizer=None) -> np.ndarray:
+    """:func:`bound_part`'s ``s_i(r)`` with the leverage from :func:`leverage_sketch` and float32 products.
+
+    For drawing a coreset, where any positive probabilities keep the weighted loss unbiased and the
+    bound only sets the variance: at 800k training rows of 512 columns the exact leverage is a
+    triangular solve of ~2·10¹¹ float64 operations per fold model, the sketch ~3·10¹⁰ in float32.
+    ``rows`` are standardised rows, or raw ones when their ``standardizer`` is given (folded into
+    the products, :meth:`~coreclean.scoring.linear.standardize.Standardizer.raw_linear`).
+    """
+    n_samples = rows.shape[0]
+    sensitivity = np.empty(n_samples, dtype=np.float64)
+    maps = [(theta[:, :-1], theta[:, -1]), (sketch[:, :-1], sketch[:, -1])]
+    if standardizer is not None:
+        maps = [standardizer.raw_linear(coef, intercept) for coef, intercept in maps]
+    (coef, intercept), (sketch_coef, sketch_intercept) = [
+        (np.ascontiguousarray(np.asarray(c, dtype=np.float32).T), np.asarray(b, dtype=np.float64)) for c, b in maps]
+    for start in range(0, n_samples, _CHUNK_ROWS):
+        stop = min(start + _CHUNK_ROWS, n_samples)
+        block = np.asarray(rows[start:stop], dtype=np.float32)
+        logits = (block @ coef).astype(np.float64) + intercept
+        loss = -log_softmax(logits, axis=1)[np.arange(stop - start), labels[start:stop]]
+        leverage = np.square((block @ sketch_coef).astype(np.float64) + sketch_intercept).sum(axis=1)
+        sensitivity[start:stop] = loss + _SQRT2 * region.radius * np.sqrt(leverage)
+    return sample_weight * sensitivity / region.denominator

