@@ -137,3 +137,29 @@ def test_class_report_runs_on_the_chosen_count(monkeypatch):
     with limit_threads(2):
         class_report(features, rng.integers(0, 3, 200))
     assert seen == [1, 2, 2]  # small: one thread; inside an explicit --threads 2: two
+
+
+def test_the_graph_search_gets_every_free_core_when_big_enough():
+    from coreclean._internal.threads import graph_search_threads
+
+    assert [graph_search_threads(200_000, 256, cores) for cores in (1, 2, 16)] == [1, 2, 16]
+    assert graph_search_threads(3_000, 256, 16) == 1  # too small to pay
+    assert graph_search_threads(20_000, 256, 16) == 5  # one thread per WORK_PER_THREAD entries
+
+
+def test_graph_search_threads_follow_the_free_cores_and_yield_to_an_explicit_count(monkeypatch):
+    import faiss
+
+    from coreclean._internal.threads import limit_graph_search_threads
+
+    monkeypatch.setattr(threads, "available_cores", lambda: 2)
+    with limit_threads(n_samples=200_000, n_features=256) as automatic:
+        with limit_graph_search_threads(200_000, 256) as count:
+            assert count == 2 and faiss.omp_get_max_threads() == 2
+        assert faiss.omp_get_max_threads() == automatic  # restored
+    with limit_threads(1):  # --threads 1 holds for the search too
+        with limit_graph_search_threads(200_000, 256) as count:
+            assert count == 1 and faiss.omp_get_max_threads() == 1
+    monkeypatch.setattr(threads, "available_cores", lambda: 1)  # a busy box
+    with limit_graph_search_threads(200_000, 256) as count:
+        assert count == 1

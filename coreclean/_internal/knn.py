@@ -16,11 +16,13 @@ so a memory-mapped matrix is never copied whole: the reduced rows (n × 128 floa
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 import numpy as np
 
 from coreclean._internal.blocks import BlockRunner, LocalBlocks
+from coreclean._internal.threads import limit_graph_search_threads
 
 __all__ = ["knn_graph", "search_block", "EXACT_SEARCH_LIMIT", "SEARCH_DIMS"]
 
@@ -122,16 +124,22 @@ def knn_graph(
         return indices, similarities
 
     reduced = reduced_rows(features, max(1, int(search_dims)), random_state=random_state)
-    index = _index(n_samples, reduced.shape[1], exact_limit)
-    index.add(reduced)
-    del reduced  # the index holds the rows; a search block reads its queries back from it
     runner = runner if runner is not None else LocalBlocks()
+    in_process = getattr(runner, "in_process", False)
+    graph = n_samples > exact_limit
+    # The graph's build and (here) search are long OpenMP regions: they get every free core.
+    threads = (limit_graph_search_threads(n_samples, reduced.shape[1]) if graph
+               else contextlib.nullcontext())
     import faiss
 
-    shared = index if getattr(runner, "in_process", False) else faiss.serialize_index(index)
-    blocks = runner.blocks(n_samples)
-    for start, stop, found, sims in runner.map(search_block, None, blocks, shared=(shared, k)):
-        indices[start:stop], similarities[start:stop] = found, sims
+    with threads:
+        index = _index(n_samples, reduced.shape[1], exact_limit)
+        index.add(reduced)
+        del reduced  # the index holds the rows; a search block reads its queries back from it
+        shared = index if in_process else faiss.serialize_index(index)
+        blocks = runner.blocks(n_samples)
+        for start, stop, found, sims in runner.map(search_block, None, blocks, shared=(shared, k)):
+            indices[start:stop], similarities[start:stop] = found, sims
     similarities[indices < 0] = 0.0
     return indices, similarities
 
