@@ -94,3 +94,17 @@ def test_pred_probs_benchmark_on_digits(tmp_path: Path) -> None:
     assert variants["pred_probs"]["model_oof_accuracy_vs_given"] > variants["builtin"]["model_oof_accuracy_vs_given"]
     assert "--pred-probs $WORK/P.npy --ids $WORK/ids.txt" in variants["pred_probs"]["command"]
     assert entry["n_samples"] == saved["n_samples"] == 1198
+
+
+def test_peer_table_gives_the_ratio_per_run_and_leaves_failed_runs_out() -> None:
+    from benchmarks.report import peer_markdown
+
+    run = {"n_samples": 50000, "thread_setting": 0, "threads": 1, "fit_seconds": 20.0, "auroc": 0.987,
+           "fit_timings": {"out_of_fold": 5.0, "neighbors": 14.0}, "load_average": [1.0, 1.0, 1.0],
+           "peer": {"fit_seconds": 25.0, "auroc": 0.986}}
+    lines = peer_markdown({"command": "python -m benchmarks.scale", "git": {"commit": "abcdef0123"}, "machine": {"cores": 2},
+                           "runs": [run, {"n_samples": 200000, "error": "child exited with 1"},
+                                    {**run, "peer": {"error": "child exited with 1"}}]})
+    rows = [line for line in lines if line.startswith("| 50000")]
+    assert rows == ["| 50000 | 0 | 1 | 20.0 | 5.0 | 14.0 | 25.0 | 0.80 | 0.9870 | 0.9860 | 1.00 |"]
+    assert not any(line.startswith("| 200000") for line in lines) and "abcdef0" in lines[0]

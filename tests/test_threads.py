@@ -147,12 +147,14 @@ def test_the_graph_search_gets_every_free_core_when_big_enough():
     assert graph_search_threads(20_000, 256, 16) == 5  # one thread per WORK_PER_THREAD entries
 
 
-def test_graph_search_threads_follow_the_free_cores_and_yield_to_an_explicit_count(monkeypatch):
+def test_graph_search_threads_follow_the_idle_cores_and_yield_to_an_explicit_count(monkeypatch):
     import faiss
 
     from coreclean._internal.threads import limit_graph_search_threads
 
-    monkeypatch.setattr(threads, "available_cores", lambda: 2)
+    monkeypatch.setattr(threads, "usable_cores", lambda: 2)
+    monkeypatch.setattr(threads, "available_cores", lambda: 1)  # the load average counts our own thread
+    monkeypatch.setattr(threads, "idle_cores", lambda: 1.9)  # while we sleep, both cores are idle
     with limit_threads(n_samples=200_000, n_features=256) as automatic:
         with limit_graph_search_threads(200_000, 256) as count:
             assert count == 2 and faiss.omp_get_max_threads() == 2
@@ -160,6 +162,19 @@ def test_graph_search_threads_follow_the_free_cores_and_yield_to_an_explicit_cou
     with limit_threads(1):  # --threads 1 holds for the search too
         with limit_graph_search_threads(200_000, 256) as count:
             assert count == 1 and faiss.omp_get_max_threads() == 1
-    monkeypatch.setattr(threads, "available_cores", lambda: 1)  # a busy box
+    monkeypatch.setattr(threads, "idle_cores", lambda: 0.3)  # another job busy on both cores
     with limit_graph_search_threads(200_000, 256) as count:
         assert count == 1
+    monkeypatch.setattr(threads, "idle_cores", lambda: None)  # no /proc/stat: the load average decides
+    with limit_graph_search_threads(200_000, 256) as count:
+        assert count == 1
+
+
+def test_idle_cores_reads_the_kernels_idle_share(tmp_path, monkeypatch):
+    stat = tmp_path / "stat"
+    samples = iter(["cpu  100 0 100 800 0 0 0 0 0 0\n", "cpu  150 0 150 1000 0 0 0 0 0 0\n"])
+    monkeypatch.setattr(threads.time, "sleep", lambda seconds: stat.write_text(next(samples)))
+    monkeypatch.setattr(threads.os, "cpu_count", lambda: 4)
+    stat.write_text(next(samples))
+    assert threads.idle_cores(stat=stat) == pytest.approx(4 * 200 / 300)  # idle 200 of 300 ticks on 4 CPUs
+    assert threads.idle_cores(stat=tmp_path / "missing") is None

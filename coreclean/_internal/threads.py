@@ -43,6 +43,7 @@ import contextvars
 import math
 import os
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -69,8 +70,8 @@ def choose_threads(n_samples: int | None, n_features: int | None, cores: int) ->
     return max(1, min(int(cores) // 2, by_size))
 
 
-def available_cores() -> int:
-    """Cores this process can use now: affinity, capped by a cgroup CPU quota, less what other jobs keep busy (>= 1)."""
+def usable_cores() -> int:
+    """CPUs this process may run on: its affinity, capped by a cgroup CPU quota (>= 1)."""
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
@@ -78,6 +79,33 @@ def available_cores() -> int:
     quota = _cgroup_cpu_quota()
     if quota is not None:
         cores = min(cores, max(1, math.floor(quota)))
+    return cores
+
+
+def idle_cores(window: float = 0.1, stat: Path = Path("/proc/stat")) -> float | None:
+    """CPUs left idle by every process over the next ``window`` seconds, this one asleep meanwhile; None if unknown.
+
+    Read from the kernel's CPU counters (``/proc/stat``: idle + iowait share of all CPU time), so,
+    unlike the load average, it does not count this process's own recent work as another job's.
+    """
+    def counters() -> tuple[int, int]:
+        values = [int(v) for v in stat.read_text().split("\n", 1)[0].split()[1:9]]
+        return values[3] + values[4], sum(values)
+
+    try:
+        idle_before, total_before = counters()
+        time.sleep(window)
+        idle_after, total_after = counters()
+    except (OSError, ValueError, IndexError):
+        return None
+    if total_after <= total_before:
+        return None
+    return (os.cpu_count() or 1) * (idle_after - idle_before) / (total_after - total_before)
+
+
+def available_cores() -> int:
+    """Cores this process can use now: affinity, capped by a cgroup CPU quota, less what other jobs keep busy (>= 1)."""
+    cores = usable_cores()
     try:
         busy_share = os.getloadavg()[0] / (os.cpu_count() or cores)
     except OSError:
@@ -163,15 +191,25 @@ def graph_search_threads(n_samples: int, n_features: int, cores: int) -> int:
 
 @contextlib.contextmanager
 def limit_graph_search_threads(n_samples: int, n_features: int) -> Iterator[int]:
-    """Run the block with faiss's OpenMP threads at :func:`graph_search_threads` on :func:`available_cores`.
+    """Run the block with faiss's OpenMP threads at :func:`graph_search_threads` on the cores idle right now.
 
-    An explicit count from an enclosing :func:`limit_threads` (``--threads``) holds instead. Yields
-    the count; restores faiss's previous count on leaving.
+    The free cores are :func:`idle_cores` (measured over 0.1 s, within :func:`usable_cores`): the
+    1-minute load average of a process that has been working counts its own thread as another
+    job's, which on a 2-core box left the search one thread. Where the counters cannot be read,
+    :func:`available_cores`. An explicit count from an enclosing :func:`limit_threads`
+    (``--threads``) holds instead. Yields the count; restores faiss's previous count on leaving.
     """
     import faiss
 
     cap = _explicit_cap.get()
-    count = cap if cap is not None else graph_search_threads(n_samples, n_features, available_cores())
+    if cap is not None:
+        count = cap
+    elif graph_search_threads(n_samples, n_features, usable_cores()) == 1:
+        count = 1  # too small, or one core: nothing to measure
+    else:
+        idle = idle_cores()
+        free = available_cores() if idle is None else max(1, min(usable_cores(), round(idle)))
+        count = graph_search_threads(n_samples, n_features, free)
     before = faiss.omp_get_max_threads()
     faiss.omp_set_num_threads(count)
     try:
