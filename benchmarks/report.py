@@ -316,7 +316,9 @@ def peer_markdown(vs_peer: dict[str, Any]) -> list[str]:
              f"shuffled stratified folds + `cleanlab.rank.get_label_quality_scores`), each a whole process on the same "
              f"memmap, interleaved (`{vs_peer.get('command')}`; commit {(vs_peer.get('git') or {}).get('commit', '?')[:7]}, "
              f"{(vs_peer.get('machine') or {}).get('cores')} cores). Thread setting 0 is the default (coreclean's "
-             "policy, for both); `threads` the most any pool could use. Seconds from the matrix to the scores:", "",
+             "policy, for both); `threads` the most any BLAS/OpenMP pool could use after the fit (at setting 0 "
+             "coreclean's neighbour graph also used every idle core while it ran). Seconds from the matrix to the "
+             "scores:", "",
              "| n_samples | setting | threads | coreclean s | out-of-fold s | neighbours s | peer s | coreclean / peer "
              "| AUROC coreclean | AUROC peer | load (1 min) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for run in vs_peer.get("runs", []):
