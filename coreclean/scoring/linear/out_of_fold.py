@@ -140,7 +140,7 @@ class OutOfFoldLogistic:
                 training[fold] = self._updated_coreset(fold, changed, sample_weight)
             else:
                 train = np.flatnonzero((self.folds_ != fold) & (sample_weight > 0))
-                training[fold] = self._training_rows(features, labels, sample_weight, train, self.models_[fold])
+                training[fold] = self._training_rows(features, labels, sample_weight, train)
                 whole = training[fold][0].size == np.count_nonzero(self.folds_ != fold)
                 self._coreset_rows[fold] = None if whole else training[fold]
         # A warm re-fit starts within a batch's worth of the optimum; below ~1e-4 the float32
@@ -209,7 +209,7 @@ class OutOfFoldLogistic:
         self._coreset_rows[fold] = (rows, weights)
         return rows, weights
 
-    def _training_rows(self, features, labels, sample_weight, train, warm_start=None):
+    def _training_rows(self, features, labels, sample_weight, train):
         """The rows (and weights) a fold model is fitted on: all of them, or a coreset when too many."""
         if self.max_fit_samples is None or train.size <= self.max_fit_samples:
             return train, sample_weight[train]
@@ -218,7 +218,7 @@ class OutOfFoldLogistic:
         rows, weights = sample_coreset_rows(
             features, labels, sample_weight, train, m=self.max_fit_samples, C=self.C,
             standardizer=self.standardizer_, n_classes=self.n_classes_, random_state=self._coreset_seed, radius=self.radius,
-            runner=self._runner(), warm_start=warm_start,
+            runner=self._runner(),
         )
         return rows, weights
 
