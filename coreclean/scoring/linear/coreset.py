@@ -120,24 +120,13 @@ def coreset_draw_block(features, start: int, stop: int, rows: np.ndarray, labels
                        uniforms: np.ndarray, budget: float, standardizer: Standardizer, theta: np.ndarray,
                        region: LossRegion, sketch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Second pass on one block: its rows' sensitivities (sketched leverage), and the ``(rows, weights)`` its Poisson draw keeps."""
-    sensitivity = sketched_bound_part(_RawRows(features, rows), labels, weight, theta, region, sketch, standardizer)
+    sensitivity = sketched_bound_part(features, rows, labels, weight, theta, region, sketch, standardizer)
     total = sensitivity.sum()
     if rows.size == 0 or total <= 0:
         return rows[:0], weight[:0]
     inclusion = np.minimum(1.0, budget * sensitivity / total)
     chosen = np.flatnonzero(uniforms < inclusion)
     return rows[chosen], weight[chosen] / inclusion[chosen]
-
-
-class _RawRows:
-    """Read-only view of ``features[rows]``, read one slice at a time."""
-
-    def __init__(self, features: np.ndarray, rows: np.ndarray) -> None:
-        self._features, self._rows = features, rows
-        self.shape = (rows.size, features.shape[1])
-
-    def __getitem__(self, item: slice) -> np.ndarray:
-        return self._features[self._rows[item]]
 
 
 class SensitivityCoreset:

@@ -118,9 +118,10 @@ def fit_stacked_logistic(features: np.ndarray, labels: np.ndarray, fold_weight: 
     the minimiser of their sum is each model's own; one L-BFGS run over all of them reads the rows
     once per evaluation, for all models together, in chunks that stay in cache between the logits and
     the gradient, and multiplies by ``F · n_classes`` columns at a time instead of ``n_classes``
-    (OpenBLAS runs a 10-column product at a fifth of its speed at 50). Standardisation is folded
-    into the coefficients, so the raw (memory-mapped) rows are read as they are. On the 200k × 512
-    ``benchmarks.scale`` matrix, five 160k-row folds: see ``benchmarks/results/scale.json``.
+    (a 4,096 x 512 block times 50 columns ran at 48 GFLOP/s here, times 10 columns at 21).
+    Standardisation is folded into the coefficients, so the raw (memory-mapped) rows are read as
+    they are. Five folds of the 50k x 512 ``benchmarks.scale`` matrix, one thread: 6.0 s here vs
+    10.7 s one by one; the out-of-fold stage per size is in ``benchmarks/results/scale_vs_peer.json``.
     Stopping at ``max_iter`` before ``tol`` warns (``ConvergenceWarning``).
     """
     n_samples, n_features = features.shape

@@ -195,26 +195,23 @@ def leverage_sketch(region: LossRegion, n_rows: int = 32, *, random_state: int =
     return np.ascontiguousarray(solve_triangular(region.lower, gaussian.T, lower=True, trans="T").T, dtype=np.float32)
 
 
-def sketched_bound_part(rows, labels: np.ndarray, sample_weight: np.ndarray, theta: np.ndarray,
-                        region: LossRegion, sketch: np.ndarray, standardizer=None) -> np.ndarray:
-    """:func:`bound_part`'s ``s_i(r)`` with the leverage from :func:`leverage_sketch` and float32 products.
+def sketched_bound_part(features, rows: np.ndarray, labels: np.ndarray, sample_weight: np.ndarray, theta: np.ndarray,
+                        region: LossRegion, sketch: np.ndarray, standardizer) -> np.ndarray:
+    """:func:`bound_part`'s ``s_i(r)`` of the raw rows ``features[rows]``, with the leverage from :func:`leverage_sketch`.
 
     For drawing a coreset, where any positive probabilities keep the weighted loss unbiased and the
     bound only sets the variance: at 800k training rows of 512 columns the exact leverage is a
     triangular solve of ~2·10¹¹ float64 operations per fold model, the sketch ~3·10¹⁰ in float32.
-    ``rows`` are standardised rows, or raw ones when their ``standardizer`` is given (folded into
-    the products, :meth:`~coreclean.scoring.linear.standardize.Standardizer.raw_linear`).
+    ``theta`` and ``sketch`` act on standardised rows; ``standardizer`` is folded into the products
+    (:meth:`~coreclean.scoring.linear.standardize.Standardizer.raw_linear`), so no standardised copy is made.
     """
-    n_samples = rows.shape[0]
-    sensitivity = np.empty(n_samples, dtype=np.float64)
-    maps = [(theta[:, :-1], theta[:, -1]), (sketch[:, :-1], sketch[:, -1])]
-    if standardizer is not None:
-        maps = [standardizer.raw_linear(coef, intercept) for coef, intercept in maps]
+    sensitivity = np.empty(rows.size, dtype=np.float64)
     (coef, intercept), (sketch_coef, sketch_intercept) = [
-        (np.ascontiguousarray(np.asarray(c, dtype=np.float32).T), np.asarray(b, dtype=np.float64)) for c, b in maps]
-    for start in range(0, n_samples, _CHUNK_ROWS):
-        stop = min(start + _CHUNK_ROWS, n_samples)
-        block = np.asarray(rows[start:stop], dtype=np.float32)
+        (np.ascontiguousarray(c.T), b) for c, b in (standardizer.raw_linear(theta[:, :-1], theta[:, -1]),
+                                                    standardizer.raw_linear(sketch[:, :-1], sketch[:, -1]))]
+    for start in range(0, rows.size, _CHUNK_ROWS):
+        stop = min(start + _CHUNK_ROWS, rows.size)
+        block = np.asarray(features[rows[start:stop]], dtype=np.float32)
         logits = (block @ coef).astype(np.float64) + intercept
         loss = -log_softmax(logits, axis=1)[np.arange(stop - start), labels[start:stop]]
         leverage = np.square((block @ sketch_coef).astype(np.float64) + sketch_intercept).sum(axis=1)
