@@ -36,10 +36,12 @@ class Backbone:
     image_size: int = 224
     cache_dir: Path = WORK / "cache_cifar10"
     test_cache_dir: Path = WORK / "cache_cifar10_test"
+    tta: str = "none"
 
     def describe(self) -> str:
         weights = Path(self.weights).name if _looks_like_path(self.weights) else self.weights
-        return f"{self.name} ({weights}) at {self.image_size} px"
+        tta = "" if self.tta == "none" else f", tta {self.tta}"
+        return f"{self.name} ({weights}) at {self.image_size} px{tta}"
 
 
 @dataclass
@@ -119,7 +121,7 @@ def find_embedding_set(cache_dir: Path, source: Path, backbone: Backbone) -> str
                       and "sha256:" not in str(info.get("weights", "")))
         if (info.get("backbone") == backbone.name and int(info.get("image_size") or -1) == backbone.image_size
                 and weights_ok and Path(str(info.get("source", ""))).resolve() == source.resolve()
-                and int(info.get("n_skipped", 0)) == 0):
+                and int(info.get("n_skipped", 0)) == 0 and info.get("tta", "none") == backbone.tta):
             return key
     return None
 
@@ -133,7 +135,7 @@ def ensure_embeddings(source: Path, cache_dir: Path, backbone: Backbone) -> str:
 
     logger.info("embedding %s into %s with %s (this takes a while on CPU)", source, cache_dir, backbone.describe())
     result = coreclean.embed_dataset(source, cache_dir, backbone=backbone.name, weights=backbone.weights,
-                                     image_size=backbone.image_size, progress=True)
+                                     image_size=backbone.image_size, tta=backbone.tta, progress=True)
     return result.key
 
 

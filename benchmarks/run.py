@@ -1,6 +1,6 @@
 """Run the benchmark protocols of docs/benchmarks.md and write their results.
 
-    python -m benchmarks.run P1|P2|P3|all [--seeds 3] [--quick] [--backbone NAME --weights W --image-size S]
+    python -m benchmarks.run P1|P2|P3|all [--seeds 3] [--quick] [--backbone NAME --weights W --image-size S] [--tta flip]
 
 Every ranker of :data:`coreclean.scoring.methods.REGISTRY` runs on the same embeddings, folds and seeds.
 Results go to ``benchmarks/results/`` (``--out`` to change): ``p1.json``, ``p2.json``, ``p3.json``,
@@ -32,6 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--weights", default=str(DEFAULT_WEIGHTS),
                         help="weights file, torchvision enum name or DEFAULT (default: the shared MobileNetV2 trunk)")
     parser.add_argument("--image-size", type=int, default=224)
+    parser.add_argument("--tta", choices=("none", "flip"), default="none",
+                        help="embed CIFAR-10 with this test-time augmentation (coreclean embed --tta)")
     parser.add_argument("--cache-dir", type=Path, default=None,
                         help="coreclean cache of the CIFAR-10 train embeddings (default benchmarks/work/cache_cifar10)")
     parser.add_argument("--test-cache-dir", type=Path, default=None,
@@ -58,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("coreclean").setLevel(logging.WARNING)
     logging.getLogger("faiss").setLevel(logging.WARNING)
     command = "python -m benchmarks.run " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
-    backbone = Backbone(args.backbone, args.weights, args.image_size)
+    backbone = Backbone(args.backbone, args.weights, args.image_size, tta=args.tta)
     if args.cache_dir is not None:
         backbone.cache_dir = args.cache_dir
     if args.test_cache_dir is not None:

@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from coreclean.cli.argument_types import non_negative_int, positive_int
+from coreclean.embedding.views import TTA_CHOICES
 from coreclean.exceptions import CorecleanError
 
 __all__ = ["register"]
@@ -38,6 +39,10 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--image-size", type=positive_int, default=224, help="crop size in pixels (default: 224)")
     parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
                         help="auto: bf16 only where validated, else fp32")
+    parser.add_argument("--tta", choices=TTA_CHOICES, default="none",
+                        help="test-time augmentation: flip stores the mean of the embeddings of each image and its "
+                             "mirror (one more forward pass per image; plain vectors already cached are reused); "
+                             "a set of its own (default: none)")
     parser.add_argument("--chunk-size", type=positive_int, default=4096,
                         help="vectors per committed chunk (default: 4096); work is also committed every 30 s "
                              "and on Ctrl-C, so a kill loses at most that much")
@@ -102,6 +107,7 @@ def _run(args: argparse.Namespace) -> int:
         chunk_size=args.chunk_size,
         progress=not args.quiet,
         compute=compute,
+        tta=args.tta,
     )
     skipped = f", {result.n_skipped} skipped (see {args.cache}/errors.csv)" if result.n_skipped else ""
     print(f"embedded {result.n_samples} images ({result.n_computed} newly computed){skipped} -> {result.path}"

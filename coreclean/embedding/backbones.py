@@ -40,6 +40,8 @@ _RANDOM_INIT_SEED = 0
 class Preprocess:
     """ImageNet-style preparation: resize the short side, centre-crop, scale and normalise.
 
+    With ``mirror=True`` the crop is flipped left to right (the second view of ``tta="flip"``).
+
     Equivalent to torchvision's ``weights.transforms()`` (``ImageClassification``) on a PIL image:
     the resize runs on 8-bit pixels in PIL, then the crop, then ``(x / 255 - mean) / std``.
     :meth:`load` does the 8-bit part (in DataLoader workers, so only uint8 crosses processes);
@@ -52,12 +54,14 @@ class Preprocess:
     std: tuple[float, float, float] = _IMAGENET_STD
     interpolation: str = "bilinear"
     jpeg_draft: bool = True
+    mirror: bool = False
 
-    def __repr__(self) -> str:
+    def __repr__(self) -> str:  # the cache key covers it: an unmirrored transform keeps its old text
+        mirrored = ", mirror=True" if self.mirror else ""
         return (
             f"Preprocess(resize_size={self.resize_size}, crop_size={self.crop_size}, "
             f"interpolation={self.interpolation}, antialias=True, mean={list(self.mean)}, "
-            f"std={list(self.std)}, jpeg_draft={self.jpeg_draft})"
+            f"std={list(self.std)}, jpeg_draft={self.jpeg_draft}{mirrored})"
         )
 
     def load(self, path: str | os.PathLike) -> torch.Tensor:
@@ -78,6 +82,8 @@ class Preprocess:
                     max(1, int(self.resize_size if height == short else height * scale)))
             image = image.resize(size, _PIL_INTERPOLATION[self.interpolation])
         image = _center_crop(image, self.crop_size)
+        if self.mirror:
+            image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
         array = np.asarray(image, dtype=np.uint8)
         return torch.from_numpy(array.copy()).permute(2, 0, 1)
 

@@ -31,11 +31,16 @@ logger = logging.getLogger(__name__)
 _CHUNK_ERRORS = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile)
 
 
-def shared_chunk_dirs(set_dir: Path, settings: dict[str, Any]) -> list[Path]:
-    """Chunk folders of the other sets in ``set_dir``'s cache made with the same settings (any dataset)."""
+def shared_chunk_dirs(set_dir: Path, settings: dict[str, Any], *, root: Path | None = None) -> list[Path]:
+    """Chunk folders of the other sets in the cache made with the same settings (any dataset).
+
+    The cache's embedding sets are the folders of ``root`` (default: ``set_dir``'s parent), and the
+    views kept inside test-time-augmented sets (``<set>/views/<view>``) count as sets too.
+    """
     wanted = {k: v for k, v in json.loads(json.dumps(settings)).items() if k != "dataset"}
+    root = set_dir.parent if root is None else root
     found = []
-    for other in sorted(set_dir.parent.glob("*/settings.json")):
+    for other in sorted([*root.glob("*/settings.json"), *root.glob("*/views/*/settings.json")]):
         if other.parent == set_dir:
             continue
         with contextlib.suppress(OSError, ValueError, AttributeError):
@@ -46,11 +51,12 @@ def shared_chunk_dirs(set_dir: Path, settings: dict[str, Any]) -> list[Path]:
 
 
 class DamagedChunkError(CacheError):
-    """A committed chunk cannot be read back (``chunk`` is its number in the store)."""
+    """A committed chunk cannot be read back (``chunk`` is its number in ``store``, which can drop it)."""
 
-    def __init__(self, message: str, chunk: int) -> None:
+    def __init__(self, message: str, chunk: int, store: ChunkStore) -> None:
         super().__init__(message)
         self.chunk = chunk
+        self.store = store
 
 
 class ChunkStore:
@@ -167,10 +173,10 @@ class ChunkStore:
                 with np.load(path, allow_pickle=False) as data:
                     block = data["features"][where[positions, 1]]
             except (*_CHUNK_ERRORS, IndexError, TypeError) as err:
-                raise DamagedChunkError(f"chunk {path} is damaged ({err})", int(chunk_id)) from err
+                raise DamagedChunkError(f"chunk {path} is damaged ({err})", int(chunk_id), self) from err
             if block.shape[1:] != out.shape[1:] or not np.isfinite(block).all():
                 raise DamagedChunkError(f"chunk {path} is damaged (shape {block.shape} or non-finite values)",
-                                        int(chunk_id))
+                                        int(chunk_id), self)
             out[positions] = block
 
     def dim(self, sha: str) -> int:
@@ -187,7 +193,7 @@ class ChunkStore:
             with np.load(path, allow_pickle=False) as data:
                 return int(data["features"].shape[1])
         except (*_CHUNK_ERRORS, IndexError) as err:
-            raise DamagedChunkError(f"chunk {path} is damaged ({err})", chunk) from err
+            raise DamagedChunkError(f"chunk {path} is damaged ({err})", chunk, self) from err
 
 
 def _pid_alive(text: str) -> bool:

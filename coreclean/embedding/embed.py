@@ -34,6 +34,7 @@ from coreclean.embedding.cache import dataset_dir, publish_embedding_set, sample
 from coreclean.embedding.chunks import ChunkStore, DamagedChunkError, shared_chunk_dirs
 from coreclean.exceptions import CacheError, CorecleanError, ManifestError, WeightsError
 from coreclean.embedding.manifest import Manifest, Problem, read_manifest
+from coreclean.embedding.views import ViewStores, check_tta, open_view_stores
 from coreclean._internal.hashing import hash_files
 
 __all__ = ["EmbedResult", "embed_dataset", "resolve_device", "resolve_precision", "BF16_VALIDATED"]
@@ -89,6 +90,7 @@ def embed_dataset(
     chunk_size: int = 4096,
     progress: bool = True,
     compute: Callable[..., None] | None = None,
+    tta: str = "none",
 ) -> EmbedResult:
     """Embed every image of ``source`` into ``cache_dir``, computing only what is not cached yet.
 
@@ -122,6 +124,10 @@ def embed_dataset(
         Who computes the uncached vectors: called like ``_run`` and commits into the store it is given
         (e.g. :class:`coreclean.engines.ray_embed.RayEmbedder`); its ``info`` dict is recorded in the set's
         info. Default: this process (DataLoader workers and the local device).
+    tta : {"none", "flip"}
+        Test-time augmentation: ``"flip"`` stores the mean of the embeddings of each crop and its
+        mirror image (:mod:`coreclean.embedding.views`); it is a set of its own, costs one more
+        forward pass per image, and reuses the plain vectors a ``"none"`` run already cached.
 
     Returns
     -------
@@ -134,6 +140,7 @@ def embed_dataset(
     WeightsError
         If the backbone or weights cannot be built or loaded.
     """
+    check_tta(tta)
     if batch_size < 1 or chunk_size < 1 or image_size < 8:
         raise CorecleanError(
             f"batch_size and chunk_size must be >= 1 and image_size >= 8; got {batch_size}, {chunk_size}, {image_size}."
@@ -151,10 +158,19 @@ def embed_dataset(
         "image_size": image_size,
         "precision": resolved_precision,
     }
-    set_dir, stored_settings = dataset_dir(cache_dir, settings, str(manifest.source),
-                                           prefix=f"{backbone}-{image_size}-{resolved_precision}")
+    prefix = f"{backbone}-{image_size}-{resolved_precision}"
+    if tta != "none":  # plain sets keep the settings (and so the keys) they had before tta existed
+        settings["tta"] = tta
+        prefix += f"-{tta}"
+    set_dir, stored_settings = dataset_dir(cache_dir, settings, str(manifest.source), prefix=prefix)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    store = ChunkStore(set_dir, stored_settings, shared=shared_chunk_dirs(set_dir, stored_settings))
+    store: ChunkStore | ViewStores
+    if tta == "flip":
+        store = open_view_stores(set_dir, stored_settings, preprocess, root=set_dir.parent)
+        views = store.views
+    else:
+        store = ChunkStore(set_dir, stored_settings, shared=shared_chunk_dirs(set_dir, stored_settings))
+        views = [(preprocess, store)]
 
     problems = list(manifest.problems)
     hashed = hash_files(manifest.paths, memo_path=cache_dir / "hashes.csv", n_threads=min(8, _n_cpus() * 2))
@@ -169,19 +185,24 @@ def embed_dataset(
     n_workers = _default_workers() if workers is None else max(0, workers)
     n_computed = 0
     for _ in range(_REPAIR_ATTEMPTS):
-        todo: dict[str, Path] = {}
-        for sha, path in zip(shas, manifest.paths):
-            if sha is not None and sha not in store.done and sha not in store.failed and sha not in todo:
-                todo[sha] = path
-        logger.info(
-            "%d images, %d distinct new to embed with %s (%s, %s, %s) into %s",
-            len(manifest), len(todo), backbone, extractor.weights_id, resolved_precision, torch_device, set_dir,
-        )
-        if todo:
-            (compute or _run)(extractor, preprocess, list(todo.items()), store, device=torch_device,
-                              precision=resolved_precision, batch_size=batch_size, workers=n_workers,
-                              chunk_size=chunk_size, progress=progress)
-        n_computed += len(todo)
+        computed: set[str] = set()
+        for view, view_store in views:
+            todo: dict[str, Path] = {}
+            for sha, path in zip(shas, manifest.paths):
+                if (sha is not None and sha not in view_store.done and sha not in view_store.failed
+                        and sha not in todo):
+                    todo[sha] = path
+            logger.info(
+                "%d images, %d distinct new to embed with %s (%s, %s, %s%s) into %s",
+                len(manifest), len(todo), backbone, extractor.weights_id, resolved_precision, torch_device,
+                ", mirrored" if view.mirror else "", set_dir,
+            )
+            if todo:
+                (compute or _run)(extractor, view, list(todo.items()), view_store, device=torch_device,
+                                  precision=resolved_precision, batch_size=batch_size, workers=n_workers,
+                                  chunk_size=chunk_size, progress=progress)
+            computed.update(todo)
+        n_computed += len(computed)
         try:
             n_samples, n_skipped = _publish(manifest, shas, problems, store, cache_dir, set_dir, info={
                 **settings,
@@ -196,14 +217,14 @@ def embed_dataset(
                 **getattr(compute, "info", {"engine": "local"}),
             })
         except DamagedChunkError as err:
-            store.drop(err.chunk, err)
+            err.store.drop(err.chunk, err)
             continue
         return EmbedResult(set_dir.name, set_dir, n_samples, n_computed, n_skipped)
     raise CacheError(f"chunks of {set_dir} kept failing to read back after {_REPAIR_ATTEMPTS} repairs; "
                      "check the disk, then delete that folder and embed again.")
 
 
-def _publish(manifest: Manifest, shas: list[str | None], problems: list[Problem], store: ChunkStore,
+def _publish(manifest: Manifest, shas: list[str | None], problems: list[Problem], store: ChunkStore | ViewStores,
              cache_dir: Path, set_dir: Path, *, info: dict) -> tuple[int, int]:
     """Write errors.csv and publish the set from the store; return (samples kept, samples skipped).
 
@@ -214,13 +235,14 @@ def _publish(manifest: Manifest, shas: list[str | None], problems: list[Problem]
     """
     problems = list(problems)
     keep: list[int] = []
+    done, failed = store.done, store.failed
     for i, sha in enumerate(shas):
         if sha is None:
             continue
-        if sha in store.done:
+        if sha in done:
             keep.append(i)
         else:
-            problems.append(Problem(manifest.sample_ids[i], str(manifest.paths[i]), store.failed.get(sha, "not embedded")))
+            problems.append(Problem(manifest.sample_ids[i], str(manifest.paths[i]), failed.get(sha, "not embedded")))
     if not keep:
         write_errors(cache_dir, problems)
         raise ManifestError(
