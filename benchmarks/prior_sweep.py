@@ -1,14 +1,16 @@
-"""How much should the noise prior trust few counts? The sweep behind ``EVIDENCE_KAPPA`` (and ``STRICT_QUANTILE``), on P3 only.
+"""How far should the noise prior trust its structure? The sweep behind ``SYMMETRY_SDS`` (and ``STRICT_QUANTILE``), on P3 only.
 
 For each P3 setting (digits and the 10k CIFAR-10 subset; every noise of :data:`benchmarks.p3.NOISE_SETTINGS`,
 the low-noise ones with :data:`benchmarks.p3.LOW_NOISE_SEEDS` seeds, the others with ``--seeds``; noise
 drawn as in P3) one :class:`coreclean.LabelIssueRanker` fit gives the signals; the default's posterior
-is scored with the noise structure estimated at each (quantile, kappa), beside every other ranker of
-the registry on the same signals. ``kappa = 0`` is the prior before evidence scaling. The chosen
-kappa minimises the summed shortfall of the default's mean AUROC and P@|E|/2 below the best other
-ranker of the same setting. CIFAR-10N (P2) is never used to choose.
+is scored with the noise structure estimated at each (quantile, n_sd), beside every other ranker of
+the registry on the same signals. ``n_sd`` is the chance asymmetry discounted before the structure is
+trusted (:func:`coreclean.scoring.noise_prior.asymmetry_weight`); ``structured`` is the structured joint
+trusted whatever its symmetry (the prior before this rule, up to its ``n/(n+1)`` evidence weight). The
+chosen n_sd minimises the summed shortfall of the default's mean AUROC and P@|E|/2 below the best
+other ranker of the same setting. CIFAR-10N (P2) is never used to choose.
 
-    python -m benchmarks.prior_sweep        # writes benchmarks/results/prior_sweep_kappa.json and .md
+    python -m benchmarks.prior_sweep        # writes benchmarks/results/prior_sweep_symmetry.json and .md
 """
 
 from __future__ import annotations
@@ -40,12 +42,17 @@ BASELINES = tuple(name for name in REGISTRY if name not in (DEFAULT_METHOD, "ran
 
 
 def _variant_scores(probs: np.ndarray, labels: np.ndarray, quantiles: list[float],
-                    kappas: list[float]) -> dict[str, np.ndarray]:
+                    n_sds: list[float]) -> dict[str, np.ndarray]:
     scores = {}
     for quantile in quantiles:
-        for kappa in kappas:
-            joint = estimate_noise_structure(probs, labels, quantile=quantile, kappa=kappa).joint
-            scores[f"q{quantile:g} k{kappa:g}"] = self_confidence_score(true_label_posterior(probs, labels, joint), labels)
+        structure = None
+        for n_sd in n_sds:
+            structure = estimate_noise_structure(probs, labels, quantile=quantile, n_sd=n_sd)
+            posterior = true_label_posterior(probs, labels, structure.joint)
+            scores[f"q{quantile:g} sd{n_sd:g}"] = self_confidence_score(posterior, labels)
+        if structure is not None:
+            posterior = true_label_posterior(probs, labels, structure.structured)
+            scores[f"q{quantile:g} structured"] = self_confidence_score(posterior, labels)
     return scores
 
 
@@ -58,18 +65,18 @@ def shortfalls(setting: dict[str, dict[str, float]], variants: list[str]) -> dic
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quantiles", type=float, nargs="+", default=[STRICT_QUANTILE])
-    parser.add_argument("--kappas", type=float, nargs="+", default=[0, 2, 5, 10, 20, 50, 100, 200])
+    parser.add_argument("--n-sds", type=float, nargs="+", default=[0, 1, 2, 3])
     parser.add_argument("--seeds", type=int, default=3, help="seeds of the 10%%/20%% settings")
     parser.add_argument("--datasets", nargs="+", default=["digits", "cifar10"])
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--out", type=Path, default=RESULTS / "prior_sweep_kappa.json")
+    parser.add_argument("--out", type=Path, default=RESULTS / "prior_sweep_symmetry.json")
     args = parser.parse_args(argv)
     datasets = [load_digits_dataset()] if "digits" in args.datasets else []
     if "cifar10" in args.datasets and cifar_available():
         datasets.append(cifar_subset(load_cifar10(Backbone()), 10_000))
-    results: dict[str, Any] = {"benchmark": "prior_sweep_kappa",
+    results: dict[str, Any] = {"benchmark": "prior_sweep",
                                "command": "python -m benchmarks.prior_sweep " + shlex.join(sys.argv[1:] if argv is None else argv),
-                               "quantiles": args.quantiles, "kappas": args.kappas, "machine": machine_info(),
+                               "quantiles": args.quantiles, "n_sds": args.n_sds, "machine": machine_info(),
                                "settings": {}}
     for dataset in datasets:
         for setting, (kind, rate) in NOISE_SETTINGS.items():
@@ -82,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
                 with limit_threads(args.threads):
                     signals = LabelIssueRanker(random_state=seed).fit(dataset.features, noisy).signals_
                     scores = {name: run_ranker(name, signals, np.random.default_rng(seed))[0] for name in BASELINES}
-                    scores.update(_variant_scores(pooled_probs(signals), noisy, args.quantiles, args.kappas))
+                    scores.update(_variant_scores(pooled_probs(signals), noisy, args.quantiles, args.n_sds))
                 for name, score in scores.items():
                     report = ranking_report(score, is_error, k=1000)
                     per_variant.setdefault(name, []).append({m: float(report[m]) for m in METRICS})
@@ -93,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{dataset.name} {setting}: " + ", ".join(
                 f"{name} {v['auroc']:.4f}/{v['precision_at_half_errors']:.3f}" for name, v in summary.items()
                 if isinstance(v, dict)), flush=True)
-    variants = list(_variant_scores(np.full((2, 2), 0.5), np.array([0, 1]), args.quantiles, args.kappas))
+    variants = list(_variant_scores(np.full((2, 2), 0.5), np.array([0, 1]), args.quantiles, args.n_sds))
     totals = {v: 0.0 for v in variants}
     for setting in results["settings"].values():
         for v, short in shortfalls(setting, variants).items():
@@ -108,9 +115,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def _write_markdown(results: dict[str, Any], variants: list[str], path: Path) -> None:
     columns = variants + [b for b in BASELINES]
-    lines = ["# Noise-prior evidence sweep (P3 only)", "",
-             f"`{results['command']}`; mean over seeds; AUROC / P@|E|/2. `qQ kK`: the default's posterior with "
-             "strict-count quantile Q and evidence scale kappa K (k0 = no evidence scaling, the prior before). "
+    lines = ["# Noise-prior trust sweep (P3 only)", "",
+             f"`{results['command']}`; mean over seeds; AUROC / P@|E|/2. `qQ sdS`: the default's posterior with "
+             "strict-count quantile Q, the structure trusted by its asymmetry beyond S standard deviations of "
+             "chance; `qQ structured`: the structure trusted whatever its symmetry. "
              f"Chosen: **{results['chosen']}** (least summed shortfall below the best other ranker).", "",
              "| setting | seeds | " + " | ".join(columns) + " |", "|---|---|" + "---|" * len(columns)]
     for name, setting in results["settings"].items():

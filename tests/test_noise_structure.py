@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from coreclean.scoring.confident_joint import true_label_posterior
-from coreclean.scoring.noise_prior import (confident_disagreements, estimate_noise_structure, evidence_weight,
+from coreclean.scoring.noise_prior import (asymmetry_weight, confident_disagreements, estimate_noise_structure,
                                           fit_concentration, flat_joint)
 
 
@@ -105,7 +105,7 @@ def test_ranker_remembers_the_given_labels_of_relabelled_samples():
     assert ranker.labels_[:2].tolist() == [2, 2]
 
 
-# --- evidence scaling: few strict counts -> the flat transition (no prior), many -> the structured prior
+# --- trust from asymmetry: symmetric or chance counts -> the flat transition (no prior), directional -> the structure
 
 
 def _two_suspects(n_flips, n_per_class=400, n_classes=5):
@@ -133,12 +133,36 @@ def _p_wrong(probs, labels, joint):
     return 1 - true_label_posterior(probs, labels, joint)[np.arange(labels.size), labels]
 
 
-def test_evidence_weight_is_counts_over_counts_plus_kappa():
-    assert evidence_weight(5, 0) == 1.0
-    assert evidence_weight(5, 5) == pytest.approx(0.5)
-    assert evidence_weight(0, 3) == 0.0
+def test_asymmetry_weight_is_zero_for_symmetric_counts_of_any_size_and_high_for_directional_ones():
+    sizes = np.full(4, 1000.0)
+    assert asymmetry_weight(np.zeros((4, 4)), sizes) == 0.0
+    symmetric = np.array([[0, 300, 5, 5], [300, 0, 5, 5], [5, 5, 0, 40], [5, 5, 40, 0]], dtype=float)
+    assert asymmetry_weight(symmetric, sizes) == 0.0  # a model's ambiguity: many counts, as many each way
+    directional = symmetric.copy()
+    directional[0, 1] += 200  # 200 class-1 samples labelled 0, none the other way
+    assert asymmetry_weight(directional, sizes) > 0.8
+    assert asymmetry_weight(directional, sizes, n_sd=0) > asymmetry_weight(directional, sizes, n_sd=3)
+    halved = directional.copy()
+    halved[:, 1] *= 2  # class 1 twice the size: its reverse counts are rescaled, the asymmetry stays
+    assert asymmetry_weight(halved, np.array([1000.0, 2000.0, 1000.0, 1000.0])) > 0.5
     with pytest.raises(ValueError):
-        evidence_weight(5, -1)
+        asymmetry_weight(directional, sizes, n_sd=-1)
+
+
+def test_ambiguity_counted_both_ways_gets_the_flat_prior():
+    """Classes 0 and 1 look alike (40% of each is confidently predicted as the other), no label is wrong:
+    the prior must not make "0 labels are often 1s" a reason to suspect."""
+    rng = np.random.default_rng(0)
+    truth = np.repeat(np.arange(4), 300)
+    probs = rng.dirichlet(np.full(4, 0.3), size=truth.size) * 0.1
+    probs[np.arange(truth.size), truth] += 0.9
+    confusable = np.flatnonzero(truth < 2)[rng.random((truth < 2).sum()) < 0.4]
+    probs[confusable] = probs[confusable][:, [1, 0, 2, 3]]
+    structure = estimate_noise_structure(probs, truth)
+    assert structure.disagreements[0, 1] > 10 and structure.disagreements[1, 0] > 10
+    assert structure.evidence_weight == 0.0
+    flat = flat_joint(np.bincount(truth).astype(float), structure.joint.sum() - np.trace(structure.joint))
+    np.testing.assert_allclose(structure.joint, flat)
 
 
 def test_flat_transition_ranks_as_the_probabilities_alone():
@@ -151,24 +175,23 @@ def test_flat_transition_ranks_as_the_probabilities_alone():
 
 def test_few_counts_shrink_toward_the_flat_transition():
     probs, labels = _two_suspects(n_flips=2)
-    trusting = estimate_noise_structure(probs, labels, kappa=0)
-    scaled = estimate_noise_structure(probs, labels, kappa=20)
-    assert scaled.disagreements.sum() == 2 and scaled.evidence_weight == pytest.approx(2 / 22)
-    flat = flat_joint(np.bincount(labels).astype(float), trusting.joint.sum() - np.trace(trusting.joint))
-    assert np.abs(scaled.joint - flat).max() < np.abs(trusting.joint - flat).max() / 5
-    before, after = _p_wrong(probs, labels, trusting.joint), _p_wrong(probs, labels, scaled.joint)
+    scaled = estimate_noise_structure(probs, labels)
+    assert scaled.disagreements.sum() == 2 and scaled.evidence_weight == 0.0  # two counts: chance
+    assert estimate_noise_structure(probs, labels, n_sd=0).evidence_weight == pytest.approx(0.5, abs=0.02)  # X² 2, df 1
+    flat = flat_joint(np.bincount(labels).astype(float), scaled.joint.sum() - np.trace(scaled.joint))
+    assert np.allclose(scaled.joint, flat)
+    before, after = _p_wrong(probs, labels, scaled.structured), _p_wrong(probs, labels, scaled.joint)
     assert before[-1] > before[-2]  # two chance counts made B's confusion look like the noise's favourite
     assert after[-2] > after[-1]  # scaled: A, whose label has 0.025 against 0.88, comes first, as without a prior
 
 
 def test_many_counts_keep_the_structured_prior():
     probs, labels = _two_suspects(n_flips=120)
-    scaled = estimate_noise_structure(probs, labels, kappa=20)
-    trusting = estimate_noise_structure(probs, labels, kappa=0)
-    assert scaled.evidence_weight > 0.85
-    assert estimate_noise_structure(probs, labels).evidence_weight > 0.99  # the default kappa
+    scaled = estimate_noise_structure(probs, labels)
+    assert scaled.evidence_weight > 0.9  # 120 class-0 samples labelled 1, none the other way
+    assert estimate_noise_structure(probs, labels, n_sd=3).evidence_weight > 0.85
     row = scaled.joint[1] - np.eye(5)[1] * scaled.joint[1, 1]
     assert row[0] > 0.8 * row.sum()
     p_wrong = _p_wrong(probs, labels, scaled.joint)
     assert p_wrong[-1] > p_wrong[-2]  # B's confusion is the noise's: it comes first
-    assert np.allclose(scaled.joint, trusting.joint, rtol=0.2, atol=2.0)
+    assert np.allclose(scaled.joint, scaled.structured, rtol=0.2, atol=2.0)

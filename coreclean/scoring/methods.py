@@ -79,7 +79,8 @@ def _coreclean(signals: SignalSet, rng: np.random.Generator) -> RankerOutput:
     lower the prior of the confusions they removed. Which confusions the noise favours is read from
     confident disagreements and from the errors reviewers have confirmed, shrunk toward uniform as
     far as the data allow (:mod:`coreclean.scoring.noise_prior`): pair flips get a strong prior, uniform
-    noise a flat one, and a handful of counts (low noise) little trust: the prior then ranks as no prior does.
+    noise a flat one, and counts that are about as many each way (a model's ambiguity, or chance) no trust:
+    the prior then ranks as no prior does.
     """
     probs = pooled_probs(signals)
     unreviewed = (signals.sample_weight > 0) & ~signals.trusted

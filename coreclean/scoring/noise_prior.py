@@ -17,13 +17,22 @@ precision at |errors|/2 on CIFAR-10 uniform noise). Two changes separate noise f
    on a few pairs give a small ``alpha`` (the structure is kept, as for pair flips). The prior's
    strength is thus read from the data, with no ground truth.
 
-3. **Trust scaled by evidence.** A handful of strict counts (low noise, or a small dataset) is
-   "piled on a few pairs" by chance, and the fitted ``alpha`` keeps that accident as structure. So
-   the shrunk joint is mixed with a *flat* transition (one noise rate, spread evenly over the other
-   classes) with weight ``n_off / (n_off + kappa)``, ``n_off`` the number of strict counts. The
-   flat transition ranks samples exactly as the pooled probabilities do (no prior); with many
-   counts the structured joint takes over. ``kappa`` (``EVIDENCE_KAPPA``) was chosen on P3 only by
-   ``python -m benchmarks.prior_sweep``.
+3. **Trust in the structure, from its asymmetry.** Ambiguity is symmetric: a model that mistakes
+   some cats for dogs mistakes about as many dogs for cats, so on a 74%-accurate model the strict
+   counts pile up on confusable pairs in *both* directions, under uniform noise, at 0.5% noise
+   or with no noise at all. Label noise that favours confusions is usually directional (a cat
+   labelled dog is not matched by a dog labelled cat). So the structured joint is mixed with a
+   *flat* transition (one noise rate, spread evenly over the other classes) with weight equal to
+   the share of the counts' asymmetry that chance does not explain: Bowker's test of symmetry,
+   ``X² = Σ_{y<k} (n_yk − n_ky)² / (n_yk + n_ky)`` over the ``df`` pairs with counts (columns
+   rescaled to the row's class size), weight ``max(0, X² − df − SYMMETRY_SDS·√(2·df)) / X²``.
+   Symmetric counts of any size, and a handful of chance counts, give weight 0, and the flat
+   transition ranks samples exactly as the pooled probabilities do (no prior); directional noise
+   drives ``X²`` far above ``df`` and the structured joint takes over. ``SYMMETRY_SDS`` was
+   chosen on P3 only by ``python -m benchmarks.prior_sweep``. Noise that favours a pair in both
+   directions is, by this rule, not told apart from ambiguity, and gets the flat prior, until a
+   reviewer confirms such errors: confirmed errors are not ambiguity, so their own unevenness
+   (beyond chance, against an even spread) adds trust whichever way they go.
 
 The structured part keeps the confident joint's diagonal and per-row error totals and redistributes each
 row's errors by the shrunk shares. In a cleaning session the errors a reviewer has confirmed are
@@ -41,11 +50,11 @@ from scipy.special import gammaln
 from coreclean._internal.validation import check_labels, check_sample_weight
 from coreclean.scoring.confident_joint import confident_joint
 
-__all__ = ["NoiseStructure", "confident_disagreements", "fit_concentration", "flat_joint", "evidence_weight",
-           "estimate_noise_structure"]
+__all__ = ["NoiseStructure", "confident_disagreements", "fit_concentration", "flat_joint", "asymmetry_weight",
+           "unevenness_weight", "estimate_noise_structure"]
 
 STRICT_QUANTILE = 0.9
-EVIDENCE_KAPPA = 1.0  # chosen on P3 digits by benchmarks.prior_sweep (results/prior_sweep_kappa.md)
+SYMMETRY_SDS = 1.0  # chosen on P3 (digits and the CIFAR slice) by benchmarks.prior_sweep (results/prior_sweep_symmetry.md)
 _LOG_ALPHA_BOUNDS = (-6.0, 12.0)  # alpha in [0.0025, 1.6e5]: from "keep every pair" to "flat"
 
 
@@ -62,13 +71,16 @@ class NoiseStructure:
     concentration : float
         Fitted Dirichlet concentration ``alpha``: small = structured noise, large = uniform noise.
     evidence_weight : float in [0, 1]
-        Weight of the structured joint against the flat transition, ``n_off / (n_off + kappa)``.
+        Weight of the structured joint against the flat transition (:func:`asymmetry_weight`).
+    structured : ndarray of shape (n_classes, n_classes)
+        The structured joint before that mix (``joint`` when the weight is 1).
     """
 
     joint: np.ndarray
     disagreements: np.ndarray
     concentration: float
-    evidence_weight: float = 1.0
+    evidence_weight: float
+    structured: np.ndarray
 
 
 def confident_disagreements(probs: np.ndarray, labels: np.ndarray, *, quantile: float = STRICT_QUANTILE) -> np.ndarray:
@@ -134,18 +146,55 @@ def flat_joint(class_sizes: np.ndarray, n_errors: float) -> np.ndarray:
     return transition * class_sizes[:, None]
 
 
-def evidence_weight(n_counts: float, kappa: float) -> float:
-    """Trust in the structured joint given ``n_counts`` strict disagreements: ``n / (n + kappa)`` (1 when kappa is 0)."""
-    if kappa < 0:
-        raise ValueError(f"kappa must be >= 0; got {kappa}.")
-    if kappa == 0:
-        return 1.0
-    return float(n_counts / (n_counts + kappa))
+def asymmetry_weight(counts: np.ndarray, class_sizes: np.ndarray, *, n_sd: float = SYMMETRY_SDS) -> float:
+    """Trust in the structured joint: the share of the counts' asymmetry beyond chance (Bowker's test of symmetry).
+
+    ``counts[y, k]`` (rows: given label) are compared with ``counts[k, y]`` rescaled to class ``y``'s
+    size; ``X² = Σ_{y<k} (n_yk − n_ky)² / (n_yk + n_ky)`` over the ``df`` pairs with any count.
+    Returns ``max(0, X² − df − n_sd·√(2·df)) / X²`` (0 when there are no counts): about 0 for
+    symmetric counts, whatever their size, and toward 1 for directional ones.
+    """
+    if n_sd < 0:
+        raise ValueError(f"n_sd must be >= 0; got {n_sd}.")
+    counts = np.asarray(counts, dtype=np.float64)
+    sizes = np.asarray(class_sizes, dtype=np.float64)
+    reverse = counts.T * (sizes[:, None] / np.maximum(sizes[None, :], 1e-300))
+    upper = np.triu_indices(counts.shape[0], 1)
+    total = (counts + reverse)[upper]
+    present = total > 0
+    chi2 = float(((counts - reverse)[upper][present] ** 2 / total[present]).sum())
+    df = int(present.sum())
+    if chi2 <= 0:
+        return 0.0
+    return max(0.0, (chi2 - df - n_sd * np.sqrt(2.0 * df)) / chi2)
+
+
+def unevenness_weight(counts: np.ndarray, *, n_sd: float = SYMMETRY_SDS) -> float:
+    """Trust in the structure of confirmed errors: how far each row's counts are from even, beyond chance.
+
+    Pearson's ``X²`` of every row's off-diagonal counts against an even spread over the other
+    classes, summed over the rows with counts (``df`` = their number times ``K − 2``); returns
+    ``max(0, X² − df − n_sd·√(2·df)) / X²``, 0 without counts.
+    """
+    counts = np.asarray(counts, dtype=np.float64)
+    n_classes = counts.shape[0]
+    off = ~np.eye(n_classes, dtype=bool)
+    chi2, df = 0.0, 0
+    for row in range(n_classes):
+        cells = counts[row][off[row]]
+        if cells.sum() <= 0 or n_classes < 3:
+            continue
+        expected = cells.sum() / cells.size
+        chi2 += float(((cells - expected) ** 2).sum() / expected)
+        df += cells.size - 1
+    if chi2 <= 0:
+        return 0.0
+    return max(0.0, (chi2 - df - n_sd * np.sqrt(2.0 * df)) / chi2)
 
 
 def estimate_noise_structure(probs: np.ndarray, labels: np.ndarray, *, sample_weight: np.ndarray | None = None,
                              known_flips: np.ndarray | None = None, quantile: float = STRICT_QUANTILE,
-                             kappa: float | None = None) -> NoiseStructure:
+                             n_sd: float | None = None) -> NoiseStructure:
     """Noise joint with the confident joint's diagonal and row error totals, off-diagonal shares shrunk by the data.
 
     Parameters
@@ -159,12 +208,14 @@ def estimate_noise_structure(probs: np.ndarray, labels: np.ndarray, *, sample_we
     known_flips : ndarray of shape (n_classes, n_classes), optional
         Errors a reviewer has already confirmed, counted by (given label, corrected label): added to
         the disagreement counts, since they show which confusions the noise favours even after
-        they have left the unreviewed pool (only the shares use them; the row totals do not).
+        they have left the unreviewed pool (only the shares use them; the row totals do not). They
+        are errors, not ambiguity, so their own unevenness also raises the structure's weight
+        (:func:`unevenness_weight`), whether or not they go both ways.
     quantile : float in (0, 1)
         Strictness of the disagreement counts (see :func:`confident_disagreements`).
-    kappa : float >= 0, optional
-        Strict counts at which the structured joint and the flat transition weigh the same
-        (default :data:`EVIDENCE_KAPPA`; 0 trusts the structured joint whatever the evidence).
+    n_sd : float >= 0, optional
+        Chance asymmetry discounted, in standard deviations of the symmetry statistic (see
+        :func:`asymmetry_weight`; default :data:`SYMMETRY_SDS`).
     """
     probs = np.asarray(probs, dtype=np.float64)
     n_samples, n_classes = probs.shape
@@ -172,9 +223,11 @@ def estimate_noise_structure(probs: np.ndarray, labels: np.ndarray, *, sample_we
     kept = check_sample_weight(sample_weight, n_samples) > 0
     probs, labels = probs[kept], labels[kept]
     base = confident_joint(probs, labels)
-    counts = confident_disagreements(probs, labels, quantile=quantile)
+    strict = confident_disagreements(probs, labels, quantile=quantile)
+    confirmed = np.zeros_like(strict)
     if known_flips is not None:
-        counts = counts + np.where(np.eye(n_classes, dtype=bool), 0.0, np.asarray(known_flips, dtype=np.float64))
+        confirmed = np.where(np.eye(n_classes, dtype=bool), 0.0, np.asarray(known_flips, dtype=np.float64))
+    counts = strict + confirmed
     alpha = fit_concentration(counts)
     shares = (counts + alpha / max(n_classes - 1, 1)) / (counts.sum(axis=1, keepdims=True) + alpha)
     np.fill_diagonal(shares, 0.0)
@@ -182,6 +235,11 @@ def estimate_noise_structure(probs: np.ndarray, labels: np.ndarray, *, sample_we
     errors = base.sum(axis=1) - np.diag(base)
     structured = shares * errors[:, None]
     np.fill_diagonal(structured, np.diag(base))
-    weight = evidence_weight(float(counts.sum()), EVIDENCE_KAPPA if kappa is None else float(kappa))
-    joint = weight * structured + (1.0 - weight) * flat_joint(base.sum(axis=1), float(errors.sum()))
-    return NoiseStructure(joint=joint, disagreements=counts, concentration=alpha, evidence_weight=weight)
+    class_sizes = base.sum(axis=1)
+    n_sd = SYMMETRY_SDS if n_sd is None else float(n_sd)
+    # Confirmed errors are not ambiguity: their structure is trusted as far as it is uneven beyond chance.
+    distrust = (1.0 - asymmetry_weight(strict, class_sizes, n_sd=n_sd)) * (1.0 - unevenness_weight(confirmed, n_sd=n_sd))
+    weight = 1.0 - distrust
+    joint = weight * structured + (1.0 - weight) * flat_joint(class_sizes, float(errors.sum()))
+    return NoiseStructure(joint=joint, disagreements=counts, concentration=alpha, evidence_weight=weight,
+                          structured=structured)
