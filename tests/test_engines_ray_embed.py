@@ -71,6 +71,15 @@ def test_ray_features_equal_local_with_bad_files(cluster, image_folder: Path, tm
     assert again.info["blocks"] == 0  # cached content never reaches the cluster
 
 
+def test_ray_flip_features_equal_local(cluster, image_folder: Path, tmp_path: Path, tiny_embed_options: dict) -> None:
+    local = embed_dataset(image_folder, tmp_path / "local", tta="flip", **tiny_embed_options)
+    remote = embed_dataset(image_folder, tmp_path / "ray", tta="flip", **tiny_embed_options,
+                           compute=RayEmbedder(block_size=3))
+    assert remote.key == local.key and remote.n_samples == local.n_samples == 12
+    a, b = (load_embeddings(tmp_path / c, key=local.key) for c in ("local", "ray"))
+    assert np.abs(np.asarray(a.features) - np.asarray(b.features)).max() <= 1e-5
+
+
 def test_killed_actor_is_restarted_and_the_run_completes(cluster, tmp_path: Path, tiny_embed_options: dict) -> None:
     folder = make_image_folder(tmp_path / "data", per_class=30)
     engine = RayEmbedder(block_size=1, actors=1)
