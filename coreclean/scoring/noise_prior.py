@@ -54,7 +54,13 @@ __all__ = ["NoiseStructure", "confident_disagreements", "fit_concentration", "fl
            "unevenness_weight", "estimate_noise_structure"]
 
 STRICT_QUANTILE = 0.9
-SYMMETRY_SDS = 1.0  # chosen on P3 (digits and the CIFAR slice) by benchmarks.prior_sweep (results/prior_sweep_symmetry.md)
+SYMMETRY_SDS = 1.0
+"""Chance asymmetry discounted before the structure is trusted. Chosen on P3 only (digits and the CIFAR
+slice; ``python -m benchmarks.prior_sweep``, results/prior_sweep_symmetry.md): summed shortfall below the
+best other ranker 0.248 / 0.183 / 0.180 / 0.183 at 0 / 1 / 2 / 3, against 0.601 for the structure trusted
+whatever its symmetry. 1 and 2 are within 0.004 of each other; 1 is kept because it keeps more of a pair
+flip's structure where counts are few (digits pairs10 P@|E|/2 0.961 vs 0.944), and every committed run
+since 4a01457 used it."""
 _LOG_ALPHA_BOUNDS = (-6.0, 12.0)  # alpha in [0.0025, 1.6e5]: from "keep every pair" to "flat"
 
 
