@@ -108,3 +108,24 @@ def test_peer_table_gives_the_ratio_per_run_and_leaves_failed_runs_out() -> None
     rows = [line for line in lines if line.startswith("| 50000")]
     assert rows == ["| 50000 | 0 | 1 | 20.0 | 5.0 | 14.0 | 25.0 | 0.80 | 0.9870 | 0.9860 | 1.00 |"]
     assert not any(line.startswith("| 200000") for line in lines) and "abcdef0" in lines[0]
+
+
+def test_goals_table_uses_the_paired_verdict_over_seeds():
+    """A mean a hair below the ablation but inside the seeds' interval is a tie (met), as in the per-setting
+    tables; a margin below zero in every seed is missed."""
+    from benchmarks.report import _goal_comparison, _goal_verdict
+
+    def run(default, other):
+        metrics = lambda v: {"auroc": v, "precision_at_half_errors": v}  # noqa: E731
+        return {"rankers": {"coreclean": metrics(default), "pooled_confidence": metrics(other)}}
+
+    def summary(per_seed):
+        return {"rankers": {name: {key: {"mean": float(np.mean([s["rankers"][name][key] for s in per_seed]))}
+                                   for key in ("auroc", "precision_at_half_errors")}
+                            for name in ("coreclean", "pooled_confidence")}}
+
+    tie = [run(0.70, 0.72), run(0.75, 0.72), run(0.70, 0.72)]  # mean -0.01, one seed ahead
+    behind = [run(0.70, 0.72), run(0.71, 0.72), run(0.69, 0.72)]
+    assert [_goal_verdict(g) for g in _goal_comparison(summary(tie), tie)] == ["met (tie within interval)"] * 2
+    assert [_goal_verdict(g) for g in _goal_comparison(summary(behind), behind)] == ["**missed**"] * 2
+    assert [_goal_verdict(g) for g in _goal_comparison(summary(tie))] == ["**missed**"] * 2  # no seeds: the means
