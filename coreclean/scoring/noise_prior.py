@@ -160,8 +160,6 @@ def asymmetry_weight(counts: np.ndarray, class_sizes: np.ndarray, *, n_sd: float
     Returns ``max(0, X² − df − n_sd·√(2·df)) / X²`` (0 when there are no counts): about 0 for
     symmetric counts, whatever their size, and toward 1 for directional ones.
     """
-    if n_sd < 0:
-        raise ValueError(f"n_sd must be >= 0; got {n_sd}.")
     counts = np.asarray(counts, dtype=np.float64)
     sizes = np.asarray(class_sizes, dtype=np.float64)
     reverse = counts.T * (sizes[:, None] / np.maximum(sizes[None, :], 1e-300))
@@ -169,10 +167,7 @@ def asymmetry_weight(counts: np.ndarray, class_sizes: np.ndarray, *, n_sd: float
     total = (counts + reverse)[upper]
     present = total > 0
     chi2 = float(((counts - reverse)[upper][present] ** 2 / total[present]).sum())
-    df = int(present.sum())
-    if chi2 <= 0:
-        return 0.0
-    return max(0.0, (chi2 - df - n_sd * np.sqrt(2.0 * df)) / chi2)
+    return _share_beyond_chance(chi2, int(present.sum()), n_sd)
 
 
 def unevenness_weight(counts: np.ndarray, *, n_sd: float = SYMMETRY_SDS) -> float:
@@ -184,15 +179,20 @@ def unevenness_weight(counts: np.ndarray, *, n_sd: float = SYMMETRY_SDS) -> floa
     """
     counts = np.asarray(counts, dtype=np.float64)
     n_classes = counts.shape[0]
-    off = ~np.eye(n_classes, dtype=bool)
-    chi2, df = 0.0, 0
-    for row in range(n_classes):
-        cells = counts[row][off[row]]
-        if cells.sum() <= 0 or n_classes < 3:
-            continue
-        expected = cells.sum() / cells.size
-        chi2 += float(((cells - expected) ** 2).sum() / expected)
-        df += cells.size - 1
+    if n_classes < 3:  # one other class: nothing to be uneven over
+        return _share_beyond_chance(0.0, 0, n_sd)
+    rows = counts[~np.eye(n_classes, dtype=bool)].reshape(n_classes, n_classes - 1)
+    rows = rows[rows.sum(axis=1) > 0]
+    expected = rows.mean(axis=1, keepdims=True)
+    chi2 = float(((rows - expected) ** 2 / expected).sum())
+    return _share_beyond_chance(chi2, rows.shape[0] * (n_classes - 2), n_sd)
+
+
+def _share_beyond_chance(chi2: float, df: int, n_sd: float) -> float:
+    """``max(0, X² − df − n_sd·√(2·df)) / X²``: the share of a chi-square statistic that chance (its
+    mean ``df`` plus ``n_sd`` of its standard deviations) does not explain; 0 when ``X²`` is 0."""
+    if n_sd < 0:
+        raise ValueError(f"n_sd must be >= 0; got {n_sd}.")
     if chi2 <= 0:
         return 0.0
     return max(0.0, (chi2 - df - n_sd * np.sqrt(2.0 * df)) / chi2)
@@ -200,7 +200,7 @@ def unevenness_weight(counts: np.ndarray, *, n_sd: float = SYMMETRY_SDS) -> floa
 
 def estimate_noise_structure(probs: np.ndarray, labels: np.ndarray, *, sample_weight: np.ndarray | None = None,
                              known_flips: np.ndarray | None = None, quantile: float = STRICT_QUANTILE,
-                             n_sd: float | None = None) -> NoiseStructure:
+                             n_sd: float = SYMMETRY_SDS) -> NoiseStructure:
     """Noise joint with the confident joint's diagonal and row error totals, off-diagonal shares shrunk by the data.
 
     Parameters
@@ -219,9 +219,9 @@ def estimate_noise_structure(probs: np.ndarray, labels: np.ndarray, *, sample_we
         (:func:`unevenness_weight`), whether or not they go both ways.
     quantile : float in (0, 1)
         Strictness of the disagreement counts (see :func:`confident_disagreements`).
-    n_sd : float >= 0, optional
+    n_sd : float >= 0
         Chance asymmetry discounted, in standard deviations of the symmetry statistic (see
-        :func:`asymmetry_weight`; default :data:`SYMMETRY_SDS`).
+        :func:`asymmetry_weight`).
     """
     probs = np.asarray(probs, dtype=np.float64)
     n_samples, n_classes = probs.shape
@@ -242,10 +242,9 @@ def estimate_noise_structure(probs: np.ndarray, labels: np.ndarray, *, sample_we
     structured = shares * errors[:, None]
     np.fill_diagonal(structured, np.diag(base))
     class_sizes = base.sum(axis=1)
-    n_sd = SYMMETRY_SDS if n_sd is None else float(n_sd)
     # Confirmed errors are not ambiguity: their structure is trusted as far as it is uneven beyond chance.
-    distrust = (1.0 - asymmetry_weight(strict, class_sizes, n_sd=n_sd)) * (1.0 - unevenness_weight(confirmed, n_sd=n_sd))
-    weight = 1.0 - distrust
+    distrust_strict = 1.0 - asymmetry_weight(strict, class_sizes, n_sd=n_sd)
+    weight = 1.0 - distrust_strict * (1.0 - unevenness_weight(confirmed, n_sd=n_sd))
     joint = weight * structured + (1.0 - weight) * flat_joint(class_sizes, float(errors.sum()))
     return NoiseStructure(joint=joint, disagreements=counts, concentration=alpha, evidence_weight=weight,
                           structured=structured)
