@@ -19,6 +19,7 @@ from pathlib import Path
 
 from benchmarks.common import RESULTS
 from benchmarks.data import DEFAULT_WEIGHTS, Backbone
+from coreclean.embedding.views import TTA_CHOICES
 
 logger = logging.getLogger("benchmarks")
 
@@ -32,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--weights", default=str(DEFAULT_WEIGHTS),
                         help="weights file, torchvision enum name or DEFAULT (default: the shared MobileNetV2 trunk)")
     parser.add_argument("--image-size", type=int, default=224)
-    parser.add_argument("--tta", choices=("none", "flip"), default="none",
+    parser.add_argument("--tta", choices=TTA_CHOICES, default="none",
                         help="embed CIFAR-10 with this test-time augmentation (coreclean embed --tta)")
     parser.add_argument("--cache-dir", type=Path, default=None,
                         help="coreclean cache of the CIFAR-10 train embeddings (default benchmarks/work/cache_cifar10)")

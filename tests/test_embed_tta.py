@@ -110,3 +110,15 @@ def test_cli_embeds_with_flip(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "embedded 6 images (6 newly computed)" in done.stdout and "-flip-" in done.stdout
+
+
+def test_an_unreadable_file_is_tried_once_and_reported(tmp_path: Path, tiny_embed_options: dict) -> None:
+    folder = _square_folder(tmp_path / "data")
+    (folder / "cat" / "broken.png").write_bytes(b"not an image")
+    calls: list[tuple[bool, int]] = []
+    result = coreclean.embed_dataset(folder, tmp_path / "cache", tta="flip", compute=_counting_compute(calls),
+                                     **tiny_embed_options)
+    assert calls == [(False, 7), (True, 6)]  # the mirror view does not decode the file the plain view could not
+    assert (result.n_samples, result.n_skipped) == (6, 1)
+    errors = (tmp_path / "cache" / "errors.csv").read_text(encoding="utf-8")
+    assert "cat/broken.png" in errors

@@ -166,7 +166,7 @@ def embed_dataset(
     cache_dir.mkdir(parents=True, exist_ok=True)
     store: ChunkStore | ViewStores
     if tta == "flip":
-        store = open_view_stores(set_dir, stored_settings, preprocess, root=set_dir.parent)
+        store = open_view_stores(set_dir, stored_settings, preprocess)
         views = store.views
     else:
         store = ChunkStore(set_dir, stored_settings, shared=shared_chunk_dirs(set_dir, stored_settings))
@@ -187,10 +187,10 @@ def embed_dataset(
     for _ in range(_REPAIR_ATTEMPTS):
         computed: set[str] = set()
         for view, view_store in views:
+            failed = set().union(*(other.failed for _, other in views))  # an unreadable file is tried once
             todo: dict[str, Path] = {}
             for sha, path in zip(shas, manifest.paths):
-                if (sha is not None and sha not in view_store.done and sha not in view_store.failed
-                        and sha not in todo):
+                if sha is not None and sha not in view_store.done and sha not in failed and sha not in todo:
                     todo[sha] = path
             logger.info(
                 "%d images, %d distinct new to embed with %s (%s, %s, %s%s) into %s",

@@ -89,12 +89,11 @@ class ViewStores:
         return dims.pop()
 
 
-def open_view_stores(set_dir: Path, settings: dict[str, Any], preprocess: Preprocess, *,
-                     root: Path) -> ViewStores:
+def open_view_stores(set_dir: Path, settings: dict[str, Any], preprocess: Preprocess) -> ViewStores:
     """The plain and mirror views' chunk stores of the flip set ``set_dir`` (created if needed).
 
     ``settings`` are the flip set's; each view is stored with the settings a plain set of that view
-    would have (no ``tta``, the view's transform), so it shares chunks with such sets in ``root``.
+    would have (no ``tta``, the view's transform), so it shares chunks with such sets of the cache.
     """
     views = []
     for name, view in (("plain", preprocess), ("mirror", dataclasses.replace(preprocess, mirror=True))):
@@ -102,6 +101,7 @@ def open_view_stores(set_dir: Path, settings: dict[str, Any], preprocess: Prepro
         view_settings["transform"] = repr(view)
         view_dir = set_dir / "views" / name
         view_dir.mkdir(parents=True, exist_ok=True)
-        store = ChunkStore(view_dir, view_settings, shared=shared_chunk_dirs(view_dir, view_settings, root=root))
+        shared = shared_chunk_dirs(view_dir, view_settings, root=set_dir.parent)
+        store = ChunkStore(view_dir, view_settings, shared=shared)
         views.append((view, store))
     return ViewStores(views)
