@@ -309,12 +309,16 @@ def speed_markdown(embed: dict[str, Any] | None, scale: dict[str, Any] | None,
     else:
         lines.append("benchmarks/results/scale.json is absent (run `python -m benchmarks.scale`).")
     if knn:
-        lines += ["", f"Approximate neighbours on real embeddings (`{knn['command']}`; {knn['data']}, "
-                      f"{knn['n_samples']} x {knn['n_features']}, k = {knn['k']}): IVF recall@{knn['k']} "
-                      f"{knn['recall_at_k']:.3f}; share of neighbours with the sample's own label "
-                      f"{knn['same_label_share_exact']:.3f} exact vs {knn['same_label_share_ivf']:.3f} IVF; "
-                      f"{knn['exact_seconds']:.1f} s exact vs {knn['ivf_seconds']:.1f} s IVF. The synthetic data above "
-                      "has no neighbourhood structure, so its recall understates what real embeddings get."]
+        branches = "; ".join(
+            f"{name}: recall@10 {row['recall_at_10']:.3f}, recall@{knn['k']} {row['recall_at_k']:.3f}, "
+            f"own-label share {row['same_label_share']:.3f}, {row['seconds']:.1f} s"
+            for name, row in knn["branches"].items())
+        lines += ["", f"Neighbours on real embeddings against exact full-space neighbours (`{knn['command']}`; "
+                      f"{knn['data']}, {knn['n_samples']} x {knn['n_features']}, k = {knn['k']}, "
+                      f"{knn['threads']} thread(s)): {branches}; exact full-space search "
+                      f"{knn['full_space_exact_seconds']:.1f} s, own-label share {knn['same_label_share_exact']:.3f}. "
+                      "The synthetic data above has no neighbourhood structure, so its recall understates what "
+                      "real embeddings get."]
     if vs_peer:
         lines += ["", *peer_markdown(vs_peer)]
     return lines
