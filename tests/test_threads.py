@@ -178,3 +178,17 @@ def test_idle_cores_reads_the_kernels_idle_share(tmp_path, monkeypatch):
     stat.write_text(next(samples))
     assert threads.idle_cores(stat=stat) == pytest.approx(4 * 200 / 300)  # idle 200 of 300 ticks on 4 CPUs
     assert threads.idle_cores(stat=tmp_path / "missing") is None
+
+
+def test_a_limit_reaches_sklearns_openmp_runtime_in_a_fresh_process():
+    import subprocess
+    import sys
+
+    code = ("import sys; from coreclean._internal.threads import limit_threads\n"
+            "assert 'sklearn' not in sys.modules\n"
+            "from threadpoolctl import threadpool_info\n"
+            "with limit_threads(1):\n"
+            "    pools = [p for p in threadpool_info() if p['internal_api'] == 'openmp']\n"
+            "    assert pools and all(p['num_threads'] == 1 for p in pools), pools\n"
+            "    assert any('scikit_learn' in p['filepath'] or 'sklearn' in p['filepath'] for p in pools), pools\n")
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -159,7 +159,7 @@ def limit_threads(n_threads: int | None = None, *, n_samples: int | None = None,
 
 @contextlib.contextmanager
 def _pools_limited(count: int) -> Iterator[None]:
-    import sklearn.linear_model  # noqa: F401 - loads sklearn's OpenMP runtime so the limit reaches it
+    import sklearn  # noqa: F401 - its __init__ loads sklearn's OpenMP runtime, so the limit reaches it
     from threadpoolctl import threadpool_limits
 
     torch = sys.modules.get("torch")

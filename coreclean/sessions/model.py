@@ -127,9 +127,8 @@ class SessionModel:
         ranker = self.ranker(store, state.decided_before(live, round_number))
         update_seconds = apply_round(ranker, this_round)
         labels, weights = state.replay(self.start_labels, self.start_weights, live[live["round"] <= round_number])
-        against = self.class_names.index(self.meta["against"]) if self.meta["against"] is not None else None
-        errors, samples = errors_left_by_class(ranker.probs_, self.scores(ranker), labels, weights,
-                                               live[live["action"] != "skip"], self.class_indices(), against=against)
+        errors, samples = errors_left_by_class(self.scores(ranker), labels, weights, live[live["action"] != "skip"],
+                                               self.class_indices())
         auroc, change, evaluation, eval_seconds = (float("nan"),) * 3, None, None, 0.0
         if self.meta["evaluate"] if evaluate is None else evaluate:
             auroc, change, evaluation, eval_seconds = measure_labels(

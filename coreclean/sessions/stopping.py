@@ -123,29 +123,23 @@ def stop_verdict(*, n_reviewed: int, n_errors_found: int, errors_left: Mapping[s
     return Verdict(plateau=stop, summary=f"{head}; {left_text}; {hit_text}{change_text}", evidence=evidence)
 
 
-def errors_left_by_class(probs: np.ndarray, scores: np.ndarray, labels: np.ndarray, weights: np.ndarray,
-                         decided: pd.DataFrame, classes: Sequence[int], *,
-                         against: int | None = None) -> tuple[dict[int, float], dict[int, int]]:
+def errors_left_by_class(scores: np.ndarray, labels: np.ndarray, weights: np.ndarray, decided: pd.DataFrame,
+                         classes: Sequence[int]) -> tuple[dict[int, float], dict[int, int]]:
     """Estimated label errors among the unreviewed kept samples of each class being cleaned.
 
-    Per class, the larger of the confident joint's count (off-diagonal of the class's row, or the
-    cell of the partner class with ``against``) and the sum of the unreviewed samples' scores
-    calibrated on the reviewer's verdicts (:mod:`coreclean.sessions.errors_left`).
+    Per class, the sum of its unreviewed kept samples' scores, calibrated on the reviewer's
+    verdicts (:mod:`coreclean.sessions.errors_left`).
 
     Parameters
     ----------
-    probs : ndarray of shape (n_samples, n_classes)
-        The ranker's class probabilities.
     scores : ndarray of shape (n_samples,)
-        What the batches are ranked by (the score, or the partner's probability).
+        What the batches are ranked by (the score, or the partner class's probability).
     labels, weights : ndarray of shape (n_samples,)
         Current labels and weights.
     decided : DataFrame
         The live decisions other than ``skip`` (columns ``idx, action, score``).
     classes : sequence of int
         The classes being cleaned.
-    against : int, optional
-        The partner class.
 
     Returns
     -------
