@@ -54,6 +54,7 @@ def cleaning_run(dataset, noisy: np.ndarray, clean: np.ndarray, test_model: Test
             rounds.append({"round": result.round, "reviewed": reviewed_total, "found": found_total,
                            "hit_rate": result.hit_rate, "errors_left_estimate": result.errors_left,
                            "errors_left_true": int(((session.labels != clean) & (session.weights > 0)).sum()),
+                           "errors_left_by_class": _errors_left_by_class(session, clean, result),
                            "base_rate": result.base_rate, "update_seconds": result.update_seconds,
                            "plateau": bool(result.verdict.plateau), "verdict": result.verdict.summary})
             logger.info("P2 session %s round %d: %d/%d found, %s", method, result.round, result.n_errors_found,
@@ -71,6 +72,17 @@ def cleaning_run(dataset, noisy: np.ndarray, clean: np.ndarray, test_model: Test
            "base_rate_random": n_errors / noisy.size, "fit_seconds": fit_seconds,
            "test_cleaned": test_model.evaluate(labels, weights), "wall_seconds": time.perf_counter() - start}
     return out
+
+
+def _errors_left_by_class(session, clean: np.ndarray, result) -> dict[str, dict[str, float]]:
+    """Per class: the session's estimate of the errors left and the true count among its unreviewed kept samples."""
+    reviewed = np.zeros(clean.size, dtype=bool)
+    live = session.live_decisions()
+    reviewed[live.loc[live["action"] != "skip", "idx"].to_numpy(np.int64)] = True
+    wrong = (session.labels != clean) & (session.weights > 0) & ~reviewed
+    return {name: {"estimated": float(result.errors_left_by_class[name]),
+                   "true": int((wrong & (session.labels == k)).sum())}
+            for k, name in enumerate(session.class_names) if name in result.errors_left_by_class}
 
 
 def run(out_dir: Path, *, seeds: list[int], rankers: list[str] | None = None, backbone: Backbone | None = None,

@@ -204,6 +204,14 @@ def p2_markdown(result: dict[str, Any]) -> tuple[list[str], list[dict[str, Any]]
                 left = f"{r['errors_left_estimate']:.0f} / {true_left if true_left is not None else 'n/a'}"
                 lines.append(f"| {r['round']} | {r['reviewed']} | {r['found']} | {r['hit_rate']:.2f} | {left} | "
                              f"{r['update_seconds']:.1f} | {r['verdict']} |")
+            by_class = [(r["round"], c) for r in rounds for c in r.get("errors_left_by_class", {}).values()]
+            if by_class:
+                later = [c for round_number, c in by_class if round_number >= 2]
+                within = sum(abs(c["estimated"] - c["true"]) <= max(5.0, 0.3 * c["true"]) for c in later)
+                ratios = [c["estimated"] / c["true"] for c in later if c["true"]]
+                lines += ["", f"Errors left per class, estimated against true, from round 2 (issue #10's bar: within "
+                              f"max(5, 30% of true)): {within} of {len(later)} class-rounds"
+                              + (f"; estimated / true from {min(ratios):.2f} to {max(ratios):.2f}." if ratios else ".")]
             lines += ["", "| LR trained on | test accuracy | test AUROC |", "|---|---|---|",
                       f"| noisy labels | {entry['test_noisy_labels']['test_accuracy']:.4f} | "
                       f"{entry['test_noisy_labels']['test_auroc']:.4f} |",

@@ -4,7 +4,9 @@ Synthetic data: ``n × 512`` float32 embeddings of a mixture of 10 classes (clas
 48-d low-rank part plus isotropic noise, so neighbours and principal components mean something), with
 10% of the labels flipped to another class. The matrix is generated in chunks straight into a
 ``.npy`` memmap under ``benchmarks/work/scale/`` (reused when present), so generation stays
-memory-bounded.
+memory-bounded. ``--cifar10n aggre`` (or ``random1``, ``worse``) ranks real data instead: the 50,000
+CIFAR-10 train embeddings of P2 (MobileNetV2, 1280-d) with that CIFAR-10N label set, the clean labels
+as the truth.
 
 Each size runs, for each thread setting (``--threads 1 0``: one thread, then the libraries' default)
 and ``--repeats`` times, a coreclean process and then a *peer* process, interleaved so both see the
@@ -80,6 +82,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="keep each coreclean run's scores as scores_n{N}_t{T}.npy in the data folder")
     parser.add_argument("--work", type=Path, default=WORK, help="where the generated matrices live")
     parser.add_argument("--profile", action="store_true", help="also write a cProfile of the fit and rescore")
+    parser.add_argument("--cifar10n", choices=("aggre", "random1", "worse"),
+                        help="rank the CIFAR-10 train embeddings (the P2 features) with this CIFAR-10N label set "
+                             "instead of synthetic data; --sizes is then the 50,000 rows")
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--peer-child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--size", type=int, help=argparse.SUPPRESS)
@@ -99,7 +104,11 @@ def main(argv: list[str] | None = None) -> int:
         "runs": [],
     }
     for n_samples in args.sizes:
-        paths = generate(args.work, n_samples, args.n_features, args.n_classes, args.noise_rate, args.seed)
+        paths = dataset_paths(args, n_samples)
+        if args.cifar10n:  # the real data set its own size, width and noise; the children are told them
+            n_samples, args.n_features = np.load(paths["features"], mmap_mode="r").shape
+            args.n_classes = 10
+            args.noise_rate = float(np.mean(np.load(paths["labels"]) != np.load(paths["true"])))
         print(f"n={n_samples}: {paths['features'].name} ({paths['generate_seconds']:.0f} s to generate)", flush=True)
         for threads in args.threads:
             for repeat in range(args.repeats):
@@ -127,6 +136,7 @@ def _spawn(args: argparse.Namespace, n_samples: int, threads: int, *, peer: bool
                    "--noise-rate", str(args.noise_rate), "--batch", str(args.batch), "--seed", str(args.seed),
                    "--spearman-max", str(args.spearman_max), "--recall-queries", str(args.recall_queries),
                    "--work", str(args.work), "--threads", str(threads)]
+        command += ["--cifar10n", args.cifar10n] if args.cifar10n else []
         command += ["--peer-child"] if peer else []
         command += ["--profile"] if args.profile and not peer else []
         command += ["--save-scores"] if args.save_scores and not peer else []
@@ -194,13 +204,51 @@ def _git_state() -> dict:
 # ------------------------------------------------------------------------------------------ data
 
 
-def generate(work: Path, n_samples: int, n_features: int, n_classes: int, noise_rate: float, seed: int) -> dict:
-    """Write (or reuse) ``features.npy`` (memmap, float32), ``labels.npy`` (noisy) and ``true_labels.npy``."""
-    folder = work / f"n{n_samples}_d{n_features}_k{n_classes}_r{noise_rate}_s{seed}"
+def dataset_paths(args: argparse.Namespace, n_samples: int) -> dict:
+    """The matrix, labels and true labels a run ranks: CIFAR-10 with ``--cifar10n``, else :func:`generate`'s."""
+    if args.cifar10n:
+        return cifar10n_arrays(args.work, args.cifar10n)
+    return generate(args.work, n_samples, args.n_features, args.n_classes, args.noise_rate, args.seed)
+
+
+def _arrays(folder: Path) -> tuple[dict, dict | None]:
+    """The three array paths in ``folder``, and them with their generation time where a finished run left them."""
     paths = {"features": folder / "features.npy", "labels": folder / "labels.npy", "true": folder / "true_labels.npy"}
     done = folder / "done.json"
     if done.is_file():
-        return {**paths, "generate_seconds": json.loads(done.read_text())["seconds"]}
+        return paths, {**paths, "generate_seconds": json.loads(done.read_text())["seconds"]}
+    return paths, None
+
+
+def _finished(folder: Path, paths: dict, seconds: float) -> dict:
+    (folder / "done.json").write_text(json.dumps({"seconds": seconds}))
+    return {**paths, "generate_seconds": seconds}
+
+
+def cifar10n_arrays(work: Path, label_set: str) -> dict:
+    """Write (or reuse) the CIFAR-10 train embeddings as ``features.npy`` with a CIFAR-10N label set and the clean labels."""
+    folder = work / f"cifar10n_{label_set}"
+    paths, reused = _arrays(folder)
+    if reused is not None:
+        return reused
+    from benchmarks.data import cifar10n_labels, load_cifar10
+
+    start = time.perf_counter()
+    folder.mkdir(parents=True, exist_ok=True)
+    dataset = load_cifar10()
+    labels = cifar10n_labels(dataset)
+    np.save(paths["features"], np.ascontiguousarray(dataset.features, dtype=np.float32))
+    np.save(paths["labels"], labels[label_set])
+    np.save(paths["true"], labels["clean"])
+    return _finished(folder, paths, time.perf_counter() - start)
+
+
+def generate(work: Path, n_samples: int, n_features: int, n_classes: int, noise_rate: float, seed: int) -> dict:
+    """Write (or reuse) ``features.npy`` (memmap, float32), ``labels.npy`` (noisy) and ``true_labels.npy``."""
+    folder = work / f"n{n_samples}_d{n_features}_k{n_classes}_r{noise_rate}_s{seed}"
+    paths, reused = _arrays(folder)
+    if reused is not None:
+        return reused
     start = time.perf_counter()
     folder.mkdir(parents=True, exist_ok=True)
     base = np.random.default_rng([seed, 0])
@@ -226,9 +274,7 @@ def generate(work: Path, n_samples: int, n_features: int, n_classes: int, noise_
     del features
     np.save(paths["labels"], noisy)
     np.save(paths["true"], true)
-    seconds = time.perf_counter() - start
-    done.write_text(json.dumps({"seconds": seconds}))
-    return {**paths, "generate_seconds": seconds}
+    return _finished(folder, paths, time.perf_counter() - start)
 
 
 # ------------------------------------------------------------------------------------------ one size
@@ -307,7 +353,7 @@ def _peer_child(args: argparse.Namespace) -> int:
 
     from coreclean._internal.threads import limit_threads
 
-    paths = generate(args.work, args.size, args.n_features, args.n_classes, args.noise_rate, args.seed)
+    paths = dataset_paths(args, args.size)
     labels, true = np.load(paths["labels"]), np.load(paths["true"])
     with _MemoryPeak() as peak, limit_threads(args.threads or None):
         start = time.perf_counter()
@@ -338,7 +384,7 @@ def _measure(args: argparse.Namespace, peak: _MemoryPeak) -> dict:
 
     from coreclean import LabelIssueRanker
 
-    paths = generate(args.work, args.size, args.n_features, args.n_classes, args.noise_rate, args.seed)
+    paths = dataset_paths(args, args.size)
     features = np.load(paths["features"], mmap_mode="r")
     labels = np.load(paths["labels"])
     true = np.load(paths["true"])
