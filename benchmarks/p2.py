@@ -76,9 +76,9 @@ def cleaning_run(dataset, noisy: np.ndarray, clean: np.ndarray, test_model: Test
 
 def _errors_left_by_class(session, clean: np.ndarray, result) -> dict[str, dict[str, float]]:
     """Per class: the session's estimate of the errors left and the true count among its unreviewed kept samples."""
-    reviewed = np.zeros(clean.size, dtype=bool)
-    live = session.live_decisions()
-    reviewed[live.loc[live["action"] != "skip", "idx"].to_numpy(np.int64)] = True
+    from coreclean.sessions.state import reviewed_rows
+
+    reviewed = reviewed_rows(session.live_decisions(), clean.size)
     wrong = (session.labels != clean) & (session.weights > 0) & ~reviewed
     return {name: {"estimated": float(result.errors_left_by_class[name]),
                    "true": int((wrong & (session.labels == k)).sum())}

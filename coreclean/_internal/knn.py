@@ -207,17 +207,16 @@ def search_block(features: np.ndarray, start: int, stop: int, index, norms: np.n
         drop = np.where(is_self.any(axis=1), is_self.argmax(axis=1), n_candidates)
         keep = np.ones_like(found, dtype=bool)
         keep[np.arange(end - chunk), drop] = False
-        candidates = np.ascontiguousarray(found[keep].reshape(end - chunk, n_candidates))
-        missing = candidates < 0
-        candidates[missing] = own.repeat(n_candidates, axis=1)[missing]  # any valid row; masked below
+        found = found[keep].reshape(end - chunk, n_candidates)
+        missing = found < 0
+        candidates = np.where(missing, own, found)  # a missing candidate reads any valid row; masked below
         queries = np.ascontiguousarray(database[chunk:end])
         products = np.empty(candidates.shape, dtype=np.float32)
         faiss.fvec_inner_products_by_idx(faiss.swig_ptr(products), faiss.swig_ptr(queries), faiss.swig_ptr(database),
                                          faiss.swig_ptr(candidates), database.shape[1], end - chunk, n_candidates)
         cosines = products / (norms[chunk:end, None] * norms[candidates])
         cosines[missing] = -np.inf
-        candidates[missing] = -1
         best = np.argsort(-cosines, axis=1, kind="stable")[:, :k]
-        indices[chunk - start:end - start] = np.take_along_axis(candidates, best, axis=1)
+        indices[chunk - start:end - start] = np.take_along_axis(found, best, axis=1)
         similarities[chunk - start:end - start] = np.take_along_axis(cosines, best, axis=1)
     return start, stop, indices, similarities
