@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import time
+
 import numpy as np
 import pytest
 from threadpoolctl import threadpool_info
@@ -175,9 +178,32 @@ def test_idle_cores_reads_the_kernels_idle_share(tmp_path, monkeypatch):
     samples = iter(["cpu  100 0 100 800 0 0 0 0 0 0\n", "cpu  150 0 150 1000 0 0 0 0 0 0\n"])
     monkeypatch.setattr(threads.time, "sleep", lambda seconds: stat.write_text(next(samples)))
     monkeypatch.setattr(threads.os, "cpu_count", lambda: 4)
+    monkeypatch.setattr(threads, "_own_cpu_ticks", lambda: 0)
     stat.write_text(next(samples))
     assert threads.idle_cores(stat=stat) == pytest.approx(4 * 200 / 300)  # idle 200 of 300 ticks on 4 CPUs
     assert threads.idle_cores(stat=tmp_path / "missing") is None
+
+
+def test_this_processs_own_spinning_workers_count_as_free_cores(tmp_path, monkeypatch):
+    # After a parallel region, a BLAS/OpenMP pool spins before it sleeps: busy ticks that are ours.
+    # An idle 2-core box read as one busy core and a million-row neighbour search got one thread.
+    stat = tmp_path / "stat"
+    samples = iter(["cpu  100 0 100 800 0 0 0 0 0 0\n", "cpu  200 0 100 900 0 0 0 0 0 0\n"])
+    own = iter([1000, 1100])
+    monkeypatch.setattr(threads.time, "sleep", lambda seconds: stat.write_text(next(samples)))
+    monkeypatch.setattr(threads.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(threads, "_own_cpu_ticks", lambda: next(own))
+    stat.write_text(next(samples))
+    # 200 ticks on 2 CPUs: 100 idle, 100 busy, and the busy ones were this process's own.
+    assert threads.idle_cores(stat=stat) == pytest.approx(2.0)
+
+
+def test_own_cpu_ticks_count_this_processs_work() -> None:
+    before = threads._own_cpu_ticks()
+    deadline = time.process_time() + 0.2
+    while time.process_time() < deadline:
+        pass
+    assert threads._own_cpu_ticks() - before >= 0.1 * os.sysconf("SC_CLK_TCK")
 
 
 def test_a_limit_reaches_sklearns_openmp_runtime_in_a_fresh_process():

@@ -29,11 +29,12 @@ BLAS and OpenMP through threadpoolctl, plus ``torch.set_num_threads`` and
 ``faiss.omp_set_num_threads`` when those modules are loaded. An explicit count wins over the
 automatic choice of any block nested inside it.
 
-One stage is the exception: the approximate neighbour search (faiss's HNSW graph build and
-search) is one long OpenMP region per call, every thread busy until it ends and no other pool
-taking turns with it, so it gets every free core: :func:`graph_search_threads` /
-:func:`limit_graph_search_threads`. 50,000 x 256 on the idle 2-core box: 21.5 and 19.5 s with one
-thread, 11.8 and 12.3 s with two (interleaved). Under load the free cores, and so the count, drop.
+One stage is the exception: the approximate neighbour search (faiss's IVF-PQ index: training,
+filling and search) is a few long OpenMP regions, every thread busy until each ends and no other
+pool taking turns with them, so it gets every free core: :func:`graph_search_threads` /
+:func:`limit_graph_search_threads`. The kNN graph of 200,000 x 512 on the idle 2-core box: 40.5
+and 40.4 s with one thread, 23.7 and 23.9 s with two (interleaved). Under load the free cores, and
+so the count, drop.
 """
 
 from __future__ import annotations
@@ -83,24 +84,35 @@ def usable_cores() -> int:
 
 
 def idle_cores(window: float = 0.1, stat: Path = Path("/proc/stat")) -> float | None:
-    """CPUs left idle by every process over the next ``window`` seconds, this one asleep meanwhile; None if unknown.
+    """CPUs not used by other processes over the next ``window`` seconds, this one asleep meanwhile; None if unknown.
 
     Read from the kernel's CPU counters (``/proc/stat``: idle + iowait share of all CPU time), so,
     unlike the load average, it does not count this process's own recent work as another job's.
+    This process's own CPU time in the window counts as free too: right after a parallel region,
+    its BLAS and OpenMP workers spin for a while before they sleep, and on an idle 2-core box that
+    read as one busy core and gave a million-row neighbour search one thread (issue #13).
     """
-    def counters() -> tuple[int, int]:
+    def counters() -> tuple[int, int, int]:
         values = [int(v) for v in stat.read_text().split("\n", 1)[0].split()[1:9]]
-        return values[3] + values[4], sum(values)
+        return values[3] + values[4], sum(values), _own_cpu_ticks()
 
     try:
-        idle_before, total_before = counters()
+        idle_before, total_before, own_before = counters()
         time.sleep(window)
-        idle_after, total_after = counters()
+        idle_after, total_after, own_after = counters()
     except (OSError, ValueError, IndexError):
         return None
     if total_after <= total_before:
         return None
-    return (os.cpu_count() or 1) * (idle_after - idle_before) / (total_after - total_before)
+    free = (idle_after - idle_before) + max(0, own_after - own_before)
+    cpus = os.cpu_count() or 1
+    return min(float(cpus), cpus * free / (total_after - total_before))
+
+
+def _own_cpu_ticks() -> int:
+    """CPU time of every thread of this process so far, in the kernel's clock ticks (``/proc/stat``'s unit)."""
+    times = os.times()
+    return round((times.user + times.system) * os.sysconf("SC_CLK_TCK"))
 
 
 def available_cores() -> int:
