@@ -5,7 +5,7 @@ as far as any other and recall says little. This compares coreclean's kNN graph 
 embeddings with exact cosine neighbours in the *full* embedding space (brute force over the unit
 rows), on both of its branches, whatever the data's size: candidates by exact search in the reduced
 space (``exact`` forced on; what data up to :data:`coreclean._internal.knn.EXACT_SEARCH_LIMIT`
-samples get) and by the HNSW graph (``hnsw``, forced on; what larger data get), each re-ranked in the
+samples get) and by the IVF-PQ fast-scan index (``approximate``, forced on; what larger data get), each re-ranked in the
 full space. It reports recall@10 and recall@k and what the kNN signal actually uses, the share of
 neighbours that carry the sample's own label.
 
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         start = time.perf_counter()
         exact = _exact(features, args.k)
         timings["full_space_exact"] = time.perf_counter() - start
-        for name, options in (("exact", {"exact_limit": features.shape[0]}), ("hnsw", {"exact_limit": 0})):
+        for name, options in (("exact", {"exact_limit": features.shape[0]}), ("approximate", {"exact_limit": 0})):
             start = time.perf_counter()
             graphs[name] = knn_graph(features, args.k, **options)[0]
             timings[name] = time.perf_counter() - start

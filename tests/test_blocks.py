@@ -33,7 +33,7 @@ def test_row_blocks_cover_every_row_once() -> None:
 def test_blocked_passes_equal_one_block() -> None:
     features, labels = _data()
     runner = LocalBlocks(block_rows=97)
-    for exact_limit in (10_000, 100):  # exact search, then an HNSW graph
+    for exact_limit in (10_000, 100):  # exact search, then the IVF-PQ index
         whole = knn_graph(features, 5, exact_limit=exact_limit)
         blocked = knn_graph(features, 5, exact_limit=exact_limit, runner=runner)
         assert np.array_equal(whole[0], blocked[0]) and np.allclose(whole[1], blocked[1])

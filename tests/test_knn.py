@@ -1,4 +1,4 @@
-"""The kNN graph: exact and HNSW branches both find the cosine neighbours of clustered data."""
+"""The kNN graph: exact and approximate (IVF-PQ) branches both find the cosine neighbours of clustered data."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def _recall(found: np.ndarray, exact: np.ndarray) -> float:
     return float(np.mean([np.intersect1d(a, b).size for a, b in zip(found, exact)]) / exact.shape[1])
 
 
-@pytest.mark.parametrize("exact_limit", [10**9, 0], ids=["exact", "hnsw"])
+@pytest.mark.parametrize("exact_limit", [10**9, 0], ids=["exact", "approximate"])
 def test_both_branches_recall_the_full_space_neighbours(exact_limit: int) -> None:
     features = _clusters(3000, 300)
     indices, similarities = knn_graph(features, 10, exact_limit=exact_limit, search_dims=64)

@@ -4,35 +4,37 @@ The one place coreclean imports faiss. Rows are L2-normalised and projected onto
 ``search_dims`` directions of their second-moment matrix (an uncentred PCA, which keeps inner
 products, fitted on a sample of rows), and re-normalised there. That space gives each sample
 ``CANDIDATE_FACTOR`` times as many candidates as it needs: exact search up to
-``EXACT_SEARCH_LIMIT`` samples, an HNSW graph beyond. The candidates are then re-ranked by their
-exact cosine in the full space (``faiss.fvec_inner_products_by_idx``, a gather of the candidates'
-rows) and the best ``n_neighbors`` kept; the similarities returned are full-space cosines.
+``EXACT_SEARCH_LIMIT`` samples, an IVF-PQ fast-scan index beyond (``IVF{4√n},PQ{d/2}x4fsr``:
+4-bit codes of the residuals to ``4√n`` k-means lists, 64 lists scanned per query, the best
+``REFINE_FACTOR`` × candidates codes re-ranked by their reduced rows). The candidates are then
+re-ranked by their exact cosine in the full space (``faiss.fvec_inner_products_by_idx``, a gather
+of the candidates' rows) and the best ``n_neighbors`` kept; the similarities returned are
+full-space cosines.
 
 Why two stages (issue #13): a search over all the columns is what costs (the exact self-join over
-512 columns was 22 of 30 s of a 50k ranking; on the 50k × 1280 CIFAR-10 MobileNetV2 embeddings,
-two threads, HNSW over 1,024 reduced columns built and searched in 16.6 s against 7.6 s over 256),
-while the reduced space alone misses neighbours: on those embeddings,
-exact search over 256 reduced columns finds only 0.919 of the full-space top 10, and the HNSW graph
-over them 0.885. Searching 128 reduced columns for 40 candidates and re-ranking them finds 0.954
-(recall@10; 0.926 of the top 20), at 13.7 s against 15.8 s for the HNSW graph over 256 columns
-(one run each, same process); at 200k synthetic rows, one thread, 92.8 s against 114.0 s. The
-CIFAR-10N default-ranker AUROC (seed 0) moves from 0.9248 to 0.9251 (aggre) and stays 0.9415
-(random1). The re-rank reads each candidate row once: 0.3 s per 50k samples of 512 columns at 40 candidates
-(one thread, random candidates).
+512 columns was 22 of 30 s of a 50k ranking), while the reduced space alone misses neighbours: on
+the 50k × 1280 CIFAR-10 MobileNetV2 embeddings, exact search over 256 reduced columns finds only
+0.919 of the full-space top 10. Exact search over 128 reduced columns for 40 candidates, re-ranked,
+finds 0.999 (``benchmarks.knn_recall``, one thread: 16.7 s); the approximate index 0.954 (0.922 of
+the top 20), 14.8 s. The re-rank reads each candidate row once: 0.3 s per 50k samples of 512
+columns at 40 candidates (one thread), 17 s per million rows of a memory-mapped matrix.
 
-Tried and not taken (issue #13, scratch runs not committed; CIFAR-10N aggre on the 50k MobileNetV2 features, seed 0, AUROC of the
-default ranking; the HNSW graph over 256 reduced columns without re-ranking: 0.9202, exact search: 0.9211): a clustered self-join (two-level
-k-means into 256-row clusters, each cluster's rows scored against its 8 nearest clusters by one
-matrix product) built the graph in 6.6 s at 200k rows (HNSW: ~100 s) but found 0.60 of the exact neighbours and
-ranked at 0.9153 (0.9192 with 32 clusters, as slow as HNSW); IVF-Flat (4√n lists, 32 probes) ranked
-at 0.9199 at 50k but its scan grows as n^1.5; faiss NN-descent (the kNN graph built directly, 32
-neighbours, pool 48) found 0.910 of the top 10 in 15.4 s at 50k, slower than HNSW and re-ranking;
-HNSW over 8-bit scalar codes (``IndexHNSWSQ``) kept recall@10 at 0.954 and took 15.0 vs 17.7 s at
-50k CIFAR, but 85.7 / 87.9 s vs 83.9 / 89.4 s at 200k synthetic rows (one thread, interleaved): no
-gain where the time is; ``efConstruction`` 20 cost 0.010 of recall@10 for about 15% at 50k.
+Why IVF-PQ fast-scan above the exact limit (issue #13; scratch runs, two threads unless said): the
+HNSW graph it replaced (16 links, ``efConstruction`` 40, ``efSearch`` 48, same 128 columns and
+re-rank) found the same 0.954 on CIFAR-10 in 15.3 s, but took 87.2 s for the neighbours of 200k
+synthetic rows at one thread (this index: 43.8 s; the ranking's Spearman to exact neighbours
+0.99986, AUROC 0.99037 vs 0.99036) and, at a million rows, 165 s to build and 134 s to search
+(this index: 151 s for the whole graph). On the CIFAR-10 features, 1,000 queries: codes of the
+residuals (``fsr``) found 0.957 at 64 probes and a refine factor of 4 where codes of the rows
+themselves (``fs``) found 0.887 (0.945 at a factor of 8, 3.4 vs 4.0 s); 32 probes: 0.913; a factor
+of 2: 0.913. Tried before and not taken: a clustered self-join (two-level k-means into 256-row
+clusters, each scored against its 8 nearest by one matrix product) found 0.60 of the exact
+neighbours; IVF-Flat (4√n lists, 32 probes) scans n^1.5 floats; faiss NN-descent found 0.910 in
+15.4 s at 50k; HNSW over 8-bit codes gained nothing at 200k. The scan still grows with n (64 lists
+of √n/4 rows each per query): at a million rows it is most of the 151 s.
 Chunks are read once for the projection, so a memory-mapped matrix is never copied whole: the
-reduced rows (n × 128 float32) and the row norms are all that is held besides the index. The
-graph's build and search run on every free core
+reduced rows (n × 128 float32, held by the index for the refine step) and the row norms are all
+that is held besides the codes. The index's training, filling and search run on every free core
 (:func:`coreclean._internal.threads.limit_graph_search_threads`).
 """
 
@@ -50,16 +52,20 @@ __all__ = ["knn_graph", "search_block", "EXACT_SEARCH_LIMIT", "SEARCH_DIMS", "CA
 
 logger = logging.getLogger(__name__)
 
-#: Above this many samples, an HNSW graph (approximate) replaces the exact flat index.
+#: Above this many samples, an IVF-PQ fast-scan index (approximate) replaces the exact flat index.
 EXACT_SEARCH_LIMIT = 20_000
 #: Columns of the space the candidates are searched in (fewer columns: searched as they are).
 SEARCH_DIMS = 128
 #: Candidates searched per neighbour kept; the candidates are re-ranked by their full-space cosine.
 CANDIDATE_FACTOR = 2
-#: Links per node of the HNSW graph that replaces exact search above ``EXACT_SEARCH_LIMIT``.
-HNSW_LINKS = 16
-#: Candidates HNSW keeps while searching (``efSearch``).
-HNSW_SEARCH_DEPTH = 48
+#: Inverted lists of the approximate index per square root of the sample count (faiss's guide: 4 to 16).
+IVF_LISTS_PER_ROOT = 4
+#: Lists each query scans.
+IVF_PROBES = 64
+#: Codes ranked per candidate, then re-ranked by their reduced-space rows (``IndexRefineFlat``'s ``k_factor``).
+REFINE_FACTOR = 4
+_TRAINING_ROWS_PER_LIST = 32
+_MIN_APPROXIMATE_ROWS = 256
 _CHUNK_ROWS = 16384
 _BASIS_ROWS = 32768
 
@@ -101,16 +107,31 @@ def _reduced_rows_and_norms(features: np.ndarray, n_dims: int, *, random_state: 
     return out, np.maximum(norms, 1e-12)
 
 
-def _index(n_samples: int, n_dims: int, exact_limit: int, n_candidates: int):
+def _index(n_samples: int, n_dims: int, exact_limit: int, rows: np.ndarray, random_state: int):
+    """The index the candidates are searched in, trained on ``rows`` (not yet added)."""
     import faiss
 
-    if n_samples <= exact_limit:
+    if not _approximate(n_samples, exact_limit):
         return faiss.IndexFlatIP(n_dims)
-    index = faiss.IndexHNSWFlat(n_dims, HNSW_LINKS, faiss.METRIC_INNER_PRODUCT)
-    index.hnsw.efConstruction = 40
-    index.hnsw.efSearch = max(HNSW_SEARCH_DEPTH, n_candidates + 1)
-    logger.info("kNN: HNSW graph over %d samples (approximate)", n_samples)
+    n_lists = max(1, min(round(IVF_LISTS_PER_ROOT * np.sqrt(n_samples)), n_samples // _TRAINING_ROWS_PER_LIST))
+    # 4-bit codes over pairs of columns (one column each when their count is odd), by residual.
+    n_codes = n_dims // 2 if n_dims % 2 == 0 else n_dims
+    base = faiss.index_factory(n_dims, f"IVF{n_lists},PQ{n_codes}x4fsr", faiss.METRIC_INNER_PRODUCT)
+    base.cp.min_points_per_centroid = base.pq.cp.min_points_per_centroid = 1  # the sample below is sized
+    base.nprobe = min(IVF_PROBES, n_lists)
+    rng = np.random.default_rng(random_state)
+    sample = np.sort(rng.choice(n_samples, size=min(n_samples, _TRAINING_ROWS_PER_LIST * n_lists), replace=False))
+    base.train(rows[sample])
+    index = faiss.IndexRefineFlat(base)
+    index.k_factor = REFINE_FACTOR
+    logger.info("kNN: IVF-PQ fast-scan index over %d samples (%d lists, %d probed; approximate)", n_samples,
+                n_lists, base.nprobe)
     return index
+
+
+def _approximate(n_samples: int, exact_limit: int) -> bool:
+    """Whether the candidates come from the approximate index (else: exact search)."""
+    return n_samples > max(exact_limit, _MIN_APPROXIMATE_ROWS)
 
 
 def knn_graph(
@@ -134,12 +155,14 @@ def knn_graph(
     n_neighbors : int
         Neighbours per sample, the sample itself excluded. Clipped to ``n_samples - 1``.
     exact_limit : int
-        Exact candidate search (faiss ``IndexFlatIP``) up to this many samples; above it, an HNSW
-        graph (``IndexHNSWFlat``, 16 links, ``efConstruction`` 40, ``efSearch`` 48 or the candidates + 1).
+        Exact candidate search (faiss ``IndexFlatIP``) up to this many samples (and always below
+        256); above it, an IVF-PQ fast-scan index (``IVF{4√n},PQ{d/2}x4fsr``, 64 lists probed,
+        trained on 32 sampled rows per list) whose 4 × candidates codes are re-ranked by their
+        reduced rows (``IndexRefineFlat``).
     search_dims : int
         Columns of the candidates' search space (see the module docstring); at least 1.
     random_state : int
-        Seed of the row sample the projection is fitted on.
+        Seed of the row samples the projection and the approximate index are trained on.
     runner : BlockRunner, optional
         Runs the search and re-rank in row blocks (default: here, one block); the index is built here.
 
@@ -163,14 +186,13 @@ def knn_graph(
     n_candidates = min(CANDIDATE_FACTOR * k, n_samples - 1)
     runner = runner if runner is not None else LocalBlocks()
     in_process = getattr(runner, "in_process", False)
-    graph = n_samples > exact_limit
-    # The graph's build and (here) search are long OpenMP regions: they get every free core.
-    threads = (limit_graph_search_threads(n_samples, reduced.shape[1]) if graph
+    # The index's training, filling and (here) search are long OpenMP regions: they get every free core.
+    threads = (limit_graph_search_threads(n_samples, reduced.shape[1]) if _approximate(n_samples, exact_limit)
                else contextlib.nullcontext())
     import faiss
 
     with threads:
-        index = _index(n_samples, reduced.shape[1], exact_limit, n_candidates)
+        index = _index(n_samples, reduced.shape[1], exact_limit, reduced, random_state)
         index.add(reduced)
         del reduced  # the index holds the rows; a search block reads its queries back from it
         shared = index if in_process else faiss.serialize_index(index)
