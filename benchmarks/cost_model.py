@@ -1,10 +1,10 @@
 """How long would ``rank`` (and ``embed``) take on N workers at 10M or 100M rows? A cost model from measured runs.
 
-``nice -n 10 python -m benchmarks.cost_model measure --sizes 30000 50000 200000`` ranks the ``benchmarks.scale`` synthetic set
+``python -m benchmarks.cost_model measure`` (sizes 50k, 200k and 1M) ranks the ``benchmarks.scale`` synthetic set
 (512-d, 10 classes, 10% noise) at each size, locally and on a local Ray, each run in a fresh child
 process, and records per pass: per-block task times, wall time, bytes sent to and back from the
 tasks, bytes the tasks read from the features file; and the driver's own time (the fits, the index
-build, the scoring) and its CSV write rate. ``python -m benchmarks.cost_model fit --fit-sizes 30000 50000``
+build, the scoring) and its CSV write rate. ``python -m benchmarks.cost_model fit`` (fit sizes 50k and 200k)
 fits the model on those sizes, back-tests it on the largest measured size, predicts 10M and 100M on
 N workers, and writes ``benchmarks/results/cost_model.json`` and ``cost_model.md``.
 
@@ -15,7 +15,10 @@ The model (per size n, N workers, K folds, m = ``max_fit_samples``):
 * the driver's fits cost ``φ`` per training row per fold, on ``min((K-1)/K · n, m)`` rows (the coreset
   caps them), plus a 50k-row pilot per fold above m, and ``K`` coreset sensitivity passes of two
   kinds over all rows (their per-row costs timed on one block, since they appear only above m);
-* the driver's neighbour index (build, serial) costs ``γ · n log₂ n``; the rest of the driver
+* the driver's neighbour index (IVF-PQ: k-means on 32 rows per list, then every row assigned to one
+  of 4√n lists and encoded; serial) costs ``γ₁ · n + γ₂ · n^1.5``, and the search pass's per-row cost
+  is ``c₀ + c₁ · √n`` (each query scans 64 lists of √n/4 codes), both fitted by non-negative least
+  squares over the fit sizes; the rest of the driver
   (pooling, the noise prior, the table) ``ρ · n``; the CSV ``bytes / write rate``;
 * a Ray run adds its start-up (measured) and the bytes it moves over ``--bandwidth`` (default 1.25 GB/s,
   a 10 GbE link or a shared file server: assumed, not measured; on one node the object store is
@@ -166,6 +169,13 @@ def _fit_rows(n: float) -> float:
     return _FOLDS * (min(train, _MAX_FIT) + (min(_PILOT, _MAX_FIT) if train > _MAX_FIT else 0))
 
 
+def _nonnegative_fit(x: list[list[float]], y: list[float]) -> list[float]:
+    """Non-negative least-squares coefficients of y = x · a (rows of ``x`` the regressors of each point)."""
+    from scipy.optimize import nnls
+
+    return [float(a) for a in nnls(np.asarray(x, dtype=float), np.asarray(y, dtype=float))[0]]
+
+
 def _through_origin(x: list[float], y: list[float]) -> float:
     """Least-squares slope of y = a·x."""
     return float(np.dot(x, y) / np.dot(x, x))
@@ -177,11 +187,13 @@ def fit_model(runs: list[dict], fit_sizes: list[int], bandwidth: float) -> dict:
     local = [r for r in runs if r["engine"] == "local" and r["n"] in fit_sizes]
     params: dict = {"bandwidth_bytes_per_s": bandwidth, "fit_sizes": sorted(fit_sizes)}
     for name, group in (("ray", ray), ("local", local)):
+        if not group:
+            continue
         parts = [_driver_parts(r) for r in group]
         ns = [r["n"] for r in group]
         params[name] = {
             "fit_s_per_row": _through_origin([_fit_rows(n) for n in ns], [p["fits"] for p in parts]),
-            "index_s_per_nlogn": _through_origin([n * math.log2(n) for n in ns], [p["index"] for p in parts]),
+            "index_s_per_n_and_n15": _nonnegative_fit([[n, n ** 1.5] for n in ns], [p["index"] for p in parts]),
             "rest_s_per_row": _through_origin(ns, [p["rest"] for p in parts]),
             "write_bytes_per_s": statistics.median(r["csv_bytes"] / r["write_s"] for r in group),
             "csv_bytes_per_row": statistics.median(r["csv_bytes"] / r["n"] for r in group),
@@ -192,6 +204,10 @@ def fit_model(runs: list[dict], fit_sizes: list[int], bandwidth: float) -> dict:
             rows = [_pass_totals(r)[p] for r in group if p in _pass_totals(r)]
             if rows:
                 per_row[p] = statistics.median(t["task_s"] / t["rows"] for t in rows)
+                if p == "search_block":  # grows with √n: fitted, not a median
+                    sizes = [r["n"] for r in group if p in _pass_totals(r)]
+                    params[name]["search_s_per_row_1_and_root_n"] = _nonnegative_fit(
+                        [[1.0, math.sqrt(n)] for n in sizes], [t["task_s"] / t["rows"] for t in rows])
                 bytes_per_row[p] = statistics.median(t["bytes"] / t["rows"] for t in rows)
                 if p == "search_block":
                     params[name]["index_bytes_per_row"] = statistics.median(t["shared"] / t["rows"] for t in rows)
@@ -203,7 +219,7 @@ def fit_model(runs: list[dict], fit_sizes: list[int], bandwidth: float) -> dict:
         params[name]["task_overhead_s"] = statistics.median(per_task) if per_task and name == "ray" else 0.0
     block_costs = next((r["coreset_block_s_per_row"] for r in runs if r.get("coreset_block_s_per_row")), {})
     for name in ("ray", "local"):
-        for p, cost in block_costs.items():
+        for p, cost in block_costs.items() if name in params else ():
             params[name]["pass_s_per_row"].setdefault(p, cost)
     # the search pass reads the index: its bytes grow with n (the index goes to every task), not with the block
     return params
@@ -217,7 +233,11 @@ def predict(params: dict, engine: str, n: int, workers: int) -> dict:
               "coreset_gram_block": _FOLDS if coreset else 0, "coreset_draw_block": _FOLDS if coreset else 0}
     blocks = 1 if engine == "local" else 4 * workers
     rounds = 1 if engine == "local" else math.ceil(blocks / workers)
-    pass_s = sum(count * (p["pass_s_per_row"][name] * n / (1 if engine == "local" else workers)
+    per_row = dict(p["pass_s_per_row"])
+    if "search_s_per_row_1_and_root_n" in p:
+        c0, c1 = p["search_s_per_row_1_and_root_n"]
+        per_row["search_block"] = c0 + c1 * math.sqrt(n)
+    pass_s = sum(count * (per_row[name] * n / (1 if engine == "local" else workers)
                           + rounds * p["task_overhead_s"]) for name, count in passes.items())
     moved, index_bytes = 0.0, 0.0
     if engine == "ray":
@@ -230,7 +250,7 @@ def predict(params: dict, engine: str, n: int, workers: int) -> dict:
         "startup_s": p["startup_s"] if engine == "ray" else 0.0,
         "passes_s": pass_s,
         "driver_fits_s": p["fit_s_per_row"] * _fit_rows(n),
-        "driver_index_s": p["index_s_per_nlogn"] * n * math.log2(n),
+        "driver_index_s": p["index_s_per_n_and_n15"][0] * n + p["index_s_per_n_and_n15"][1] * n ** 1.5,
         "driver_rest_s": p["rest_s_per_row"] * n,
         "csv_write_s": p["csv_bytes_per_row"] * n / p["write_bytes_per_s"],
         "transfer_s": moved / params["bandwidth_bytes_per_s"] if engine == "ray" and workers > 1 else 0.0,
@@ -336,10 +356,10 @@ def main(argv: list[str] | None = None) -> None:
     one.add_argument("--engine", choices=("local", "ray"), required=True)
     one.add_argument("--block-costs", action="store_true")
     m = sub.add_parser("measure", help="rank each size locally and on a local Ray (one child at a time)")
-    m.add_argument("--sizes", type=int, nargs="+", default=[30_000, 50_000, 200_000])
+    m.add_argument("--sizes", type=int, nargs="+", default=[50_000, 200_000, 1_000_000])
     m.add_argument("--engines", nargs="+", default=["local", "ray"])
     f = sub.add_parser("fit", help="fit the model, back-test on the largest size, predict 10M and 100M")
-    f.add_argument("--fit-sizes", type=int, nargs="+", default=[30_000, 50_000])
+    f.add_argument("--fit-sizes", type=int, nargs="+", default=[50_000, 200_000])
     f.add_argument("--bandwidth", type=float, default=1.25e9, help="bytes/s between nodes (assumed; default 10 GbE)")
     args = parser.parse_args(argv)
     {"_one": _one, "measure": measure, "fit": fit}[args.mode](args)

@@ -28,7 +28,11 @@ coreclean / peer. The coreclean process
    kept samples, and the overlap of their top 1%;
 4. above the exact-search limit, measures recall@10 of the approximate kNN graph against exact search
    for ``--recall-queries`` random rows (over all ``n`` rows);
-5. reads its own peak RSS (``ru_maxrss``, which counts resident pages of the memmap too) and the
+5. with ``--engines local ray``, runs the same in a second process on a fresh local Ray
+   (:class:`coreclean.engines.ray_blocks.RayBlocks`: its start-up in ``engine_startup_seconds``, not
+   in ``fit_seconds``; ``blocks``, ``tasks`` and ``workers`` recorded; the peer runs beside the local
+   engine only);
+6. reads its own peak RSS (``ru_maxrss``, which counts resident pages of the memmap too) and the
    peak of anonymous memory (``RssAnon``, sampled every 20 ms: what the process allocated itself).
 
 Usage (from the repository root)::
@@ -77,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
                              "default: 1 0)")
     parser.add_argument("--repeats", type=int, default=1,
                         help="coreclean/peer pairs per size and thread setting, interleaved (default: 1)")
+    parser.add_argument("--engines", nargs="+", choices=("local", "ray"), default=["local"],
+                        help="engines to rank with, each in its own process (ray: a fresh local Ray; default: local)")
     parser.add_argument("--no-peer", action="store_true", help="skip the peer pipeline")
     parser.add_argument("--save-scores", action="store_true",
                         help="keep each coreclean run's scores as scores_n{N}_t{T}.npy in the data folder")
@@ -88,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--peer-child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--size", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--engine", choices=("local", "ray"), default="local", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child is not None:
         (args.threads,) = args.threads
@@ -100,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": _machine(),
         "git": _git_state(),
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
-                     if k not in ("child", "size", "out", "peer_child")},
+                     if k not in ("child", "size", "out", "peer_child", "engine")},
         "runs": [],
     }
     for n_samples in args.sizes:
@@ -110,24 +117,24 @@ def main(argv: list[str] | None = None) -> int:
             args.n_classes = 10
             args.noise_rate = float(np.mean(np.load(paths["labels"]) != np.load(paths["true"])))
         print(f"n={n_samples}: {paths['features'].name} ({paths['generate_seconds']:.0f} s to generate)", flush=True)
-        for threads in args.threads:
-            for repeat in range(args.repeats):
-                run = _spawn(args, n_samples, threads, peer=False)
-                if not args.no_peer:
-                    run["peer"] = _spawn(args, n_samples, threads, peer=True)
-                run.update(generate_seconds=paths["generate_seconds"], repeat=repeat,
-                           load_average=list(os.getloadavg()))
-                result["runs"].append(run)
-                print(_row(run), flush=True)
-                result["summary"] = _summary(result["runs"])
-                result["total_seconds"] = time.time() - started
-                args.out.parent.mkdir(parents=True, exist_ok=True)
-                args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        settings = [(threads, repeat, engine) for threads in args.threads for repeat in range(args.repeats)
+                    for engine in args.engines]
+        for threads, repeat, engine in settings:
+            run = _spawn(args, n_samples, threads, peer=False, engine=engine)
+            if not args.no_peer and engine == "local":
+                run["peer"] = _spawn(args, n_samples, threads, peer=True)
+            run.update(generate_seconds=paths["generate_seconds"], repeat=repeat, load_average=list(os.getloadavg()))
+            result["runs"].append(run)
+            print(_row(run), flush=True)
+            result["summary"] = _summary(result["runs"])
+            result["total_seconds"] = time.time() - started
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     print(f"-> {args.out}")
     return 0
 
 
-def _spawn(args: argparse.Namespace, n_samples: int, threads: int, *, peer: bool) -> dict:
+def _spawn(args: argparse.Namespace, n_samples: int, threads: int, *, peer: bool, engine: str = "local") -> dict:
     """Run one coreclean (or peer) measurement in a fresh process and return its record."""
     with tempfile.TemporaryDirectory() as tmp:
         child_out = Path(tmp) / "run.json"
@@ -135,7 +142,7 @@ def _spawn(args: argparse.Namespace, n_samples: int, threads: int, *, peer: bool
                    "--n-features", str(args.n_features), "--n-classes", str(args.n_classes),
                    "--noise-rate", str(args.noise_rate), "--batch", str(args.batch), "--seed", str(args.seed),
                    "--spearman-max", str(args.spearman_max), "--recall-queries", str(args.recall_queries),
-                   "--work", str(args.work), "--threads", str(threads)]
+                   "--work", str(args.work), "--threads", str(threads), "--engine", engine]
         command += ["--cifar10n", args.cifar10n] if args.cifar10n else []
         command += ["--peer-child"] if peer else []
         command += ["--profile"] if args.profile and not peer else []
@@ -150,7 +157,7 @@ def _summary(runs: list[dict]) -> list[dict]:
     """Per size and thread setting: median fit seconds of coreclean and the peer, and their ratio."""
     groups: dict[tuple, list[dict]] = {}
     for run in runs:
-        if "error" not in run and "error" not in run.get("peer", {"error": 1}):
+        if run.get("engine") == "local" and "error" not in run and "error" not in run.get("peer", {"error": 1}):
             groups.setdefault((run["n_samples"], run["thread_setting"]), []).append(run)
     summary = []
     for (n_samples, setting), group in groups.items():
@@ -172,7 +179,7 @@ def _row(run: dict) -> str:
     peer = run.get("peer", {})
     versus = (f"; peer {peer['fit_seconds']:.1f} s, auroc {peer['auroc']:.4f}" if "fit_seconds" in peer
               else f"; peer {peer.get('error', 'skipped')}")
-    return (f"n={run['n_samples']} threads={run['threads']}: fit {run['fit_seconds']:.1f} s, "
+    return (f"n={run['n_samples']} {run.get('engine', 'local')} threads={run['threads']}: fit {run['fit_seconds']:.1f} s, "
             f"rescore {run['rescore_seconds']:.2f} s, peak RSS {run['peak_rss_gib']:.2f} GiB "
             f"(anon {run['peak_anon_gib']:.2f}), spearman {'-' if spearman is None else f'{spearman:.4f}'}, "
             f"auroc {run['auroc']:.4f}" + versus)
@@ -388,11 +395,14 @@ def _measure(args: argparse.Namespace, peak: _MemoryPeak) -> dict:
     features = np.load(paths["features"], mmap_mode="r")
     labels = np.load(paths["labels"])
     true = np.load(paths["true"])
-    run: dict = {"n_samples": args.size, "engine": "local", "n_features": args.n_features, "n_classes": args.n_classes,
-                 "noise_rate": args.noise_rate, "seed": args.seed}
+    run: dict = {"n_samples": args.size, "engine": args.engine, "n_features": args.n_features,
+                 "n_classes": args.n_classes, "noise_rate": args.noise_rate, "seed": args.seed}
 
     profiler = _profiler(args)
-    ranker = LabelIssueRanker(random_state=args.seed)
+    start = time.perf_counter()
+    engine = _engine(args.engine)
+    run["engine_startup_seconds"] = time.perf_counter() - start
+    ranker = LabelIssueRanker(random_state=args.seed, engine=engine)
     start = time.perf_counter()
     ranker.fit(features, labels)
     run["fit_seconds"] = time.perf_counter() - start
@@ -442,7 +452,21 @@ def _measure(args: argparse.Namespace, peak: _MemoryPeak) -> dict:
 
     if args.recall_queries and args.size > _exact_limit():
         run["knn_recall_at_10"] = _knn_recall(features, ranker.signals_.neighbors[0], args.recall_queries, args.seed)
+    if engine is None:
+        run.update(blocks=1, tasks=None, workers=1)  # each pass is one block, here
+    else:
+        run.update(blocks=engine.info["blocks"], tasks=engine.info["tasks"], workers=engine.info["cpus"])
+        engine.__exit__(None, None, None)
     return run
+
+
+def _engine(name: str):
+    """None (rank here, one block per pass) or an entered :class:`~coreclean.engines.ray_blocks.RayBlocks` on a fresh local Ray."""
+    if name == "local":
+        return None
+    from coreclean.engines.ray_blocks import RayBlocks
+
+    return RayBlocks().__enter__()
 
 
 def _exact_limit() -> int:

@@ -1,0 +1,41 @@
+"""The rank cost model (benchmarks.cost_model) recovers how its parts grow and extrapolates with them."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from benchmarks import cost_model
+
+
+def _run(n: int, engine: str) -> dict:
+    """A measured run as ``cost_model measure`` records it, made from known costs."""
+    search_per_row = 2e-5 + 1e-7 * math.sqrt(n)  # the IVF scan grows with √n per query
+    index = 1e-6 * n + 2e-9 * n ** 1.5  # k-means and encoding, plus assigning every row to 4√n lists
+    fits = 3e-6 * cost_model._fit_rows(n)
+    passes = [{"fn": "search_block", "wall_s": search_per_row * n, "task_s": [search_per_row * n], "rows": n,
+               "blocks": 1, "bytes_to_tasks": 552 * n},
+              {"fn": "fold_probs_block", "wall_s": 1e-6 * n, "task_s": [1e-6 * n], "rows": n, "blocks": 1}]
+    if (cost_model._FOLDS - 1) / cost_model._FOLDS * n > cost_model._MAX_FIT:  # fold fits on coresets
+        passes += [{"fn": name, "wall_s": cost_model._FOLDS * 1e-6 * n, "task_s": [cost_model._FOLDS * 1e-6 * n],
+                    "rows": cost_model._FOLDS * n, "blocks": cost_model._FOLDS}
+                   for name in ("coreset_gram_block", "coreset_draw_block")]
+    neighbors = index + search_per_row * n
+    out_of_fold = fits + sum(p["wall_s"] for p in passes if p["fn"] != "search_block")
+    rest = 5e-7 * n
+    return {"n": n, "engine": engine, "startup_s": 0.0, "fit_s": neighbors + out_of_fold + rest,
+            "timings": {"neighbors": neighbors, "out_of_fold": out_of_fold},
+            "info": {"passes": passes, "blocks": 1, "tasks": 2, "cpus": 1}, "csv_bytes": 40 * n, "write_s": 1e-7 * n,
+            "coreset_block_s_per_row": {"coreset_gram_block": 1e-6, "coreset_draw_block": 1e-6},
+            "load_average": [0.0, 0.0, 0.0]}
+
+
+def test_the_model_fitted_on_two_sizes_predicts_a_third_from_the_same_costs() -> None:
+    runs = [_run(n, "local") for n in (50_000, 200_000)]
+    params = cost_model.fit_model(runs, [50_000, 200_000], bandwidth=1e9)
+    held = _run(1_000_000, "local")
+    predicted = cost_model.predict(params, "local", 1_000_000, 1)
+    # A search cost fixed per row (the median over the fit sizes) and an n log n index miss it by > 10%.
+    assert predicted["total_s"] == pytest.approx(held["fit_s"] + held["write_s"], rel=0.02)
+    assert params["local"]["search_s_per_row_1_and_root_n"] == pytest.approx([2e-5, 1e-7], rel=1e-3)
