@@ -97,7 +97,7 @@ def _one(args: argparse.Namespace) -> None:
 def _coreset_block_costs(features: np.ndarray, labels: np.ndarray, rows: int = 32768) -> dict:
     """Seconds per row of the two coreset passes' block functions, timed on one block here."""
     from coreclean.scoring.linear.coreset import coreset_draw_block, coreset_gram_block, fit_logistic, theta_from_model
-    from coreclean.scoring.linear.sensitivity import loss_region
+    from coreclean.scoring.linear.sensitivity import leverage_sketch, loss_region
     from coreclean.scoring.linear.standardize import Standardizer
 
     block = np.arange(min(rows, features.shape[0]))
@@ -112,7 +112,7 @@ def _coreset_block_costs(features: np.ndarray, labels: np.ndarray, rows: int = 3
     region = loss_region(gram, loss, theta, C=0.01, radius=0.01)
     start = time.perf_counter()
     coreset_draw_block(features, 0, block.size, block, labels[block], weight, np.random.default_rng(0).random(block.size),
-                       block.size / 4, standardizer, theta, region)
+                       block.size / 4, standardizer, theta, region, leverage_sketch(region, random_state=0))
     draw_s = time.perf_counter() - start
     return {"coreset_gram_block": gram_s / block.size, "coreset_draw_block": draw_s / block.size}
 
