@@ -13,8 +13,9 @@ The model (per size n, N workers, K folds, m = ``max_fit_samples``):
 * each pass over the rows costs ``c_p`` seconds per row of task time (the median over the measured
   Ray runs) plus ``o`` per task (scheduling), run ``N`` at a time in blocks of ``n / (4N)`` rows;
 * the driver's fits cost ``φ`` per training row per fold, on ``min((K-1)/K · n, m)`` rows (the coreset
-  caps them), plus a 50k-row pilot per fold above m, and ``K`` coreset sensitivity passes of two
-  kinds over all rows (their per-row costs timed on one block, since they appear only above m);
+  caps them), plus a 50k-row pilot per fold above m, and ``K`` coreset passes of two kinds (their
+  per-row costs timed on one block, since they appear only above m): the curvature pass over the
+  pilot's 50k rows, the sensitivity draw over all training rows;
 * the driver's neighbour index (IVF-PQ: k-means on 32 rows per list, then every row assigned to one
   of 4√n lists and encoded; serial) costs ``γ₁ · n + γ₂ · n^1.5``, and the search pass's per-row cost
   is ``c₀ + c₁ · √n`` (each query scans 64 lists of √n/4 codes), both fitted by non-negative least
@@ -237,7 +238,8 @@ def predict(params: dict, engine: str, n: int, workers: int) -> dict:
     if "search_s_per_row_1_and_root_n" in p:
         c0, c1 = p["search_s_per_row_1_and_root_n"]
         per_row["search_block"] = c0 + c1 * math.sqrt(n)
-    pass_s = sum(count * (per_row[name] * n / (1 if engine == "local" else workers)
+    rows = {name: min(_PILOT, n) if name == "coreset_gram_block" else n for name in passes}
+    pass_s = sum(count * (per_row[name] * rows[name] / (1 if engine == "local" else workers)
                           + rounds * p["task_overhead_s"]) for name, count in passes.items())
     moved, index_bytes = 0.0, 0.0
     if engine == "ray":

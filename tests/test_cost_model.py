@@ -18,9 +18,11 @@ def _run(n: int, engine: str) -> dict:
                "blocks": 1, "bytes_to_tasks": 552 * n},
               {"fn": "fold_probs_block", "wall_s": 1e-6 * n, "task_s": [1e-6 * n], "rows": n, "blocks": 1}]
     if (cost_model._FOLDS - 1) / cost_model._FOLDS * n > cost_model._MAX_FIT:  # fold fits on coresets
-        passes += [{"fn": name, "wall_s": cost_model._FOLDS * 1e-6 * n, "task_s": [cost_model._FOLDS * 1e-6 * n],
-                    "rows": cost_model._FOLDS * n, "blocks": cost_model._FOLDS}
-                   for name in ("coreset_gram_block", "coreset_draw_block")]
+        # the curvature pass reads each fold's 50k pilot rows, the draw every training row
+        for name, rows in (("coreset_gram_block", cost_model._PILOT), ("coreset_draw_block", n)):
+            seconds = cost_model._FOLDS * 1e-6 * rows
+            passes.append({"fn": name, "wall_s": seconds, "task_s": [seconds], "rows": cost_model._FOLDS * rows,
+                           "blocks": cost_model._FOLDS})
     neighbors = index + search_per_row * n
     out_of_fold = fits + sum(p["wall_s"] for p in passes if p["fn"] != "search_block")
     rest = 5e-7 * n
