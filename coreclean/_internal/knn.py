@@ -108,7 +108,7 @@ def _reduced_rows_and_norms(features: np.ndarray, n_dims: int, *, random_state: 
 
 
 def _index(n_samples: int, n_dims: int, exact_limit: int, rows: np.ndarray, random_state: int):
-    """The index the candidates are searched in, trained on ``rows`` (not yet added)."""
+    """The empty index the candidates are searched in; the approximate one trained on a sample of ``rows``."""
     import faiss
 
     if not _approximate(n_samples, exact_limit):
