@@ -201,16 +201,16 @@ def fit_model(runs: list[dict], fit_sizes: list[int], bandwidth: float) -> dict:
             "startup_s": statistics.median(r["startup_s"] for r in group),
         }
         per_row, per_task, bytes_per_row = {}, [], {}
+        totals = [(r["n"], _pass_totals(r)) for r in group]
         for p in PASSES:
-            rows = [_pass_totals(r)[p] for r in group if p in _pass_totals(r)]
+            sizes = [n for n, passes in totals if p in passes]
+            rows = [passes[p] for _, passes in totals if p in passes]
             if rows:
                 per_row[p] = statistics.median(t["task_s"] / t["rows"] for t in rows)
-                if p == "search_block":  # grows with √n: fitted, not a median
-                    sizes = [r["n"] for r in group if p in _pass_totals(r)]
+                bytes_per_row[p] = statistics.median(t["bytes"] / t["rows"] for t in rows)
+                if p == "search_block":  # its cost per row grows with √n: fitted, not a median
                     params[name]["search_s_per_row_1_and_root_n"] = _nonnegative_fit(
                         [[1.0, math.sqrt(n)] for n in sizes], [t["task_s"] / t["rows"] for t in rows])
-                bytes_per_row[p] = statistics.median(t["bytes"] / t["rows"] for t in rows)
-                if p == "search_block":
                     params[name]["index_bytes_per_row"] = statistics.median(t["shared"] / t["rows"] for t in rows)
                 cpus = max(1, group[0]["info"].get("cpus", 1))
                 per_task += [max(0.0, (t["wall_s"] - t["task_s"] / min(cpus, t["tasks"])) / math.ceil(t["tasks"] / cpus))
@@ -220,8 +220,9 @@ def fit_model(runs: list[dict], fit_sizes: list[int], bandwidth: float) -> dict:
         params[name]["task_overhead_s"] = statistics.median(per_task) if per_task and name == "ray" else 0.0
     block_costs = next((r["coreset_block_s_per_row"] for r in runs if r.get("coreset_block_s_per_row")), {})
     for name in ("ray", "local"):
-        for p, cost in block_costs.items() if name in params else ():
-            params[name]["pass_s_per_row"].setdefault(p, cost)
+        for p, cost in block_costs.items():
+            if name in params:
+                params[name]["pass_s_per_row"].setdefault(p, cost)
     # the search pass reads the index: its bytes grow with n (the index goes to every task), not with the block
     return params
 

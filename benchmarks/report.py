@@ -27,8 +27,9 @@ RANKING_COLUMNS = [("auroc", "AUROC"), ("average_precision", "AP"), ("precision_
                    ("precision_at_1000", "P@1000"), ("recall_at_5pct", "R@5%"), ("recall_at_10pct", "R@10%")]
 GOAL_METRICS = (("auroc", "AUROC"), ("precision_at_half_errors", "P@|E|/2"))
 REPRODUCE = "python -m benchmarks.run all && python -m benchmarks.report"
-SCALE_COLUMNS = ("n_samples", "engine", "blocks", "workers", "n_features", "threads", "fit_seconds", "rescore_seconds", "fresh_fit_seconds", "auroc",
-                 "spearman", "top1pct_overlap", "features_gib", "peak_rss_gib", "peak_anon_gib")
+SCALE_COLUMNS = ("n_samples", "engine", "blocks", "workers", "n_features", "threads", "fit_seconds", "rescore_seconds",
+                 "fresh_fit_seconds", "auroc", "spearman", "top1pct_overlap", "features_gib", "peak_rss_gib",
+                 "peak_anon_gib")
 
 
 def _load(results: Path, name: str) -> dict[str, Any] | None:

@@ -43,6 +43,7 @@ Usage (from the repository root)::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -335,8 +336,9 @@ def _threads_in_use() -> int:
 def _child(args: argparse.Namespace) -> int:
     from coreclean._internal.threads import limit_threads
 
-    with _MemoryPeak() as peak, limit_threads(args.threads or None):
-        run = _measure(args, peak)
+    with _MemoryPeak() as peak, limit_threads(args.threads or None), _engine(args.engine) as (engine, startup):
+        run = _measure(args, peak, engine)
+        run["engine_startup_seconds"] = startup
         run["threads"] = _threads_in_use()
     _finish(args, run, peak)
     return 0
@@ -386,7 +388,8 @@ def _quality(is_error: np.ndarray, scores: np.ndarray) -> dict:
             "recall_at_10pct": report["recall_at_10pct"]}
 
 
-def _measure(args: argparse.Namespace, peak: _MemoryPeak) -> dict:
+def _measure(args: argparse.Namespace, peak: _MemoryPeak, engine) -> dict:
+    """One coreclean run's record; ``engine`` is None (here) or an entered ``RayBlocks``."""
     from scipy.stats import spearmanr
 
     from coreclean import LabelIssueRanker
@@ -399,9 +402,6 @@ def _measure(args: argparse.Namespace, peak: _MemoryPeak) -> dict:
                  "n_classes": args.n_classes, "noise_rate": args.noise_rate, "seed": args.seed}
 
     profiler = _profiler(args)
-    start = time.perf_counter()
-    engine = _engine(args.engine)
-    run["engine_startup_seconds"] = time.perf_counter() - start
     ranker = LabelIssueRanker(random_state=args.seed, engine=engine)
     start = time.perf_counter()
     ranker.fit(features, labels)
@@ -456,17 +456,21 @@ def _measure(args: argparse.Namespace, peak: _MemoryPeak) -> dict:
         run.update(blocks=1, tasks=None, workers=1)  # each pass is one block, here
     else:
         run.update(blocks=engine.info["blocks"], tasks=engine.info["tasks"], workers=engine.info["cpus"])
-        engine.__exit__(None, None, None)
     return run
 
 
+@contextlib.contextmanager
 def _engine(name: str):
-    """None (rank here, one block per pass) or an entered :class:`~coreclean.engines.ray_blocks.RayBlocks` on a fresh local Ray."""
+    """Yield ``(engine, start-up seconds)``: None (rank here, one block per pass), or a
+    :class:`~coreclean.engines.ray_blocks.RayBlocks` on a fresh local Ray, shut down on leaving."""
     if name == "local":
-        return None
+        yield None, 0.0
+        return
     from coreclean.engines.ray_blocks import RayBlocks
 
-    return RayBlocks().__enter__()
+    start = time.perf_counter()
+    with RayBlocks() as engine:
+        yield engine, time.perf_counter() - start
 
 
 def _exact_limit() -> int:

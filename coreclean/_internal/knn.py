@@ -107,11 +107,12 @@ def _reduced_rows_and_norms(features: np.ndarray, n_dims: int, *, random_state: 
     return out, np.maximum(norms, 1e-12)
 
 
-def _index(n_samples: int, n_dims: int, exact_limit: int, rows: np.ndarray, random_state: int):
-    """The empty index the candidates are searched in; the approximate one trained on a sample of ``rows``."""
+def _index(rows: np.ndarray, approximate: bool, random_state: int):
+    """The empty index the candidates among ``rows`` are searched in; the approximate one is trained on a sample."""
     import faiss
 
-    if not _approximate(n_samples, exact_limit):
+    n_samples, n_dims = rows.shape
+    if not approximate:
         return faiss.IndexFlatIP(n_dims)
     n_lists = max(1, min(round(IVF_LISTS_PER_ROOT * np.sqrt(n_samples)), n_samples // _TRAINING_ROWS_PER_LIST))
     # 4-bit codes over pairs of columns (one column each when their count is odd), by residual.
@@ -186,13 +187,13 @@ def knn_graph(
     n_candidates = min(CANDIDATE_FACTOR * k, n_samples - 1)
     runner = runner if runner is not None else LocalBlocks()
     in_process = getattr(runner, "in_process", False)
+    approximate = _approximate(n_samples, exact_limit)
     # The index's training, filling and (here) search are long OpenMP regions: they get every free core.
-    threads = (limit_graph_search_threads(n_samples, reduced.shape[1]) if _approximate(n_samples, exact_limit)
-               else contextlib.nullcontext())
+    threads = limit_graph_search_threads(n_samples, reduced.shape[1]) if approximate else contextlib.nullcontext()
     import faiss
 
     with threads:
-        index = _index(n_samples, reduced.shape[1], exact_limit, reduced, random_state)
+        index = _index(reduced, approximate, random_state)
         index.add(reduced)
         del reduced  # the index holds the rows; a search block reads its queries back from it
         shared = index if in_process else faiss.serialize_index(index)
