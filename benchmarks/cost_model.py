@@ -302,10 +302,17 @@ def fit(args: argparse.Namespace) -> None:
     for r in runs:
         if r["n"] == held:
             workers = r["info"].get("cpus", 1) if r["engine"] == "ray" else 1
-            guess = predict(params, r["engine"], held, workers)["total_s"]
+            predicted = predict(params, r["engine"], held, workers)
+            guess = predicted["total_s"]
             actual = r["startup_s"] + r["fit_s"] + r["write_s"]
+            driver = _driver_parts(r)
+            measured = {"passes_s": sum(t["wall_s"] for t in _pass_totals(r).values()),
+                        "driver_fits_s": driver["fits"], "driver_index_s": driver["index"],
+                        "driver_rest_s": driver["rest"], "csv_write_s": r["write_s"]}
             backtest.append({"n": held, "engine": r["engine"], "workers": workers, "measured_s": actual,
                              "predicted_s": guess, "error": guess / actual - 1.0,
+                             "parts": {name: {"measured": value, "predicted": predicted[name]}
+                                       for name, value in measured.items()},
                              "in_fit": held in args.fit_sizes, "load_average_1min": r["load_average"][0]})
     predictions = [{"n": n, "engine": engine, "workers": w, **predict(params, engine, n, w)}
                    for n in (10_000_000, 100_000_000) for engine, ws in (("local", (1,)), ("ray", (2, 8, 32, 128)))
