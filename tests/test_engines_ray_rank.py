@@ -87,6 +87,25 @@ def test_ray_blocks_run_the_local_block_maths_with_coresets(tmp_path: Path) -> N
     assert spearmanr(whole.scores_, there.scores_)[0] >= 0.95
 
 
+@pytest.mark.slow
+def test_ray_tasks_each_hold_one_shard_of_the_neighbour_index_and_rank_as_one_index_does(tmp_path: Path) -> None:
+    """With ``max_index_bytes`` below the index's size, each search pass ships one shard; the (exact)
+    neighbours, so the scores, are those of one index."""
+    features, labels = _blobs(n=2400, d=16, seed=2)
+    np.save(tmp_path / "x.npy", features)
+    mapped = np.load(tmp_path / "x.npy", mmap_mode="r")
+    settings = {"random_state": 0, "n_components": None}
+    here = LabelIssueRanker(engine=LocalBlocks(block_rows=500), **settings).fit(mapped, labels)
+    with RayBlocks(block_rows=500, max_index_bytes=70_000) as engine:
+        there = LabelIssueRanker(engine=engine, **settings).fit(mapped, labels)
+    assert np.allclose(here.scores_, there.scores_, atol=1e-6)
+    searches = [p for p in engine.info["passes"] if p["fn"] == "candidates_block"]
+    assert len(searches) == len(engine.info["index_shard_bytes"]) >= 3
+    assert max(engine.info["index_shard_bytes"]) <= 70_000
+    assert all(p["bytes_to_tasks"] <= 70_000 + 16 * 1024 for p in searches)  # one shard (and the norms) per pass
+    assert {p["fn"] for p in engine.info["passes"]} >= {"rerank_block"}
+
+
 @pytest.mark.parametrize("command", ["rank", pytest.param("embed", marks=pytest.mark.slow)])
 def test_unreachable_address_fails_with_one_line_quickly(tmp_path: Path, command: str) -> None:
     np.save(tmp_path / "x.npy", np.zeros((4, 2), dtype=np.float32))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -67,3 +69,38 @@ def test_neighbours_found_in_a_reduced_space_are_ranked_by_their_full_space_cosi
     unit = features / np.linalg.norm(features, axis=1, keepdims=True)
     np.testing.assert_allclose(similarities, np.einsum("nd,nkd->nk", unit, unit[indices]), atol=1e-5)
     assert _recall(indices, _brute_force(features, 10)) >= 0.95  # the 32 columns alone found 0.75
+
+
+@pytest.mark.parametrize("exact_limit", [10**9, 0], ids=["exact", "approximate"])
+def test_an_index_cut_into_shards_finds_what_one_index_finds_and_each_shard_keeps_to_its_bytes(exact_limit: int) -> None:
+    """A runner's ``max_index_bytes`` cuts the index into shards (one pass each, then a re-rank pass):
+    exact shards give exactly the one index's neighbours; approximate ones at least its recall."""
+    from coreclean._internal.blocks import LocalBlocks
+
+    features = _clusters(6000, 300, seed=3)
+    whole_indices, whole_similarities = knn_graph(features, 10, exact_limit=exact_limit, search_dims=64)
+    limit = 600_000
+    runner = LocalBlocks(block_rows=1700, max_index_bytes=limit)
+    indices, similarities = knn_graph(features, 10, exact_limit=exact_limit, search_dims=64, runner=runner)
+    shard_bytes = runner.info["index_shard_bytes"]
+    assert len(shard_bytes) >= 3 and max(shard_bytes) <= limit
+    assert [p["fn"] for p in runner.info["passes"]] == ["candidates_block"] * len(shard_bytes) + ["rerank_block"]
+    assert not (indices == np.arange(6000)[:, None]).any()
+    if exact_limit:
+        np.testing.assert_array_equal(indices, whole_indices)
+        np.testing.assert_allclose(similarities, whole_similarities, atol=1e-6)
+    else:
+        exact = _brute_force(features, 10)
+        assert _recall(indices, exact) >= _recall(whole_indices, exact) - 0.01
+
+
+def test_a_shard_limit_too_small_for_the_index_says_how_many_bytes_it_needs() -> None:
+    from coreclean._internal.blocks import LocalBlocks
+    from coreclean.exceptions import InputValidationError
+
+    features = _clusters(3000, 300)
+    with pytest.raises(InputValidationError, match=r"give at least (\d+) bytes") as raised:
+        knn_graph(features, 10, exact_limit=0, search_dims=64, runner=LocalBlocks(max_index_bytes=10_000))
+    needed = int(re.search(r"give at least (\d+) bytes", str(raised.value)).group(1))
+    indices, _ = knn_graph(features, 10, exact_limit=0, search_dims=64, runner=LocalBlocks(max_index_bytes=needed))
+    assert _recall(indices, _brute_force(features, 10)) >= 0.9

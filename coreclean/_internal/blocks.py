@@ -34,6 +34,8 @@ class BlockRunner(Protocol):
     info: dict[str, Any]
     #: True when block functions run in this process (shared objects need not be serialised).
     in_process: bool
+    #: Most bytes one task's search index may hold (None: no limit); a larger index is cut into shards.
+    max_index_bytes: int | None
 
     def blocks(self, n_rows: int) -> list[tuple[int, int]]:
         """The row blocks a pass over ``n_rows`` rows is split into."""
@@ -51,12 +53,15 @@ class LocalBlocks:
     block_rows : int, optional
         Rows per block; None (default) makes each pass one block over every row, which is how the
         library ranks without an engine (the block functions stream their rows in chunks themselves).
+    max_index_bytes : int, optional
+        Cut the neighbour search's index into shards of at most this many bytes (default: one index).
     """
 
     in_process = True
 
-    def __init__(self, block_rows: int | None = None) -> None:
+    def __init__(self, block_rows: int | None = None, *, max_index_bytes: int | None = None) -> None:
         self.block_rows = block_rows
+        self.max_index_bytes = max_index_bytes
         self.info: dict[str, Any] = {"engine": "local", "blocks": 0, "tasks": 0, "passes": []}
 
     def blocks(self, n_rows: int) -> list[tuple[int, int]]:

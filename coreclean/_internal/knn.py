@@ -47,8 +47,9 @@ import numpy as np
 
 from coreclean._internal.blocks import BlockRunner, LocalBlocks
 from coreclean._internal.threads import limit_graph_search_threads
+from coreclean.exceptions import InputValidationError
 
-__all__ = ["knn_graph", "search_block", "EXACT_SEARCH_LIMIT", "SEARCH_DIMS", "CANDIDATE_FACTOR"]
+__all__ = ["knn_graph", "search_block", "candidates_block", "rerank_block", "EXACT_SEARCH_LIMIT", "SEARCH_DIMS", "CANDIDATE_FACTOR"]
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +68,8 @@ REFINE_FACTOR = 4
 _TRAINING_ROWS_PER_LIST = 32
 _MIN_APPROXIMATE_ROWS = 256
 _CHUNK_ROWS = 16384
+_MIN_SHARD_ROWS = 1024
+_SHARD_HEADER_BYTES = 65536  # a serialised index's headers and codebooks, at most (measured: under 20 kB)
 _BASIS_ROWS = 32768
 
 
@@ -87,42 +90,64 @@ def reduced_rows(features: np.ndarray, n_dims: int, *, random_state: int = 0) ->
 
 def _reduced_rows_and_norms(features: np.ndarray, n_dims: int, *, random_state: int) -> tuple[np.ndarray, np.ndarray]:
     """:func:`reduced_rows` and the full-space L2 norm of every row (float32, at least 1e-12), in one pass."""
+    basis = _projection_basis(features, n_dims, random_state=random_state)
     n_samples, n_features = features.shape
-    basis = None
-    if n_features > n_dims:
-        rng = np.random.default_rng(random_state)
-        sample = np.sort(rng.choice(n_samples, size=min(n_samples, _BASIS_ROWS), replace=False))
-        unit = _normalized(features[sample]).astype(np.float64)
-        _, vectors = np.linalg.eigh(unit.T @ unit)
-        basis = np.ascontiguousarray(vectors[:, ::-1][:, :n_dims], dtype=np.float32)
     out = np.empty((n_samples, n_dims if basis is not None else n_features), dtype=np.float32)
     norms = np.empty(n_samples, dtype=np.float32)
     for start in range(0, n_samples, _CHUNK_ROWS):
         block = np.asarray(features[start : start + _CHUNK_ROWS], dtype=np.float32)
         norms[start : start + block.shape[0]] = np.linalg.norm(block, axis=1)
-        # Scaling a row before the projection does not change it after re-normalising: project the raw rows.
-        block = block @ basis if basis is not None else np.array(block, copy=True)
-        block /= np.maximum(np.linalg.norm(block, axis=1, keepdims=True), 1e-12)
-        out[start : start + block.shape[0]] = block
+        out[start : start + block.shape[0]] = _project(block, basis)
     return out, np.maximum(norms, 1e-12)
 
 
-def _index(rows: np.ndarray, approximate: bool, random_state: int):
-    """The empty index the candidates among ``rows`` are searched in; the approximate one is trained on a sample."""
+def _projection_basis(features: np.ndarray, n_dims: int, *, random_state: int) -> np.ndarray | None:
+    """Top ``n_dims`` second-moment directions of at most 32,768 sampled unit rows (float32, columns), or
+    None when the rows have no more than ``n_dims`` columns (they are searched as they are)."""
+    n_samples, n_features = features.shape
+    if n_features <= n_dims:
+        return None
+    rng = np.random.default_rng(random_state)
+    sample = np.sort(rng.choice(n_samples, size=min(n_samples, _BASIS_ROWS), replace=False))
+    unit = _normalized(features[sample]).astype(np.float64)
+    _, vectors = np.linalg.eigh(unit.T @ unit)
+    return np.ascontiguousarray(vectors[:, ::-1][:, :n_dims], dtype=np.float32)
+
+
+def _project(block: np.ndarray, basis: np.ndarray | None) -> np.ndarray:
+    """Rows of ``block`` projected on ``basis`` (None: as they are) and normalised; a new float32 array."""
+    block = np.asarray(block, dtype=np.float32)
+    # Scaling a row before the projection does not change it after re-normalising: project the raw rows.
+    block = block @ basis if basis is not None else np.array(block, copy=True)
+    block /= np.maximum(np.linalg.norm(block, axis=1, keepdims=True), 1e-12)
+    return block
+
+
+def _n_lists(n_samples: int) -> int:
+    return max(1, min(round(IVF_LISTS_PER_ROOT * np.sqrt(n_samples)), n_samples // _TRAINING_ROWS_PER_LIST))
+
+
+def _training_rows(n_samples: int, random_state: int) -> np.ndarray:
+    """Sorted row numbers the approximate index is trained on: 32 per inverted list."""
+    rng = np.random.default_rng(random_state)
+    size = min(n_samples, _TRAINING_ROWS_PER_LIST * _n_lists(n_samples))
+    return np.sort(rng.choice(n_samples, size=size, replace=False))
+
+
+def _index(n_samples: int, n_dims: int, approximate: bool, training: np.ndarray | None):
+    """The empty index the candidates among ``n_samples`` rows are searched in; the approximate one is trained
+    on the reduced rows ``training`` (:func:`_training_rows`)."""
     import faiss
 
-    n_samples, n_dims = rows.shape
     if not approximate:
         return faiss.IndexFlatIP(n_dims)
-    n_lists = max(1, min(round(IVF_LISTS_PER_ROOT * np.sqrt(n_samples)), n_samples // _TRAINING_ROWS_PER_LIST))
+    n_lists = _n_lists(n_samples)
     # 4-bit codes over pairs of columns (one column each when their count is odd), by residual.
     n_codes = n_dims // 2 if n_dims % 2 == 0 else n_dims
     base = faiss.index_factory(n_dims, f"IVF{n_lists},PQ{n_codes}x4fsr", faiss.METRIC_INNER_PRODUCT)
-    base.cp.min_points_per_centroid = base.pq.cp.min_points_per_centroid = 1  # the sample below is sized
+    base.cp.min_points_per_centroid = base.pq.cp.min_points_per_centroid = 1  # the sample is sized
     base.nprobe = min(IVF_PROBES, n_lists)
-    rng = np.random.default_rng(random_state)
-    sample = np.sort(rng.choice(n_samples, size=min(n_samples, _TRAINING_ROWS_PER_LIST * n_lists), replace=False))
-    base.train(rows[sample])
+    base.train(training)
     index = faiss.IndexRefineFlat(base)
     index.k_factor = REFINE_FACTOR
     logger.info("kNN: IVF-PQ fast-scan index over %d samples (%d lists, %d probed; approximate)", n_samples,
@@ -166,6 +191,8 @@ def knn_graph(
         Seed of the row samples the projection and the approximate index are trained on.
     runner : BlockRunner, optional
         Runs the search and re-rank in row blocks (default: here, one block); the index is built here.
+        Where its ``max_index_bytes`` is set, the index is cut into shards over consecutive rows that
+        hold at most that much each, one pass per shard, so no task holds the whole index.
 
     Returns
     -------
@@ -183,26 +210,148 @@ def knn_graph(
 
     if features.dtype != np.float32 or not features.flags.c_contiguous:
         features = np.ascontiguousarray(features, dtype=np.float32)
-    reduced, norms = _reduced_rows_and_norms(features, max(1, int(search_dims)), random_state=random_state)
     n_candidates = min(CANDIDATE_FACTOR * k, n_samples - 1)
     runner = runner if runner is not None else LocalBlocks()
-    in_process = getattr(runner, "in_process", False)
     approximate = _approximate(n_samples, exact_limit)
+    search_dims = max(1, int(search_dims))
+    n_dims = min(search_dims, features.shape[1])
+    n_shards = _shard_count(n_samples, n_dims, approximate, getattr(runner, "max_index_bytes", None))
     # The index's training, filling and (here) search are long OpenMP regions: they get every free core.
-    threads = limit_graph_search_threads(n_samples, reduced.shape[1]) if approximate else contextlib.nullcontext()
-    import faiss
-
+    threads = limit_graph_search_threads(n_samples, n_dims) if approximate else contextlib.nullcontext()
     with threads:
-        index = _index(reduced, approximate, random_state)
-        index.add(reduced)
-        del reduced  # the index holds the rows; a search block reads its queries back from it
-        shared = index if in_process else faiss.serialize_index(index)
-        blocks = runner.blocks(n_samples)
-        for start, stop, found, sims in runner.map(search_block, features, blocks,
-                                                   shared=(shared, norms, n_candidates, k)):
-            indices[start:stop], similarities[start:stop] = found, sims
+        if n_shards > 1:
+            found = _sharded_graph(features, runner, n_shards=n_shards, n_dims=search_dims,
+                                   approximate=approximate, n_candidates=n_candidates, k=k, random_state=random_state)
+        else:
+            found = _one_index_graph(features, runner, n_dims=search_dims, approximate=approximate,
+                                     n_candidates=n_candidates, k=k, random_state=random_state)
+        for start, stop, block_indices, block_similarities in found:
+            indices[start:stop], similarities[start:stop] = block_indices, block_similarities
     similarities[indices < 0] = 0.0
     return indices, similarities
+
+
+def _one_index_graph(features: np.ndarray, runner: BlockRunner, *, n_dims: int, approximate: bool, n_candidates: int,
+                     k: int, random_state: int) -> list:
+    """Search and re-rank against one index over every row, in one pass (:func:`search_block`)."""
+    import faiss
+
+    n_samples = features.shape[0]
+    reduced, norms = _reduced_rows_and_norms(features, n_dims, random_state=random_state)
+    training = reduced[_training_rows(n_samples, random_state)] if approximate else None
+    index = _index(n_samples, reduced.shape[1], approximate, training)
+    index.add(reduced)
+    del reduced  # the index holds the rows; a search block reads its queries back from it
+    shared = index if getattr(runner, "in_process", False) else faiss.serialize_index(index)
+    return runner.map(search_block, features, runner.blocks(n_samples), shared=(shared, norms, n_candidates, k))
+
+
+def _shard_count(n_samples: int, n_dims: int, approximate: bool, max_index_bytes: int | None) -> int:
+    """Shards the index is cut into so that none holds more than ``max_index_bytes`` (1 when None).
+
+    A shard holds, per row, its reduced row (the refine step's, or the flat index's) and, when
+    approximate, its 4-bit code and its 8-byte id; every approximate shard also holds the coarse
+    centroids and, at worst, 31 padding codes per inverted list (fast-scan stores codes in blocks of 32).
+    """
+    if max_index_bytes is None:
+        return 1
+    code_bytes = -(-(n_dims // 2 if n_dims % 2 == 0 else n_dims) // 2)
+    per_row = 4 * n_dims + (code_bytes + 8 if approximate else 0)
+    fixed = _n_lists(n_samples) * (4 * n_dims + 32 * code_bytes) + _SHARD_HEADER_BYTES if approximate else 0
+    rows_per_shard = (int(max_index_bytes) - fixed) // per_row
+    if rows_per_shard < min(n_samples, _MIN_SHARD_ROWS):
+        raise InputValidationError(
+            f"max_index_bytes={max_index_bytes} cannot hold a useful shard of the neighbour index over {n_samples} "
+            f"rows of {n_dims} columns; give at least {fixed + per_row * min(n_samples, _MIN_SHARD_ROWS)} bytes.")
+    return max(1, -(-n_samples // rows_per_shard))
+
+
+def _sharded_graph(features: np.ndarray, runner: BlockRunner, *,
+                   n_shards: int, n_dims: int, approximate: bool, n_candidates: int, k: int, random_state: int
+                   ) -> list:
+    """Candidates from ``n_shards`` indexes over consecutive row ranges, merged, then re-ranked.
+
+    Every shard is a copy of one trained empty index filled with its own rows, projected chunk by
+    chunk from ``features`` (the reduced rows of every sample are never held at once); the runner's
+    ``info["index_shard_bytes"]`` records each shard's serialised size. Each shard
+    is one pass of :func:`candidates_block` over every row block, so a task holds one shard; the
+    candidates are merged by their reduced-space similarity (the refine step's exact one, the same
+    scale in every shard) and re-ranked by :func:`rerank_block`. With the same trained index, a
+    query's merged candidates include those one index over every row would give.
+    """
+    import faiss
+
+    n_samples = features.shape[0]
+    basis = _projection_basis(features, n_dims, random_state=random_state)
+    norms = np.empty(n_samples, dtype=np.float32)
+    for start in range(0, n_samples, _CHUNK_ROWS):
+        norms[start : start + _CHUNK_ROWS] = np.linalg.norm(np.asarray(features[start : start + _CHUNK_ROWS],
+                                                                       dtype=np.float32), axis=1)
+    norms = np.maximum(norms, 1e-12)
+    training = _project(features[_training_rows(n_samples, random_state)], basis) if approximate else None
+    empty = _index(n_samples, basis.shape[1] if basis is not None else features.shape[1], approximate, training)
+    blocks = runner.blocks(n_samples)
+    n_found = n_candidates + 1
+    best_ids = np.full((n_samples, n_found), -1, dtype=np.int64)
+    best_sims = np.full((n_samples, n_found), -np.inf, dtype=np.float32)
+    in_process = getattr(runner, "in_process", False)
+    shard_rows = -(-n_samples // n_shards)
+    logger.info("kNN: the index is cut into %d shards of up to %d rows", n_shards, shard_rows)
+    shard_bytes: list[int] = []
+    runner.info["index_shard_bytes"] = shard_bytes
+    for first in range(0, n_samples, shard_rows):
+        last = min(first + shard_rows, n_samples)
+        shard = _empty_copy(empty)
+        for start in range(first, last, _CHUNK_ROWS):
+            shard.add(_project(features[start : min(start + _CHUNK_ROWS, last)], basis))
+        serialized = faiss.serialize_index(shard)
+        shard_bytes.append(int(serialized.nbytes))
+        shared = shard if in_process else serialized
+        del shard, serialized
+        for start, stop, sims, ids in runner.map(candidates_block, features, blocks,
+                                                 shared=(shared, basis, n_found, first)):
+            merged_sims = np.concatenate([best_sims[start:stop], sims], axis=1)
+            merged_ids = np.concatenate([best_ids[start:stop], ids], axis=1)
+            top = np.argsort(-merged_sims, axis=1, kind="stable")[:, :n_found]
+            best_sims[start:stop] = np.take_along_axis(merged_sims, top, axis=1)
+            best_ids[start:stop] = np.take_along_axis(merged_ids, top, axis=1)
+        del shared
+    per_block = [(best_ids[start:stop],) for start, stop in blocks]
+    return runner.map(rerank_block, features, blocks, per_block=per_block, shared=(norms, n_candidates, k))
+
+
+def _empty_copy(index):
+    """A copy of the trained empty ``index`` with its search settings (``faiss.clone_index`` drops some)."""
+    import faiss
+
+    copy = faiss.clone_index(index)
+    if isinstance(index, faiss.IndexRefineFlat):
+        copy.k_factor = index.k_factor
+        faiss.downcast_index(copy.base_index).nprobe = faiss.downcast_index(index.base_index).nprobe
+    return copy
+
+
+def candidates_block(features: np.ndarray, start: int, stop: int, shard, basis: np.ndarray | None, n_found: int,
+                     first_row: int) -> tuple[int, int, np.ndarray, np.ndarray]:
+    """Candidates of rows ``start:stop`` in one shard: ``(start, stop, similarities, row numbers)``.
+
+    ``shard`` is the faiss index over rows ``first_row, first_row + 1, ...`` (or its serialised
+    bytes); the queries are the rows of ``features`` projected on ``basis``. Returns ``n_found``
+    per row, most similar first by reduced-space similarity; -1 and -inf where the shard has fewer.
+    """
+    import faiss
+
+    if isinstance(shard, np.ndarray):
+        shard = faiss.deserialize_index(shard)
+    sims = np.empty((stop - start, n_found), dtype=np.float32)
+    ids = np.empty((stop - start, n_found), dtype=np.int64)
+    for chunk in range(start, stop, _CHUNK_ROWS):
+        end = min(chunk + _CHUNK_ROWS, stop)
+        found_sims, found = shard.search(_project(features[chunk:end], basis), n_found)
+        missing = found < 0
+        sims[chunk - start:end - start] = np.where(missing, -np.inf, found_sims)
+        ids[chunk - start:end - start] = np.where(missing, -1, found + first_row)
+    return start, stop, sims, ids
 
 
 def search_block(features: np.ndarray, start: int, stop: int, index, norms: np.ndarray, n_candidates: int,
@@ -218,21 +367,39 @@ def search_block(features: np.ndarray, start: int, stop: int, index, norms: np.n
 
     if isinstance(index, np.ndarray):
         index = faiss.deserialize_index(index)
+    found = np.empty((stop - start, n_candidates + 1), dtype=np.int64)
+    for chunk in range(start, stop, _CHUNK_ROWS):
+        end = min(chunk + _CHUNK_ROWS, stop)
+        found[chunk - start:end - start] = index.search(index.reconstruct_n(chunk, end - chunk), n_candidates + 1)[1]
+    return rerank_block(features, start, stop, found, norms, n_candidates, k)
+
+
+def rerank_block(features: np.ndarray, start: int, stop: int, found: np.ndarray, norms: np.ndarray, n_candidates: int,
+                 k: int) -> tuple[int, int, np.ndarray, np.ndarray]:
+    """The best ``k`` of rows ``start:stop``'s candidates by full-space cosine: ``(start, stop, indices, similarities)``.
+
+    ``found`` holds ``n_candidates + 1`` row numbers per row (-1 where missing), among them usually
+    the row itself: it is dropped, or the last candidate where it is absent (exact duplicates).
+    ``features`` is every row of the matrix (float32), ``norms`` its row norms. Most similar first;
+    -1 and similarity -inf where fewer candidates were found.
+    """
+    import faiss
+
     database = np.ascontiguousarray(features, dtype=np.float32)
     indices = np.empty((stop - start, k), dtype=np.int64)
     similarities = np.empty((stop - start, k), dtype=np.float32)
     for chunk in range(start, stop, _CHUNK_ROWS):
         end = min(chunk + _CHUNK_ROWS, stop)
-        _, found = index.search(index.reconstruct_n(chunk, end - chunk), n_candidates + 1)
+        hits = found[chunk - start:end - start]
         own = np.arange(chunk, end)[:, None]
-        is_self = found == own
+        is_self = hits == own
         # Drop the sample itself; where it was not returned (exact duplicates), drop the last hit.
         drop = np.where(is_self.any(axis=1), is_self.argmax(axis=1), n_candidates)
-        keep = np.ones_like(found, dtype=bool)
+        keep = np.ones_like(hits, dtype=bool)
         keep[np.arange(end - chunk), drop] = False
-        found = found[keep].reshape(end - chunk, n_candidates)
-        missing = found < 0
-        candidates = np.where(missing, own, found)  # a missing candidate reads any valid row; masked below
+        hits = hits[keep].reshape(end - chunk, n_candidates)
+        missing = hits < 0
+        candidates = np.ascontiguousarray(np.where(missing, own, hits))  # a missing one reads a valid row; masked
         queries = np.ascontiguousarray(database[chunk:end])
         products = np.empty(candidates.shape, dtype=np.float32)
         faiss.fvec_inner_products_by_idx(faiss.swig_ptr(products), faiss.swig_ptr(queries), faiss.swig_ptr(database),
@@ -240,6 +407,6 @@ def search_block(features: np.ndarray, start: int, stop: int, index, norms: np.n
         cosines = products / (norms[chunk:end, None] * norms[candidates])
         cosines[missing] = -np.inf
         best = np.argsort(-cosines, axis=1, kind="stable")[:, :k]
-        indices[chunk - start:end - start] = np.take_along_axis(found, best, axis=1)
+        indices[chunk - start:end - start] = np.take_along_axis(hits, best, axis=1)
         similarities[chunk - start:end - start] = np.take_along_axis(cosines, best, axis=1)
     return start, stop, indices, similarities

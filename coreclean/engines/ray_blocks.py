@@ -24,12 +24,15 @@ import numpy as np
 from coreclean._internal.blocks import record_pass, row_blocks
 from coreclean.engines.ray_embed import connect, import_ray
 
-__all__ = ["RayBlocks", "MIN_BLOCK_ROWS"]
+__all__ = ["RayBlocks", "MIN_BLOCK_ROWS", "MAX_INDEX_BYTES"]
 
 #: Default blocks are never smaller than this (a task costs ~10 ms to schedule).
 MIN_BLOCK_ROWS = 256
 #: Default blocks are never larger than this (a task's rows stay a few hundred MB at 512 columns).
 MAX_BLOCK_ROWS = 131_072
+#: Default most bytes of the neighbour index one task holds: about 3.8M rows of 128 reduced columns
+#: (a larger index is cut into shards, one search pass each; at 100M rows, 27 shards instead of one 53 GiB index).
+MAX_INDEX_BYTES = 2 * 1024**3
 
 
 def _npy_path(features: Any) -> str | None:
@@ -83,12 +86,15 @@ class RayBlocks:
         ``MIN_BLOCK_ROWS..MAX_BLOCK_ROWS`` rows each.
     connect_timeout : float
         Seconds to wait for the cluster at ``address`` before failing with one line.
+    max_index_bytes : int, optional
+        Most bytes of the neighbour search's index a task holds (default ``MAX_INDEX_BYTES``, 2 GiB);
+        a larger index is cut into shards over consecutive rows, searched one pass each.
     """
 
     in_process = False
 
-    def __init__(self, address: str | None = None, *, block_rows: int | None = None, connect_timeout: float = 10.0
-                 ) -> None:
+    def __init__(self, address: str | None = None, *, block_rows: int | None = None, connect_timeout: float = 10.0,
+                 max_index_bytes: int | None = MAX_INDEX_BYTES) -> None:
         from coreclean.exceptions import CorecleanError
 
         if block_rows is not None and block_rows < 1:
@@ -97,6 +103,9 @@ class RayBlocks:
         self.address = address
         self.block_rows = block_rows
         self.connect_timeout = connect_timeout
+        if max_index_bytes is not None and max_index_bytes < 1:
+            raise CorecleanError(f"max_index_bytes must be >= 1; got {max_index_bytes}.")
+        self.max_index_bytes = max_index_bytes
         self.info: dict[str, Any] = {"engine": "ray", "address": address or "local", "blocks": 0, "tasks": 0,
                                      "cpus": 0, "passes": []}
         self._started = False
