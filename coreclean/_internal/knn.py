@@ -94,11 +94,17 @@ def _reduced_rows_and_norms(features: np.ndarray, n_dims: int, *, random_state: 
     n_samples, n_features = features.shape
     out = np.empty((n_samples, n_dims if basis is not None else n_features), dtype=np.float32)
     norms = np.empty(n_samples, dtype=np.float32)
-    for start in range(0, n_samples, _CHUNK_ROWS):
-        block = np.asarray(features[start : start + _CHUNK_ROWS], dtype=np.float32)
-        norms[start : start + block.shape[0]] = np.linalg.norm(block, axis=1)
-        out[start : start + block.shape[0]] = _project(block, basis)
-    return out, np.maximum(norms, 1e-12)
+    for start, reduced, block_norms in _reduced_chunks(features, basis, 0, n_samples):
+        out[start : start + reduced.shape[0]], norms[start : start + reduced.shape[0]] = reduced, block_norms
+    return out, norms
+
+
+def _reduced_chunks(features: np.ndarray, basis: np.ndarray | None, start: int, stop: int):
+    """Rows ``start:stop`` read once, chunk by chunk: yields ``(first row, reduced rows, full-space norms)``,
+    the norms at least 1e-12 (float32)."""
+    for first in range(start, stop, _CHUNK_ROWS):
+        block = np.asarray(features[first : min(first + _CHUNK_ROWS, stop)], dtype=np.float32)
+        yield first, _project(block, basis), np.maximum(np.linalg.norm(block, axis=1), 1e-12)
 
 
 def _projection_basis(features: np.ndarray, n_dims: int, *, random_state: int) -> np.ndarray | None:
@@ -123,6 +129,11 @@ def _project(block: np.ndarray, basis: np.ndarray | None) -> np.ndarray:
     return block
 
 
+def _n_codes(n_dims: int) -> int:
+    """Sub-quantizers of the 4-bit codes: one per pair of columns (one per column when their count is odd)."""
+    return n_dims // 2 if n_dims % 2 == 0 else n_dims
+
+
 def _n_lists(n_samples: int) -> int:
     return max(1, min(round(IVF_LISTS_PER_ROOT * np.sqrt(n_samples)), n_samples // _TRAINING_ROWS_PER_LIST))
 
@@ -142,9 +153,8 @@ def _index(n_samples: int, n_dims: int, approximate: bool, training: np.ndarray 
     if not approximate:
         return faiss.IndexFlatIP(n_dims)
     n_lists = _n_lists(n_samples)
-    # 4-bit codes over pairs of columns (one column each when their count is odd), by residual.
-    n_codes = n_dims // 2 if n_dims % 2 == 0 else n_dims
-    base = faiss.index_factory(n_dims, f"IVF{n_lists},PQ{n_codes}x4fsr", faiss.METRIC_INNER_PRODUCT)
+    # 4-bit codes of the residuals.
+    base = faiss.index_factory(n_dims, f"IVF{n_lists},PQ{_n_codes(n_dims)}x4fsr", faiss.METRIC_INNER_PRODUCT)
     base.cp.min_points_per_centroid = base.pq.cp.min_points_per_centroid = 1  # the sample is sized
     base.nprobe = min(IVF_PROBES, n_lists)
     base.train(training)
@@ -213,17 +223,16 @@ def knn_graph(
     n_candidates = min(CANDIDATE_FACTOR * k, n_samples - 1)
     runner = runner if runner is not None else LocalBlocks()
     approximate = _approximate(n_samples, exact_limit)
-    search_dims = max(1, int(search_dims))
-    n_dims = min(search_dims, features.shape[1])
+    n_dims = min(max(1, int(search_dims)), features.shape[1])  # columns searched
     n_shards = _shard_count(n_samples, n_dims, approximate, getattr(runner, "max_index_bytes", None))
     # The index's training, filling and (here) search are long OpenMP regions: they get every free core.
     threads = limit_graph_search_threads(n_samples, n_dims) if approximate else contextlib.nullcontext()
     with threads:
         if n_shards > 1:
-            found = _sharded_graph(features, runner, n_shards=n_shards, n_dims=search_dims,
+            found = _sharded_graph(features, runner, n_shards=n_shards, n_dims=n_dims,
                                    approximate=approximate, n_candidates=n_candidates, k=k, random_state=random_state)
         else:
-            found = _one_index_graph(features, runner, n_dims=search_dims, approximate=approximate,
+            found = _one_index_graph(features, runner, n_dims=n_dims, approximate=approximate,
                                      n_candidates=n_candidates, k=k, random_state=random_state)
         for start, stop, block_indices, block_similarities in found:
             indices[start:stop], similarities[start:stop] = block_indices, block_similarities
@@ -255,7 +264,7 @@ def _shard_count(n_samples: int, n_dims: int, approximate: bool, max_index_bytes
     """
     if max_index_bytes is None:
         return 1
-    code_bytes = -(-(n_dims // 2 if n_dims % 2 == 0 else n_dims) // 2)
+    code_bytes = -(-_n_codes(n_dims) // 2)
     per_row = 4 * n_dims + (code_bytes + 8 if approximate else 0)
     fixed = _n_lists(n_samples) * (4 * n_dims + 32 * code_bytes) + _SHARD_HEADER_BYTES if approximate else 0
     rows_per_shard = (int(max_index_bytes) - fixed) // per_row
@@ -283,13 +292,9 @@ def _sharded_graph(features: np.ndarray, runner: BlockRunner, *,
 
     n_samples = features.shape[0]
     basis = _projection_basis(features, n_dims, random_state=random_state)
-    norms = np.empty(n_samples, dtype=np.float32)
-    for start in range(0, n_samples, _CHUNK_ROWS):
-        norms[start : start + _CHUNK_ROWS] = np.linalg.norm(np.asarray(features[start : start + _CHUNK_ROWS],
-                                                                       dtype=np.float32), axis=1)
-    norms = np.maximum(norms, 1e-12)
+    norms = np.empty(n_samples, dtype=np.float32)  # filled as the shards read their rows
     training = _project(features[_training_rows(n_samples, random_state)], basis) if approximate else None
-    empty = _index(n_samples, basis.shape[1] if basis is not None else features.shape[1], approximate, training)
+    empty = _index(n_samples, n_dims, approximate, training)
     blocks = runner.blocks(n_samples)
     n_found = n_candidates + 1
     best_ids = np.full((n_samples, n_found), -1, dtype=np.int64)
@@ -302,8 +307,9 @@ def _sharded_graph(features: np.ndarray, runner: BlockRunner, *,
     for first in range(0, n_samples, shard_rows):
         last = min(first + shard_rows, n_samples)
         shard = _empty_copy(empty)
-        for start in range(first, last, _CHUNK_ROWS):
-            shard.add(_project(features[start : min(start + _CHUNK_ROWS, last)], basis))
+        for start, reduced, block_norms in _reduced_chunks(features, basis, first, last):
+            shard.add(reduced)
+            norms[start : start + reduced.shape[0]] = block_norms
         serialized = faiss.serialize_index(shard)
         shard_bytes.append(int(serialized.nbytes))
         shared = shard if in_process else serialized
