@@ -45,3 +45,29 @@ def test_flip_pairs_is_exact_and_refuses_too_few():
 def test_bad_arguments_are_one_clear_error(kwargs, message):
     with pytest.raises(InputValidationError, match=message):
         inject_noise(np.repeat([0, 1], 5), **kwargs)
+
+
+def test_low_rate_pair_flips_total_the_rate_not_one_per_class():
+    # Digits' P3 train split: ~120 a class. Rounding each class's share gave one flip per class at
+    # both 0.5 % and 1 %, so the two settings were one; the total must follow the rate.
+    labels = np.repeat(np.arange(10), [118, 120, 119, 122, 121, 120, 118, 121, 119, 120])
+    totals = {rate: [int(inject_noise(labels, rate=rate, kind="pairs", random_state=seed)[1].sum())
+                     for seed in range(5)] for rate in (0.005, 0.01)}
+    assert totals == {0.005: [6] * 5, 0.01: [12] * 5}
+    noisy, flipped = inject_noise(labels, rate=0.005, kind="pairs", random_state=0)
+    assert (noisy[flipped] == (labels[flipped] + 1) % 10).all()
+    classes_hit = {tuple(np.flatnonzero(np.bincount(labels[inject_noise(labels, rate=0.005, kind="pairs",
+                                                                        random_state=s)[1]], minlength=10)))
+                   for s in range(5)}
+    assert len(classes_hit) > 1  # which classes get the leftover flips changes with the seed
+
+
+def test_whole_pair_shares_draw_as_before():
+    # 1,000 a class at 0.5 %: every share is whole, so the flips (and the CIFAR-10 P3 rows) are unchanged.
+    labels = np.repeat(np.arange(10), 1000)
+    noisy, _ = inject_noise(labels, rate=0.005, kind="pairs", random_state=1000)
+    rng = np.random.default_rng(1000)
+    expected = labels.copy()
+    for source in range(10):
+        expected[rng.permutation(np.flatnonzero(labels == source))[:5]] = (source + 1) % 10
+    assert np.array_equal(noisy, expected)

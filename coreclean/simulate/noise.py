@@ -42,7 +42,8 @@ def inject_noise(
         Clean class indices; never modified.
     rate : float
         Share of samples to flip, in [0, 1). With ``kind="pairs"`` and explicit ``pairs``, only
-        classes that have a partner are flipped, each at this rate.
+        classes that have a partner are flipped, each at this rate; the pair flips number
+        ``round(rate * n)`` over the ``n`` samples of those classes (see :func:`_pair_flip_counts`).
     kind : {"uniform", "pairs", "nearest"}
     n_classes : int, optional
         Number of classes (default: ``labels.max() + 1``).
@@ -75,13 +76,30 @@ def inject_noise(
         noisy[flip] = (labels[flip] + shift) % n_classes
     elif kind == "pairs":
         mapping = dict(pairs) if pairs is not None else {c: (c + 1) % n_classes for c in range(n_classes)}
-        for source, target in mapping.items():
-            members = np.flatnonzero(labels == source)
-            flip = rng.permutation(members)[: int(round(rate * members.size))]
-            noisy[flip] = target
+        shuffled = [rng.permutation(np.flatnonzero(labels == source)) for source in mapping]
+        counts = _pair_flip_counts(np.array([members.size for members in shuffled]), rate, rng)
+        for target, members, count in zip(mapping.values(), shuffled, counts):
+            noisy[members[:count]] = target
     else:
         noisy = _nearest_class_flips(labels, features, rate=rate, n_classes=n_classes, rng=rng)
     return noisy, noisy != labels
+
+
+def _pair_flip_counts(sizes: np.ndarray, rate: float, rng: np.random.Generator) -> np.ndarray:
+    """Flips per source class: ``rate`` of each class's ``sizes``, summing to ``round(rate * sizes.sum())``.
+
+    Each class gets the whole part of its share; the flips left over go to classes drawn at random
+    (without replacement) in proportion to their fractional parts, so the total matches the rate
+    even when every class's share is below one (at 0.5 % and 1 % of 120 a class, rounding each share
+    gave one flip per class for both rates).
+    """
+    shares = rate * sizes.astype(np.float64)
+    counts = np.floor(shares + 1e-9).astype(np.int64)
+    fractions = np.clip(shares - counts, 0.0, None)
+    extra = min(int(round(shares.sum())) - int(counts.sum()), int(np.count_nonzero(fractions)))
+    if extra > 0:
+        counts[rng.choice(sizes.size, size=extra, replace=False, p=fractions / fractions.sum())] += 1
+    return counts
 
 
 def flip_pairs(
