@@ -89,8 +89,9 @@ def test_ray_blocks_run_the_local_block_maths_with_coresets(tmp_path: Path) -> N
 
 @pytest.mark.slow
 def test_ray_tasks_each_hold_one_shard_of_the_neighbour_index_and_rank_as_one_index_does(tmp_path: Path) -> None:
-    """With ``max_index_bytes`` below the index's size, each search pass ships one shard; the (exact)
-    neighbours, so the scores, are those of one index."""
+    """With ``max_index_bytes`` below the index's size, the shards are filled by tasks (one per shard)
+    and stay in the object store (nothing comes back to the driver); each search pass ships one shard;
+    the (exact) neighbours, so the scores, are those of one index."""
     features, labels = _blobs(n=2400, d=16, seed=2)
     np.save(tmp_path / "x.npy", features)
     mapped = np.load(tmp_path / "x.npy", mmap_mode="r")
@@ -101,6 +102,9 @@ def test_ray_tasks_each_hold_one_shard_of_the_neighbour_index_and_rank_as_one_in
     assert np.allclose(here.scores_, there.scores_, atol=1e-6)
     searches = [p for p in engine.info["passes"] if p["fn"] == "candidates_block"]
     assert len(searches) == len(engine.info["index_shard_bytes"]) >= 3
+    fills = [p for p in engine.info["passes"] if p["fn"] == "fill_shard_block"]
+    assert len(fills) == 1 and fills[0]["blocks"] == len(searches) and fills[0]["bytes_from_tasks"] == 0
+    assert fills[0]["result_bytes"] == engine.info["index_shard_bytes"]
     assert max(engine.info["index_shard_bytes"]) <= 70_000
     assert all(p["bytes_to_tasks"] <= 70_000 + 16 * 1024 for p in searches)  # one shard (and the norms) per pass
     assert {p["fn"] for p in engine.info["passes"]} >= {"rerank_block"}

@@ -73,8 +73,9 @@ def test_neighbours_found_in_a_reduced_space_are_ranked_by_their_full_space_cosi
 
 @pytest.mark.parametrize("exact_limit", [10**9, 0], ids=["exact", "approximate"])
 def test_an_index_cut_into_shards_finds_what_one_index_finds_and_each_shard_keeps_to_its_bytes(exact_limit: int) -> None:
-    """A runner's ``max_index_bytes`` cuts the index into shards (one pass each, then a re-rank pass):
-    exact shards give exactly the one index's neighbours; approximate ones at least its recall."""
+    """A runner's ``max_index_bytes`` cuts the index into shards (filled in one pass, a block per shard;
+    searched one pass each, then a re-rank pass): exact shards give exactly the one index's
+    neighbours; approximate ones at least its recall."""
     from coreclean._internal.blocks import LocalBlocks
 
     features = _clusters(6000, 300, seed=3)
@@ -84,7 +85,9 @@ def test_an_index_cut_into_shards_finds_what_one_index_finds_and_each_shard_keep
     indices, similarities = knn_graph(features, 10, exact_limit=exact_limit, search_dims=64, runner=runner)
     shard_bytes = runner.info["index_shard_bytes"]
     assert len(shard_bytes) >= 3 and max(shard_bytes) <= limit
-    assert [p["fn"] for p in runner.info["passes"]] == ["candidates_block"] * len(shard_bytes) + ["rerank_block"]
+    passes = runner.info["passes"]
+    assert [p["fn"] for p in passes] == ["fill_shard_block"] + ["candidates_block"] * len(shard_bytes) + ["rerank_block"]
+    assert passes[0]["blocks"] == len(shard_bytes) and passes[0]["rows"] == 6000
     assert not (indices == np.arange(6000)[:, None]).any()
     if exact_limit:
         np.testing.assert_array_equal(indices, whole_indices)

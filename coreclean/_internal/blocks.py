@@ -10,14 +10,13 @@ from them does not depend on the engine, only on the blocks.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-import time
-
 import numpy as np
 
-__all__ = ["BlockRunner", "LocalBlocks", "row_blocks", "rows_in_block", "record_pass"]
+__all__ = ["BlockRunner", "LocalBlocks", "row_blocks", "rows_in_block", "record_pass", "array_bytes"]
 
 
 def row_blocks(n_rows: int, block_rows: int | None) -> list[tuple[int, int]]:
@@ -41,8 +40,13 @@ class BlockRunner(Protocol):
         """The row blocks a pass over ``n_rows`` rows is split into."""
 
     def map(self, fn: Callable[..., Any], features: Any, blocks: Sequence[tuple[int, int]],
-            per_block: Sequence[tuple] | None = None, shared: tuple = ()) -> list[Any]:
-        """``[fn(features, start, stop, *per_block[b], *shared) for each block b]``, in block order."""
+            per_block: Sequence[tuple] | None = None, shared: tuple = (), *, keep: bool = False) -> list[Any]:
+        """``[fn(features, start, stop, *per_block[b], *shared) for each block b]``, in block order.
+
+        With ``keep``, the results stay where they were made and handles to them come back, which a
+        later ``map`` accepts among its ``shared`` values (the pass record's ``result_bytes`` gives
+        each one's size); a result is freed when its handle is dropped.
+        """
 
 
 class LocalBlocks:
@@ -71,24 +75,39 @@ class LocalBlocks:
         return blocks
 
     def map(self, fn: Callable[..., Any], features: Any, blocks: Sequence[tuple[int, int]],
-            per_block: Sequence[tuple] | None = None, shared: tuple = ()) -> list[Any]:
-        """Call ``fn`` on each block here, in order."""
+            per_block: Sequence[tuple] | None = None, shared: tuple = (), *, keep: bool = False) -> list[Any]:
+        """Call ``fn`` on each block here, in order; a kept result is its own handle."""
         per_block = per_block if per_block is not None else [()] * len(blocks)
         began = time.perf_counter()
         results, seconds = [], []
         for (start, stop), args in zip(blocks, per_block):
             results.append(fn(features, start, stop, *args, *shared))
             seconds.append(time.perf_counter() - began - sum(seconds))
-        record_pass(self.info, fn, blocks, time.perf_counter() - began, seconds)
+        record_pass(self.info, fn, blocks, time.perf_counter() - began, seconds,
+                    result_bytes=[array_bytes(result) for result in results])
         return results
 
 
 def record_pass(info: dict[str, Any], fn: Callable[..., Any], blocks: Sequence[tuple[int, int]], wall_s: float,
-                task_s: list[float], **bytes_moved: int) -> None:
-    """Add one pass to ``info``: its function, blocks, rows, wall time, per-block times and bytes moved."""
+                task_s: list[float], *, result_bytes: list[int], **bytes_moved: int) -> None:
+    """Add one pass to ``info``: its function, blocks, rows, wall time, per-block times, each block's
+    result size (:func:`array_bytes`) and bytes moved."""
     info["tasks"] += len(blocks)
     info["passes"].append({"fn": fn.__name__, "blocks": len(blocks), "rows": int(sum(b - a for a, b in blocks)),
-                           "wall_s": wall_s, "task_s": task_s, **bytes_moved})
+                           "wall_s": wall_s, "task_s": task_s, "result_bytes": result_bytes, **bytes_moved})
+
+
+def array_bytes(value: Any) -> int:
+    """Bytes of the numpy arrays in ``value`` (nested tuples, lists, dicts, object attributes); the rest counts 0."""
+    if isinstance(value, np.ndarray):
+        return int(value.nbytes)
+    if isinstance(value, (tuple, list)):
+        return sum(array_bytes(v) for v in value)
+    if isinstance(value, dict):
+        return sum(array_bytes(v) for v in value.values())
+    if hasattr(value, "__dict__"):
+        return array_bytes(vars(value))
+    return 0
 
 
 def rows_in_block(rows: np.ndarray, start: int, stop: int) -> slice:

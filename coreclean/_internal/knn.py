@@ -49,7 +49,7 @@ from coreclean._internal.blocks import BlockRunner, LocalBlocks
 from coreclean._internal.threads import limit_graph_search_threads
 from coreclean.exceptions import InputValidationError
 
-__all__ = ["knn_graph", "search_block", "candidates_block", "rerank_block", "EXACT_SEARCH_LIMIT", "SEARCH_DIMS", "CANDIDATE_FACTOR"]
+__all__ = ["knn_graph", "search_block", "fill_shard_block", "candidates_block", "rerank_block", "EXACT_SEARCH_LIMIT", "SEARCH_DIMS", "CANDIDATE_FACTOR"]
 
 logger = logging.getLogger(__name__)
 
@@ -202,7 +202,8 @@ def knn_graph(
     runner : BlockRunner, optional
         Runs the search and re-rank in row blocks (default: here, one block); the index is built here.
         Where its ``max_index_bytes`` is set, the index is cut into shards over consecutive rows that
-        hold at most that much each, one pass per shard, so no task holds the whole index.
+        hold at most that much each, filled by the runner's tasks (one per shard, trained here) and
+        searched one pass per shard, so neither a task nor the driver holds the whole index.
 
     Returns
     -------
@@ -280,50 +281,60 @@ def _sharded_graph(features: np.ndarray, runner: BlockRunner, *,
                    ) -> list:
     """Candidates from ``n_shards`` indexes over consecutive row ranges, merged, then re-ranked.
 
-    Every shard is a copy of one trained empty index filled with its own rows, projected chunk by
-    chunk from ``features`` (the reduced rows of every sample are never held at once); the runner's
-    ``info["index_shard_bytes"]`` records each shard's serialised size. Each shard
-    is one pass of :func:`candidates_block` over every row block, so a task holds one shard; the
-    candidates are merged by their reduced-space similarity (the refine step's exact one, the same
-    scale in every shard) and re-ranked by :func:`rerank_block`. With the same trained index, a
-    query's merged candidates include those one index over every row would give.
+    One empty index is trained here; the shards are filled in one pass of :func:`fill_shard_block`,
+    a task per shard, each projecting its own rows chunk by chunk, and stay where they were made (a
+    Ray cluster's object store: the driver never holds them; the runner's ``info["index_shard_bytes"]``
+    records each one's serialised size). Each shard is then one pass of :func:`candidates_block`
+    over every row block, so a task holds one shard; the candidates are merged by their
+    reduced-space similarity (the refine step's exact one, the same scale in every shard) and
+    re-ranked by :func:`rerank_block`. With the same trained index, a query's merged candidates
+    include those one index over every row would give.
     """
     import faiss
 
     n_samples = features.shape[0]
     basis = _projection_basis(features, n_dims, random_state=random_state)
-    norms = np.empty(n_samples, dtype=np.float32)  # filled as the shards read their rows
     training = _project(features[_training_rows(n_samples, random_state)], basis) if approximate else None
     empty = _index(n_samples, n_dims, approximate, training)
+    in_process = getattr(runner, "in_process", False)
+    shard_rows = -(-n_samples // n_shards)
+    shard_ranges = [(first, min(first + shard_rows, n_samples)) for first in range(0, n_samples, shard_rows)]
+    logger.info("kNN: the index is cut into %d shards of up to %d rows", len(shard_ranges), shard_rows)
+    shards = runner.map(fill_shard_block, features, shard_ranges,
+                        shared=(empty if in_process else faiss.serialize_index(empty), basis), keep=True)
+    runner.info["index_shard_bytes"] = list(runner.info["passes"][-1]["result_bytes"])
+    del empty
     blocks = runner.blocks(n_samples)
     n_found = n_candidates + 1
     best_ids = np.full((n_samples, n_found), -1, dtype=np.int64)
     best_sims = np.full((n_samples, n_found), -np.inf, dtype=np.float32)
-    in_process = getattr(runner, "in_process", False)
-    shard_rows = -(-n_samples // n_shards)
-    logger.info("kNN: the index is cut into %d shards of up to %d rows", n_shards, shard_rows)
-    shard_bytes: list[int] = []
-    runner.info["index_shard_bytes"] = shard_bytes
-    for first in range(0, n_samples, shard_rows):
-        last = min(first + shard_rows, n_samples)
-        shard = _empty_copy(empty)
-        for start, reduced, block_norms in _reduced_chunks(features, basis, first, last):
-            shard.add(reduced)
-            norms[start : start + reduced.shape[0]] = block_norms
-        serialized = faiss.serialize_index(shard)
-        shard_bytes.append(int(serialized.nbytes))
-        shared = shard if in_process else serialized
-        del shard, serialized
-        for start, stop, sims, ids in runner.map(candidates_block, features, blocks,
-                                                 shared=(shared, basis, n_found, first)):
+    norms = np.empty(n_samples, dtype=np.float32)
+    for (first, _), shard in zip(shard_ranges, shards):
+        # Here, the shard is read once for all blocks; a task reads its serialised copy.
+        shared = faiss.deserialize_index(shard) if in_process else shard
+        for start, stop, sims, ids, block_norms in runner.map(candidates_block, features, blocks,
+                                                              shared=(shared, basis, n_found, first)):
             merged_sims = np.concatenate([best_sims[start:stop], sims], axis=1)
             merged_ids = np.concatenate([best_ids[start:stop], ids], axis=1)
             top = np.argsort(-merged_sims, axis=1, kind="stable")[:, :n_found]
             best_sims[start:stop] = np.take_along_axis(merged_sims, top, axis=1)
             best_ids[start:stop] = np.take_along_axis(merged_ids, top, axis=1)
+            norms[start:stop] = block_norms
         del shared
+    del shards
     per_block = [(best_ids[start:stop],) for start, stop in blocks]
     return runner.map(rerank_block, features, blocks, per_block=per_block, shared=(norms, n_candidates, k))
+
+
+def fill_shard_block(features: np.ndarray, first: int, last: int, empty, basis: np.ndarray | None) -> np.ndarray:
+    """The shard of the index over rows ``first:last``: a copy of the trained ``empty`` index (or its
+    serialised bytes) filled with those rows projected on ``basis``, returned serialised (uint8)."""
+    import faiss
+
+    shard = faiss.deserialize_index(empty) if isinstance(empty, np.ndarray) else _empty_copy(empty)
+    for _, reduced, _ in _reduced_chunks(features, basis, first, last):
+        shard.add(reduced)
+    return faiss.serialize_index(shard)
 
 
 def _empty_copy(index):
@@ -338,12 +349,13 @@ def _empty_copy(index):
 
 
 def candidates_block(features: np.ndarray, start: int, stop: int, shard, basis: np.ndarray | None, n_found: int,
-                     first_row: int) -> tuple[int, int, np.ndarray, np.ndarray]:
-    """Candidates of rows ``start:stop`` in one shard: ``(start, stop, similarities, row numbers)``.
+                     first_row: int) -> tuple[int, int, np.ndarray, np.ndarray, np.ndarray]:
+    """Candidates of rows ``start:stop`` in one shard: ``(start, stop, similarities, row numbers, norms)``.
 
     ``shard`` is the faiss index over rows ``first_row, first_row + 1, ...`` (or its serialised
     bytes); the queries are the rows of ``features`` projected on ``basis``. Returns ``n_found``
-    per row, most similar first by reduced-space similarity; -1 and -inf where the shard has fewer.
+    per row, most similar first by reduced-space similarity; -1 and -inf where the shard has fewer;
+    and each row's full-space L2 norm (at least 1e-12), read in the same pass.
     """
     import faiss
 
@@ -351,13 +363,15 @@ def candidates_block(features: np.ndarray, start: int, stop: int, shard, basis: 
         shard = faiss.deserialize_index(shard)
     sims = np.empty((stop - start, n_found), dtype=np.float32)
     ids = np.empty((stop - start, n_found), dtype=np.int64)
-    for chunk in range(start, stop, _CHUNK_ROWS):
-        end = min(chunk + _CHUNK_ROWS, stop)
-        found_sims, found = shard.search(_project(features[chunk:end], basis), n_found)
+    norms = np.empty(stop - start, dtype=np.float32)
+    for chunk, queries, chunk_norms in _reduced_chunks(features, basis, start, stop):
+        end = chunk + queries.shape[0]
+        found_sims, found = shard.search(queries, n_found)
         missing = found < 0
         sims[chunk - start:end - start] = np.where(missing, -np.inf, found_sims)
         ids[chunk - start:end - start] = np.where(missing, -1, found + first_row)
-    return start, stop, sims, ids
+        norms[chunk - start:end - start] = chunk_norms
+    return start, stop, sims, ids, norms
 
 
 def search_block(features: np.ndarray, start: int, stop: int, index, norms: np.ndarray, n_candidates: int,

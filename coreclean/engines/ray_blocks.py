@@ -7,7 +7,9 @@ path calls. The fits stay on the driver, on the union of the blocks' coresets (o
 row below ``max_fit_samples``). A memory-mapped ``.npy`` travels as its path: each task opens it with
 ``np.load(mmap_mode="r")`` and reads its rows only, so on a multi-node cluster every node must see
 the file at the same path (as for ``embed --engine ray``). Anything else a task needs (an in-memory
-matrix, the models, the search index) is put in the object store once per pass.
+matrix, the models, the search index) is put in the object store once per pass; a pass run with
+``keep=True`` (the shards of the neighbour index) leaves its results there, and later passes read them
+from the store without the driver ever holding them.
 
 ``info`` records what ran: engine, blocks, tasks, the cluster's CPUs, and per pass the task times
 and the bytes that went to and came back from the tasks (what ``benchmarks/cost_model.py`` fits).
@@ -21,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from coreclean._internal.blocks import record_pass, row_blocks
+from coreclean._internal.blocks import array_bytes, record_pass, row_blocks
 from coreclean.engines.ray_embed import connect, import_ray
 
 __all__ = ["RayBlocks", "MIN_BLOCK_ROWS", "MAX_INDEX_BYTES"]
@@ -49,26 +51,14 @@ def _npy_path(features: Any) -> str | None:
     return str(filename)
 
 
-def _nbytes(value: Any) -> int:
-    """Bytes of the arrays in ``value`` (nested tuples, lists, dicts, object attributes); the rest counts 0."""
-    if isinstance(value, np.ndarray):
-        return int(value.nbytes)
-    if isinstance(value, (tuple, list)):
-        return sum(_nbytes(v) for v in value)
-    if isinstance(value, dict):
-        return sum(_nbytes(v) for v in value.values())
-    if hasattr(value, "__dict__"):
-        return _nbytes(vars(value))
-    return 0
-
-
 def _run_block(fn: Callable[..., Any], source: Any, start: int, stop: int, args: tuple, *shared: Any
-               ) -> tuple[Any, float]:
-    """One task: open the rows (a path is memory-mapped here), call ``fn``, return (result, seconds)."""
+               ) -> tuple[Any, tuple[float, int]]:
+    """One task: open the rows (a path is memory-mapped here), call ``fn``; returns (result, (seconds, result bytes)),
+    as two objects (``num_returns=2``), so the result can stay in the object store while its size travels."""
     began = time.perf_counter()
     features = np.load(source, mmap_mode="r") if isinstance(source, str) else source
     result = fn(features, start, stop, *args, *shared)
-    return result, time.perf_counter() - began
+    return result, (time.perf_counter() - began, array_bytes(result))
 
 
 class RayBlocks:
@@ -109,12 +99,14 @@ class RayBlocks:
         self.info: dict[str, Any] = {"engine": "ray", "address": address or "local", "blocks": 0, "tasks": 0,
                                      "cpus": 0, "passes": []}
         self._started = False
+        # A kept result's id (not its handle, which would keep it alive) -> its size, for the bytes later passes ship.
+        self._kept_bytes: dict[str, int] = {}
 
     def __enter__(self) -> "RayBlocks":
         ray = import_ray()
         self._started = connect(self.address, timeout=self.connect_timeout)
         self.info["cpus"] = int(ray.cluster_resources().get("CPU", 1))
-        self._task = ray.remote(num_cpus=1, max_retries=3)(_run_block)
+        self._task = ray.remote(num_cpus=1, max_retries=3, num_returns=2)(_run_block)
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -133,8 +125,12 @@ class RayBlocks:
         return blocks
 
     def map(self, fn: Callable[..., Any], features: Any, blocks: Sequence[tuple[int, int]],
-            per_block: Sequence[tuple] | None = None, shared: tuple = ()) -> list[Any]:
-        """Run ``fn`` on every block as a Ray task (retried if its worker dies); results in block order."""
+            per_block: Sequence[tuple] | None = None, shared: tuple = (), *, keep: bool = False) -> list[Any]:
+        """Run ``fn`` on every block as a Ray task (retried if its worker dies); results in block order.
+
+        With ``keep``, the results stay in the object store and their ``ObjectRef`` handles come back;
+        a handle among a later pass's ``shared`` values is read from the store by each task.
+        """
         ray = import_ray()
         if not hasattr(self, "_task"):
             raise RuntimeError("use RayBlocks as a context manager: `with RayBlocks(...) as engine:`")
@@ -146,16 +142,22 @@ class RayBlocks:
         else:
             array = np.ascontiguousarray(features)
             source, source_bytes = ray.put(array), int(array.nbytes)
-        shared_refs = [ray.put(value) for value in shared]
-        futures = [self._task.remote(fn, source, start, stop, args, *shared_refs)
-                   for (start, stop), args in zip(blocks, per_block)]
-        outcomes = ray.get(futures)
-        results = [result for result, _ in outcomes]
+        kept = [value for value in shared if isinstance(value, ray.ObjectRef)]
+        shared_refs = [value if isinstance(value, ray.ObjectRef) else ray.put(value) for value in shared]
+        refs = [self._task.remote(fn, source, start, stop, args, *shared_refs)
+                for (start, stop), args in zip(blocks, per_block)]
+        measured = ray.get([meta for _, meta in refs])
+        results = [result for result, _ in refs] if keep else ray.get([result for result, _ in refs])
+        result_bytes = [int(size) for _, size in measured]
+        if keep:
+            self._kept_bytes.update((ref.hex(), size) for ref, size in zip(results, result_bytes))
         rows = int(sum(b - a for a, b in blocks))
         row_bytes = int(np.prod(features.shape[1:])) * features.dtype.itemsize if path is not None else 0
-        record_pass(self.info, fn, blocks, time.perf_counter() - began, [seconds for _, seconds in outcomes],
-                    bytes_to_tasks=source_bytes + _nbytes(list(per_block)) + _nbytes(list(shared)),
-                    bytes_read_from_file=row_bytes * rows, bytes_from_tasks=_nbytes(results))
+        shipped = (source_bytes + array_bytes(list(per_block)) + sum(self._kept_bytes.get(ref.hex(), 0) for ref in kept)
+                   + array_bytes([value for value in shared if not isinstance(value, ray.ObjectRef)]))
+        record_pass(self.info, fn, blocks, time.perf_counter() - began, [seconds for seconds, _ in measured],
+                    result_bytes=result_bytes, bytes_to_tasks=shipped, bytes_read_from_file=row_bytes * rows,
+                    bytes_from_tasks=0 if keep else sum(result_bytes))
         return results
 
     def describe(self) -> str:
