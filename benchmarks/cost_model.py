@@ -1,8 +1,9 @@
 """How long would ``rank`` (and ``embed``) take on N workers at 10M or 100M rows? A cost model from measured runs.
 
 ``python -m benchmarks.cost_model measure`` (sizes 50k, 200k and 1M) ranks the ``benchmarks.scale`` synthetic set
-(512-d, 10 classes, 10% noise) at each size, locally and on a local Ray, each run in a fresh child
-process, and records per pass: per-block task times, wall time, bytes sent to and back from the
+(512-d, 10 classes, 10% noise) at each size, locally and on a local Ray, and on Ray again with the
+neighbour index cut into 2 and 4 shards (``--shards``, as ``RayBlocks`` cuts any index over 2 GiB),
+each run in a fresh child process, and records per pass: per-block task times, wall time, bytes sent to and back from the
 tasks, bytes the tasks read from the features file; and the driver's own time (the fits, the index
 build, the scoring) and its CSV write rate. ``python -m benchmarks.cost_model fit`` (fit sizes 50k and 200k)
 fits the model on those sizes, back-tests it on the largest measured size, predicts 10M and 100M on
@@ -21,10 +22,17 @@ The model (per size n, N workers, K folds, m = ``max_fit_samples``):
   is ``c₀ + c₁ · √n`` (each query scans 64 lists of √n/4 codes), both fitted by non-negative least
   squares over the fit sizes; the rest of the driver
   (pooling, the noise prior, the table) ``ρ · n``; the CSV ``bytes / write rate``;
+* an index cut into S shards (Ray's default above 2 GiB: 3 at 10M rows, 27 at 100M) replaces the search
+  pass and most of the driver's index: the driver only trains (``τ₁ · n + τ₂ · n^1.5``); a fill pass (one
+  task per shard, ``f₀ + f₁ · √n`` per row: projection, encoding, assignment to one of 4√n lists); S
+  candidate passes over every row at ``a₀ + a₁ · √n + a₂ · √n / S`` per row each (every shard repeats the
+  coarse search over all 4√n lists; the 64 scanned lists hold a shard's rows only); one re-rank pass.
+  Fitted by non-negative least squares on the sharded runs at the fit sizes (2 and 4 shards each);
 * a Ray run adds its start-up (measured) and the bytes it moves over ``--bandwidth`` (default 1.25 GB/s,
   a 10 GbE link or a shared file server: assumed, not measured; on one node the object store is
   shared memory): each pass's rows read from the features file, arguments and results, and the
-  serialised neighbour index once per worker (each search task holds the whole index).
+  serialised neighbour index once per worker (each search task holds the whole index; with shards,
+  one shard at a time).
 
 What a 2-core box can say: per-row task costs, per-task overhead, driver costs and their growth
 with n are measured; how passes speed up with N is *assumed* (perfectly parallel blocks, no
@@ -52,6 +60,7 @@ from benchmarks.common import REPO
 RESULTS = REPO / "benchmarks" / "results"
 WORK = REPO / "benchmarks" / "work" / "scale"
 PASSES = ("fold_probs_block", "search_block", "coreset_gram_block", "coreset_draw_block")
+SHARD_PASSES = ("fill_shard_block", "candidates_block", "rerank_block")
 _FOLDS = 5
 _MAX_FIT = 200_000
 _PILOT = 50_000
@@ -72,7 +81,8 @@ def _one(args: argparse.Namespace) -> None:
     if args.engine == "ray":
         from coreclean.engines.ray_blocks import RayBlocks
 
-        engine = RayBlocks().__enter__()
+        engine = RayBlocks(**({"max_index_bytes": _bytes_for_shards(args.n, args.shards)} if args.shards else {}))
+        engine.__enter__()
     else:
         engine = LocalBlocks()
     startup = time.perf_counter() - began
@@ -90,9 +100,17 @@ def _one(args: argparse.Namespace) -> None:
     finally:
         if args.engine == "ray":
             engine.__exit__(None, None, None)
-    print(json.dumps({"n": args.n, "engine": args.engine, "startup_s": startup, "fit_s": fit_s,
+    print(json.dumps({"n": args.n, "engine": args.engine, "shards": len(engine.info.get("index_shard_bytes", [])) or 1,
+                      "startup_s": startup, "fit_s": fit_s,
                       "timings": ranker.signals_.timings, "info": engine.info, "csv_bytes": csv_bytes,
                       "write_s": write_s, "coreset_block_s_per_row": block_costs, "load_average": os.getloadavg()}))
+
+
+def _bytes_for_shards(n: int, shards: int) -> int:
+    """A ``max_index_bytes`` that cuts the index over ``n`` rows into ``shards`` shards."""
+    from coreclean._internal.knn import shard_bytes
+
+    return shard_bytes(n, -(-n // shards))
 
 
 def _coreset_block_costs(features: np.ndarray, labels: np.ndarray, rows: int = 32768) -> dict:
@@ -119,20 +137,28 @@ def _coreset_block_costs(features: np.ndarray, labels: np.ndarray, rows: int = 3
 
 
 def measure(args: argparse.Namespace) -> None:
-    """Run every (size, engine) in a child, one at a time; append to ``cost_model_runs.json``."""
+    """Run every (size, engine) in a child, one at a time, and the sharded Ray runs (``--shards`` at
+    ``--shard-sizes``); replace those entries of ``cost_model_runs.json``."""
     out = RESULTS / "cost_model_runs.json"
     runs = json.loads(out.read_text()) if out.exists() else []
-    for n in args.sizes:
-        for engine in args.engines:
-            command = [sys.executable, "-m", "benchmarks.cost_model", "_one", "--n", str(n), "--engine", engine]
-            if engine == "local" and n == min(args.sizes):
-                command.append("--block-costs")
-            done = subprocess.run(command, capture_output=True, text=True, check=True,
-                                  env={**os.environ, "PYTHONPATH": str(REPO)})
-            run = json.loads(done.stdout.strip().splitlines()[-1])
-            runs = [r for r in runs if (r["n"], r["engine"]) != (n, engine)] + [run]
-            print(f"n={n} {engine}: fit {run['fit_s']:.1f} s, start-up {run['startup_s']:.1f} s", flush=True)
-            out.write_text(json.dumps(runs, indent=1))
+    plan = [(n, engine, 0) for n in args.sizes for engine in args.engines]
+    plan += [(n, "ray", shards) for n in args.shard_sizes for shards in args.shards]
+    for n, engine, shards in plan:
+        command = [sys.executable, "-m", "benchmarks.cost_model", "_one", "--n", str(n), "--engine", engine,
+                   "--shards", str(shards)]
+        if engine == "local" and n == min(args.sizes):
+            command.append("--block-costs")
+        done = subprocess.run(command, capture_output=True, text=True, check=True,
+                              env={**os.environ, "PYTHONPATH": str(REPO)})
+        run = json.loads(done.stdout.strip().splitlines()[-1])
+        runs = [r for r in runs if _key(r) != _key(run)] + [run]
+        print(f"n={n} {engine} ({run['shards']} shards): fit {run['fit_s']:.1f} s, start-up {run['startup_s']:.1f} s",
+              flush=True)
+        out.write_text(json.dumps(runs, indent=1))
+
+
+def _key(run: dict) -> tuple:
+    return run["n"], run["engine"], run.get("shards", 1)
 
 
 def _pass_totals(run: dict) -> dict:
@@ -147,19 +173,20 @@ def _pass_totals(run: dict) -> dict:
         # what each block's rows cost on the wire (their arguments, results and file reads); the search
         # pass's arguments are the index, which every worker needs whole: counted apart
         to_tasks = p.get("bytes_to_tasks", 0)
-        t["shared"] += to_tasks if p["fn"] == "search_block" else 0
-        t["bytes"] += (0 if p["fn"] == "search_block" else to_tasks) + p.get("bytes_from_tasks", 0) \
-            + p.get("bytes_read_from_file", 0)
+        index_pass = p["fn"] in ("search_block", "candidates_block")
+        t["shared"] += to_tasks if index_pass else 0
+        t["bytes"] += (0 if index_pass else to_tasks) + p.get("bytes_from_tasks", 0) + p.get("bytes_read_from_file", 0)
     return totals
 
 
 def _driver_parts(run: dict) -> dict:
-    """The driver's serial seconds: fits (out-of-fold minus its passes), index (kNN minus search), rest."""
+    """The driver's serial seconds: fits (out-of-fold minus its passes), index (kNN minus its passes: with
+    shards, the training only), rest."""
     totals = _pass_totals(run)
-    walls = {name: totals.get(name, {}).get("wall_s", 0.0) for name in PASSES}
+    walls = {name: totals.get(name, {}).get("wall_s", 0.0) for name in PASSES + SHARD_PASSES}
     oof = run["timings"].get("out_of_fold", 0.0) - walls["fold_probs_block"] - walls["coreset_gram_block"] \
         - walls["coreset_draw_block"]
-    index = run["timings"].get("neighbors", 0.0) - walls["search_block"]
+    index = run["timings"].get("neighbors", 0.0) - sum(walls[name] for name in ("search_block",) + SHARD_PASSES)
     rest = run["fit_s"] - run["timings"].get("out_of_fold", 0.0) - run["timings"].get("neighbors", 0.0)
     return {"fits": oof, "index": index, "rest": rest}
 
@@ -184,8 +211,9 @@ def _through_origin(x: list[float], y: list[float]) -> float:
 
 def fit_model(runs: list[dict], fit_sizes: list[int], bandwidth: float) -> dict:
     """Parameters of the model (module docstring) from the runs at ``fit_sizes``."""
-    ray = [r for r in runs if r["engine"] == "ray" and r["n"] in fit_sizes]
+    ray = [r for r in runs if r["engine"] == "ray" and r["n"] in fit_sizes and r.get("shards", 1) == 1]
     local = [r for r in runs if r["engine"] == "local" and r["n"] in fit_sizes]
+    sharded = [r for r in runs if r["engine"] == "ray" and r["n"] in fit_sizes and r.get("shards", 1) > 1]
     params: dict = {"bandwidth_bytes_per_s": bandwidth, "fit_sizes": sorted(fit_sizes)}
     for name, group in (("ray", ray), ("local", local)):
         if not group:
@@ -223,15 +251,52 @@ def fit_model(runs: list[dict], fit_sizes: list[int], bandwidth: float) -> dict:
         for p, cost in block_costs.items():
             if name in params:
                 params[name]["pass_s_per_row"].setdefault(p, cost)
-    # the search pass reads the index: its bytes grow with n (the index goes to every task), not with the block
+    if sharded:
+        params["ray_sharded"] = _fit_shards(sharded)
     return params
 
 
-def predict(params: dict, engine: str, n: int, workers: int) -> dict:
-    """Predicted seconds (and their parts) of ``rank`` on ``n`` rows with ``workers`` workers."""
+def _fit_shards(runs: list[dict]) -> dict:
+    """The sharded index's parameters, from Ray runs whose index was cut into shards (module docstring)."""
+    points = [(r["n"], r["shards"], _pass_totals(r), _driver_parts(r)) for r in runs]
+    fill = [(n, t["fill_shard_block"]) for n, _, t, _ in points]
+    candidates = [(n, shards, t["candidates_block"]) for n, shards, t, _ in points]
+    return {
+        "fill_s_per_row_1_and_root_n": _nonnegative_fit([[1.0, math.sqrt(n)] for n, _ in fill],
+                                                        [t["task_s"] / t["rows"] for _, t in fill]),
+        # per row and shard pass: a fixed part, the coarse search over all 4√n lists (every shard has them
+        # all), and the scan of 64 lists of the shard's rows (√n/4 codes each, shared among the shards)
+        "candidates_s_per_row_1_root_n_root_n_per_shard": _nonnegative_fit(
+            [[1.0, math.sqrt(n), math.sqrt(n) / shards] for n, shards, _ in candidates],
+            [t["task_s"] / t["rows"] for _, _, t in candidates]),
+        "rerank_s_per_row": statistics.median(t["rerank_block"]["task_s"] / t["rerank_block"]["rows"]
+                                              for _, _, t, _ in points),
+        "training_s_per_n_and_n15": _nonnegative_fit([[n, n ** 1.5] for n, *_ in points],
+                                                     [d["index"] for *_, d in points]),
+        "index_bytes_per_row": statistics.median(t["candidates_block"]["shared"] / n for n, _, t, _ in points),
+        "pass_bytes_per_row": {name: statistics.median(t[name]["bytes"] / t[name]["rows"] for *_, t, _ in points)
+                               for name in SHARD_PASSES},
+    }
+
+
+def predict(params: dict, engine: str, n: int, workers: int, shards: int | None = None) -> dict:
+    """Predicted seconds (and their parts) of ``rank`` on ``n`` rows with ``workers`` workers.
+
+    On Ray the neighbour index is cut into ``shards`` (default: as ``RayBlocks``' 2 GiB limit cuts it,
+    :func:`coreclean._internal.knn.shard_count`); with more than one, the search is priced as the
+    sharded runs measured it: a fill pass (one task per shard), one candidates pass per shard, a re-rank pass.
+    """
+    from coreclean._internal.knn import shard_count
+    from coreclean.engines.ray_blocks import MAX_INDEX_BYTES
+
     p = params[engine]
+    if shards is None:
+        shards = shard_count(n, MAX_INDEX_BYTES) if engine == "ray" else 1
+    sharded = params.get("ray_sharded") if engine == "ray" and shards > 1 else None
+    if engine == "ray" and shards > 1 and sharded is None:
+        raise ValueError(f"{n:,} rows cut into {shards} shards, and no sharded runs to price them: measure with --shards")
     coreset = (_FOLDS - 1) / _FOLDS * n > _MAX_FIT
-    passes = {"fold_probs_block": 1, "search_block": 1,
+    passes = {"fold_probs_block": 1, "search_block": 0 if sharded else 1,
               "coreset_gram_block": _FOLDS if coreset else 0, "coreset_draw_block": _FOLDS if coreset else 0}
     blocks = 1 if engine == "local" else 4 * workers
     rounds = 1 if engine == "local" else math.ceil(blocks / workers)
@@ -242,23 +307,40 @@ def predict(params: dict, engine: str, n: int, workers: int) -> dict:
     rows = {name: min(_PILOT, n) if name == "coreset_gram_block" else n for name in passes}
     pass_s = sum(count * (per_row[name] * rows[name] / (1 if engine == "local" else workers)
                           + rounds * p["task_overhead_s"]) for name, count in passes.items())
+    driver_index = p["index_s_per_n_and_n15"][0] * n + p["index_s_per_n_and_n15"][1] * n ** 1.5
     moved, index_bytes = 0.0, 0.0
     if engine == "ray":
         # a coreset pass reads the rows from the file as the prediction pass does: its bytes per row
         moved = sum(count * p["pass_bytes_per_row"].get(name, p["pass_bytes_per_row"]["fold_probs_block"]) * n
                     for name, count in passes.items())
         index_bytes = p.get("index_bytes_per_row", 0.0) * n
+    if sharded:
+        f0, f1 = sharded["fill_s_per_row_1_and_root_n"]
+        a0, a1, a2 = sharded["candidates_s_per_row_1_root_n_root_n_per_shard"]
+        root = math.sqrt(n)
+        fill_s = math.ceil(shards / workers) * (n / shards * (f0 + f1 * root) + p["task_overhead_s"])
+        candidates_s = shards * ((a0 + a1 * root + a2 * root / shards) * n / workers + rounds * p["task_overhead_s"])
+        pass_s += fill_s + candidates_s + sharded["rerank_s_per_row"] * n / workers + rounds * p["task_overhead_s"]
+        t1, t2 = sharded["training_s_per_n_and_n15"]
+        driver_index = t1 * n + t2 * n ** 1.5
+        bytes_per_row = sharded["pass_bytes_per_row"]
+        moved += n * (bytes_per_row["fill_shard_block"] + shards * bytes_per_row["candidates_block"]
+                      + bytes_per_row["rerank_block"])
+        index_bytes = sharded["index_bytes_per_row"] * n / shards  # what one task holds: one shard
+        moved += sharded["index_bytes_per_row"] * n * workers  # every worker reads every shard once
+    elif engine == "ray":
         moved += index_bytes * workers  # every worker receives the whole index
     parts = {
         "startup_s": p["startup_s"] if engine == "ray" else 0.0,
         "passes_s": pass_s,
         "driver_fits_s": p["fit_s_per_row"] * _fit_rows(n),
-        "driver_index_s": p["index_s_per_n_and_n15"][0] * n + p["index_s_per_n_and_n15"][1] * n ** 1.5,
+        "driver_index_s": driver_index,
         "driver_rest_s": p["rest_s_per_row"] * n,
         "csv_write_s": p["csv_bytes_per_row"] * n / p["write_bytes_per_s"],
         "transfer_s": moved / params["bandwidth_bytes_per_s"] if engine == "ray" and workers > 1 else 0.0,
     }
-    return {"total_s": sum(parts.values()), "bytes_moved": moved, "index_bytes_per_worker": index_bytes, **parts}
+    return {"total_s": sum(parts.values()), "bytes_moved": moved, "shards": shards,
+            "index_bytes_per_worker": index_bytes, **parts}
 
 
 def embed_model() -> dict:
@@ -302,14 +384,15 @@ def fit(args: argparse.Namespace) -> None:
     for r in runs:
         if r["n"] == held:
             workers = r["info"].get("cpus", 1) if r["engine"] == "ray" else 1
-            predicted = predict(params, r["engine"], held, workers)
+            predicted = predict(params, r["engine"], held, workers, shards=r.get("shards", 1))
             guess = predicted["total_s"]
             actual = r["startup_s"] + r["fit_s"] + r["write_s"]
             driver = _driver_parts(r)
             measured = {"passes_s": sum(t["wall_s"] for t in _pass_totals(r).values()),
                         "driver_fits_s": driver["fits"], "driver_index_s": driver["index"],
                         "driver_rest_s": driver["rest"], "csv_write_s": r["write_s"]}
-            backtest.append({"n": held, "engine": r["engine"], "workers": workers, "measured_s": actual,
+            backtest.append({"n": held, "engine": r["engine"], "shards": r.get("shards", 1), "workers": workers,
+                             "measured_s": actual,
                              "predicted_s": guess, "error": guess / actual - 1.0,
                              "parts": {name: {"measured": value, "predicted": predicted[name]}
                                        for name, value in measured.items()},
@@ -318,7 +401,7 @@ def fit(args: argparse.Namespace) -> None:
                    for n in (10_000_000, 100_000_000) for engine, ws in (("local", (1,)), ("ray", (2, 8, 32, 128)))
                    for w in ws]
     result = {"command": " ".join(sys.argv), "params": params, "backtest": backtest, "predictions": predictions,
-              "embed": embed_model(), "measured": [{"n": r["n"], "engine": r["engine"], "fit_s": r["fit_s"],
+              "embed": embed_model(), "measured": [{"n": r["n"], "engine": r["engine"], "shards": r.get("shards", 1), "fit_s": r["fit_s"],
                                                     "startup_s": r["startup_s"], "blocks": r["info"]["blocks"],
                                                     "load_average_1min": r["load_average"][0],
                                                     "tasks": r["info"]["tasks"], **_driver_parts(r)} for r in runs]}
@@ -329,18 +412,21 @@ def fit(args: argparse.Namespace) -> None:
 
 def markdown(result: dict) -> str:
     """The tables of ``cost_model.md``."""
-    lines = ["| n | engine | measured (s) | load | blocks | tasks |", "|---|---|---|---|---|---|"]
-    lines += [f"| {m['n']:,} | {m['engine']} | {m['fit_s']:.0f} | {m['load_average_1min']:.1f} | {m['blocks']} | "
-              f"{m['tasks']} |" for m in sorted(result["measured"], key=lambda m: (m["n"], m["engine"]))]
-    lines += ["", "| back-test n | engine | workers | measured (s) | predicted (s) | error | load |",
-              "|---|---|---|---|---|---|---|"]
-    lines += [f"| {b['n']:,} | {b['engine']} | {b['workers']} | {b['measured_s']:.0f} | {b['predicted_s']:.0f} | "
+    lines = ["| n | engine | shards | measured (s) | load | blocks | tasks |", "|---|---|---|---|---|---|---|"]
+    lines += [f"| {m['n']:,} | {m['engine']} | {m.get('shards', 1)} | {m['fit_s']:.0f} | {m['load_average_1min']:.1f} | "
+              f"{m['blocks']} | {m['tasks']} |"
+              for m in sorted(result["measured"], key=lambda m: (m["n"], m["engine"], m.get("shards", 1)))]
+    lines += ["", "| back-test n | engine | shards | workers | measured (s) | predicted (s) | error | load |",
+              "|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {b['n']:,} | {b['engine']} | {b.get('shards', 1)} | {b['workers']} | {b['measured_s']:.0f} | "
+              f"{b['predicted_s']:.0f} | "
               f"{b['error']:+.0%}{' (in fit)' if b['in_fit'] else ''} | {b['load_average_1min']:.1f} |"
               for b in result["backtest"]]
-    lines += ["", "| n | engine | workers | total | passes | driver fits | driver index | driver rest | CSV | "
-              "start-up | transfer | moved | index per worker |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines += ["", "| n | engine | workers | shards | total | passes | driver fits | driver index | driver rest | CSV | "
+              "start-up | transfer | moved | index per task |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for p in result["predictions"]:
-        lines.append(f"| {p['n']:,} | {p['engine']} | {p['workers']} | {_hours(p['total_s'])} | {_hours(p['passes_s'])} | "
+        lines.append(f"| {p['n']:,} | {p['engine']} | {p['workers']} | {p['shards']} | {_hours(p['total_s'])} | "
+                     f"{_hours(p['passes_s'])} | "
                      f"{_hours(p['driver_fits_s'])} | {_hours(p['driver_index_s'])} | {_hours(p['driver_rest_s'])} | "
                      f"{_hours(p['csv_write_s'])} | {p['startup_s']:.0f} s | {_hours(p['transfer_s'])} | "
                      f"{p['bytes_moved'] / 2**30:.0f} GiB | {p['index_bytes_per_worker'] / 2**30:.0f} GiB |")
@@ -365,9 +451,13 @@ def main(argv: list[str] | None = None) -> None:
     one.add_argument("--n", type=int, required=True)
     one.add_argument("--engine", choices=("local", "ray"), required=True)
     one.add_argument("--block-costs", action="store_true")
+    one.add_argument("--shards", type=int, default=0, help="cut the index into this many shards (Ray; 0: the default)")
     m = sub.add_parser("measure", help="rank each size locally and on a local Ray (one child at a time)")
     m.add_argument("--sizes", type=int, nargs="+", default=[50_000, 200_000, 1_000_000])
-    m.add_argument("--engines", nargs="+", default=["local", "ray"])
+    m.add_argument("--engines", nargs="*", default=["local", "ray"])
+    m.add_argument("--shards", type=int, nargs="*", default=[2, 4], help="Ray runs with the index cut into this many shards")
+    m.add_argument("--shard-sizes", type=int, nargs="*", default=[50_000, 200_000, 1_000_000],
+                   help="sizes of the sharded runs")
     f = sub.add_parser("fit", help="fit the model, back-test on the largest size, predict 10M and 100M")
     f.add_argument("--fit-sizes", type=int, nargs="+", default=[50_000, 200_000])
     f.add_argument("--bandwidth", type=float, default=1.25e9, help="bytes/s between nodes (assumed; default 10 GbE)")

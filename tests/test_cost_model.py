@@ -41,3 +41,42 @@ def test_the_model_fitted_on_two_sizes_predicts_a_third_from_the_same_costs() ->
     # A search cost fixed per row (the median over the fit sizes) and an n log n index miss it by > 10%.
     assert predicted["total_s"] == pytest.approx(held["fit_s"] + held["write_s"], rel=0.02)
     assert params["local"]["search_s_per_row_1_and_root_n"] == pytest.approx([2e-5, 1e-7], rel=1e-3)
+
+
+def _sharded_run(n: int, shards: int) -> dict:
+    """A Ray run whose index was cut into ``shards``, made from known costs (module docstring's model)."""
+    run = _run(n, "ray")
+    root = math.sqrt(n)
+    fill = (3e-6 + 4e-9 * root) * n  # projecting and encoding a row, assigning it to one of 4√n lists
+    per_pass_row = 1e-5 + 5e-8 * root + 6e-8 * root / shards  # fixed, coarse search, scan of the shard's lists
+    rerank = 2e-6 * n
+    training = 4e-7 * n + 1e-10 * n ** 1.5
+    passes = [p for p in run["info"]["passes"] if p["fn"] != "search_block"]
+    passes.append({"fn": "fill_shard_block", "wall_s": fill, "task_s": [fill], "rows": n, "blocks": shards})
+    passes += [{"fn": "candidates_block", "wall_s": per_pass_row * n, "task_s": [per_pass_row * n], "rows": n,
+                "blocks": 1, "bytes_to_tasks": 600 * n // shards} for _ in range(shards)]
+    passes.append({"fn": "rerank_block", "wall_s": rerank, "task_s": [rerank], "rows": n, "blocks": 1})
+    neighbors = training + fill + shards * per_pass_row * n + rerank
+    run["fit_s"] += neighbors - run["timings"]["neighbors"]
+    run["timings"]["neighbors"] = neighbors
+    run["info"]["passes"] = passes
+    run["shards"] = shards
+    return run
+
+
+def test_sharded_runs_price_the_shard_passes_and_predict_a_third_size() -> None:
+    runs = [_run(n, "ray") for n in (50_000, 200_000)]
+    runs += [_sharded_run(n, shards) for n in (50_000, 200_000) for shards in (2, 4)]
+    params = cost_model.fit_model(runs, [50_000, 200_000], bandwidth=1e9)
+    held = _sharded_run(1_000_000, 4)
+    predicted = cost_model.predict(params, "ray", 1_000_000, 1, shards=4)
+    assert predicted["total_s"] == pytest.approx(held["fit_s"] + held["write_s"], rel=0.02)
+    assert predicted["index_bytes_per_worker"] == pytest.approx(600 * 1_000_000 / 4, rel=0.01)  # one shard a task
+    # one index over the same rows is priced from the one-index runs, not from the shards
+    assert cost_model.predict(params, "ray", 1_000_000, 1, shards=1)["total_s"] == pytest.approx(
+        _run(1_000_000, "ray")["fit_s"] + held["write_s"], rel=0.02)
+    # by default Ray cuts 100M rows at 2 GiB a shard; without sharded runs that cannot be priced
+    assert cost_model.predict(params, "ray", 100_000_000, 8)["shards"] > 20
+    one_index_only = cost_model.fit_model(runs[:2], [50_000, 200_000], bandwidth=1e9)
+    with pytest.raises(ValueError, match="--shards"):
+        cost_model.predict(one_index_only, "ray", 100_000_000, 8)

@@ -49,7 +49,7 @@ from coreclean._internal.blocks import BlockRunner, LocalBlocks
 from coreclean._internal.threads import limit_graph_search_threads
 from coreclean.exceptions import InputValidationError
 
-__all__ = ["knn_graph", "search_block", "fill_shard_block", "candidates_block", "rerank_block", "EXACT_SEARCH_LIMIT", "SEARCH_DIMS", "CANDIDATE_FACTOR"]
+__all__ = ["knn_graph", "shard_count", "shard_bytes", "search_block", "fill_shard_block", "candidates_block", "rerank_block", "EXACT_SEARCH_LIMIT", "SEARCH_DIMS", "CANDIDATE_FACTOR"]
 
 logger = logging.getLogger(__name__)
 
@@ -225,7 +225,7 @@ def knn_graph(
     runner = runner if runner is not None else LocalBlocks()
     approximate = _approximate(n_samples, exact_limit)
     n_dims = min(max(1, int(search_dims)), features.shape[1])  # columns searched
-    n_shards = _shard_count(n_samples, n_dims, approximate, getattr(runner, "max_index_bytes", None))
+    n_shards = shard_count(n_samples, getattr(runner, "max_index_bytes", None), n_dims=n_dims, approximate=approximate)
     # The index's training, filling and (here) search are long OpenMP regions: they get every free core.
     threads = limit_graph_search_threads(n_samples, n_dims) if approximate else contextlib.nullcontext()
     with threads:
@@ -256,24 +256,40 @@ def _one_index_graph(features: np.ndarray, runner: BlockRunner, *, n_dims: int, 
     return runner.map(search_block, features, runner.blocks(n_samples), shared=(shared, norms, n_candidates, k))
 
 
-def _shard_count(n_samples: int, n_dims: int, approximate: bool, max_index_bytes: int | None) -> int:
-    """Shards the index is cut into so that none holds more than ``max_index_bytes`` (1 when None).
+def shard_count(n_samples: int, max_index_bytes: int | None, *, n_dims: int = SEARCH_DIMS,
+                approximate: bool = True) -> int:
+    """Shards the index over ``n_samples`` rows is cut into so that none holds more than ``max_index_bytes``
+    (:func:`shard_bytes`); 1 when None.
 
-    A shard holds, per row, its reduced row (the refine step's, or the flat index's) and, when
-    approximate, its 4-bit code and its 8-byte id; every approximate shard also holds the coarse
-    centroids and, at worst, 31 padding codes per inverted list (fast-scan stores codes in blocks of 32).
+    Raises
+    ------
+    InputValidationError
+        When the limit cannot hold a shard of 1,024 rows (or of every row, if fewer); the message
+        gives the bytes that can.
     """
     if max_index_bytes is None:
         return 1
-    code_bytes = -(-_n_codes(n_dims) // 2)
-    per_row = 4 * n_dims + (code_bytes + 8 if approximate else 0)
-    fixed = _n_lists(n_samples) * (4 * n_dims + 32 * code_bytes) + _SHARD_HEADER_BYTES if approximate else 0
+    fixed = shard_bytes(n_samples, 0, n_dims=n_dims, approximate=approximate)
+    per_row = shard_bytes(n_samples, 1, n_dims=n_dims, approximate=approximate) - fixed
     rows_per_shard = (int(max_index_bytes) - fixed) // per_row
     if rows_per_shard < min(n_samples, _MIN_SHARD_ROWS):
         raise InputValidationError(
             f"max_index_bytes={max_index_bytes} cannot hold a useful shard of the neighbour index over {n_samples} "
             f"rows of {n_dims} columns; give at least {fixed + per_row * min(n_samples, _MIN_SHARD_ROWS)} bytes.")
     return max(1, -(-n_samples // rows_per_shard))
+
+
+def shard_bytes(n_samples: int, shard_rows: int, *, n_dims: int = SEARCH_DIMS, approximate: bool = True) -> int:
+    """Most bytes a shard of ``shard_rows`` rows of the index over ``n_samples`` rows holds.
+
+    Per row, its reduced row (the refine step's, or the flat index's) and, when approximate, its
+    4-bit code and its 8-byte id; every approximate shard also holds the coarse centroids and, at
+    worst, 31 padding codes per inverted list (fast-scan stores codes in blocks of 32), plus headers.
+    """
+    code_bytes = -(-_n_codes(n_dims) // 2)
+    per_row = 4 * n_dims + (code_bytes + 8 if approximate else 0)
+    fixed = _n_lists(n_samples) * (4 * n_dims + 32 * code_bytes) + _SHARD_HEADER_BYTES if approximate else 0
+    return fixed + per_row * int(shard_rows)
 
 
 def _sharded_graph(features: np.ndarray, runner: BlockRunner, *,
