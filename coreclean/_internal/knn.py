@@ -49,7 +49,8 @@ from coreclean._internal.blocks import BlockRunner, LocalBlocks
 from coreclean._internal.threads import limit_graph_search_threads
 from coreclean.exceptions import InputValidationError
 
-__all__ = ["knn_graph", "shard_count", "shard_bytes", "search_block", "fill_shard_block", "candidates_block", "rerank_block", "EXACT_SEARCH_LIMIT", "SEARCH_DIMS", "CANDIDATE_FACTOR"]
+__all__ = ["knn_graph", "shard_count", "shard_bytes", "search_block", "fill_shard_block", "candidates_block",
+           "rerank_block", "EXACT_SEARCH_LIMIT", "SEARCH_DIMS", "CANDIDATE_FACTOR"]
 
 logger = logging.getLogger(__name__)
 

@@ -142,7 +142,6 @@ class RayBlocks:
         else:
             array = np.ascontiguousarray(features)
             source, source_bytes = ray.put(array), int(array.nbytes)
-        kept = [value for value in shared if isinstance(value, ray.ObjectRef)]
         shared_refs = [value if isinstance(value, ray.ObjectRef) else ray.put(value) for value in shared]
         refs = [self._task.remote(fn, source, start, stop, args, *shared_refs)
                 for (start, stop), args in zip(blocks, per_block)]
@@ -153,8 +152,9 @@ class RayBlocks:
             self._kept_bytes.update((ref.hex(), size) for ref, size in zip(results, result_bytes))
         rows = int(sum(b - a for a, b in blocks))
         row_bytes = int(np.prod(features.shape[1:])) * features.dtype.itemsize if path is not None else 0
-        shipped = (source_bytes + array_bytes(list(per_block)) + sum(self._kept_bytes.get(ref.hex(), 0) for ref in kept)
-                   + array_bytes([value for value in shared if not isinstance(value, ray.ObjectRef)]))
+        shipped = source_bytes + array_bytes(list(per_block)) + sum(
+            self._kept_bytes.get(value.hex(), 0) if isinstance(value, ray.ObjectRef) else array_bytes(value)
+            for value in shared)
         record_pass(self.info, fn, blocks, time.perf_counter() - began, [seconds for seconds, _ in measured],
                     result_bytes=result_bytes, bytes_to_tasks=shipped, bytes_read_from_file=row_bytes * rows,
                     bytes_from_tasks=0 if keep else sum(result_bytes))
