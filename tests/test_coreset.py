@@ -105,3 +105,22 @@ def test_fit_coreset_barely_moves_when_a_review_batch_changes_a_few_rows(noisy_m
     assert overlap > 0.9
     other_seed, _ = _coreset_rows(features, labels, weight, train, seed=8)
     assert np.intersect1d(before, other_seed).size / before.size < overlap
+
+
+def test_a_pilot_warm_started_from_another_folds_pilot_converges_sooner_to_the_same_coreset(noisy_mixture):
+    # The out-of-fold models pass each fold's pilot to the next: two folds share most rows.
+    from coreclean.scoring.linear.coreset import sample_coreset_rows
+    from coreclean.scoring.linear.standardize import Standardizer
+
+    features, labels = noisy_mixture
+    weight = np.ones(labels.size)
+    folds = np.arange(labels.size) % 5
+    options = dict(m=2000, C=1.0, standardizer=Standardizer().fit(features), n_classes=5, random_state=3, radius=0.1)
+    *_, first = sample_coreset_rows(features, labels, weight, np.flatnonzero(folds != 0), return_pilot=True, **options)
+    second = np.flatnonzero(folds != 1)
+    cold_rows, _, cold = sample_coreset_rows(features, labels, weight, second, return_pilot=True, **options)
+    warm_rows, _, warm = sample_coreset_rows(features, labels, weight, second, return_pilot=True, pilot_start=first,
+                                             **options)
+    assert warm.n_iter_ < cold.n_iter_
+    np.testing.assert_allclose(warm.coef_, cold.coef_, atol=0.05 * np.abs(cold.coef_).max())
+    assert np.intersect1d(warm_rows, cold_rows).size / cold_rows.size > 0.95

@@ -63,8 +63,13 @@ def _draw(sensitivity: np.ndarray, sample_weight: np.ndarray, m: int, rng: np.ra
 
 
 def sample_coreset_rows(features, labels, sample_weight, train, *, m, C, standardizer, n_classes, random_state,
-                        radius: float, runner: BlockRunner | None = None):
+                        radius: float, runner: BlockRunner | None = None, pilot_start: MultinomialLogistic | None = None,
+                        return_pilot: bool = False):
     """A coreset of the rows ``train`` for one fit: ``(rows, weights)``, rows indexing ``features``.
+
+    ``pilot_start`` warm-starts the pilot fit (the out-of-fold models pass the previous fold's
+    pilot: pilots of two folds share most of their rows); ``return_pilot`` returns
+    ``(rows, weights, pilot)``, the pilot a fitted :class:`MultinomialLogistic`.
 
     A pilot model on a uniform sample of ``min(m, 50_000)`` rows (weights scaled to the full total)
     gives θ̂ (the pilot only centres the bound: a 200k-row pilot cost as much as the fit it serves);
@@ -89,7 +94,8 @@ def sample_coreset_rows(features, labels, sample_weight, train, *, m, C, standar
     n_pilot = min(m, train.size, _PILOT_ROWS)
     pilot = np.sort(train[np.argpartition(uniforms[0, train], n_pilot - 1)[:n_pilot]])
     scale = sample_weight[train].sum() / sample_weight[pilot].sum()
-    model = fit_logistic(standardizer.transform(features[pilot]), labels[pilot], sample_weight[pilot] * scale, C=C, tol=1e-4)
+    model = fit_logistic(standardizer.transform(features[pilot]), labels[pilot], sample_weight[pilot] * scale, C=C, tol=1e-4,
+                         warm_start_from=pilot_start)
     theta, C_eff = theta_from_model(model, n_classes, C)
     train = np.sort(train)
     blocks = runner.blocks(features.shape[0])
@@ -107,7 +113,7 @@ def sample_coreset_rows(features, labels, sample_weight, train, *, m, C, standar
     chosen = runner.map(coreset_draw_block, features, blocks, parts, shared=(standardizer, theta, region, sketch))
     rows = np.concatenate([r for r, _ in chosen]) if chosen else train[:0]
     weights = np.concatenate([w for _, w in chosen]) if chosen else sample_weight[:0]
-    return rows, weights
+    return (rows, weights, model) if return_pilot else (rows, weights)
 
 
 def coreset_gram_block(features, start: int, stop: int, rows: np.ndarray, labels: np.ndarray, weight: np.ndarray,
