@@ -22,12 +22,15 @@ The model (per size n, N workers, K folds, m = ``max_fit_samples``):
   is ``c₀ + c₁ · √n`` (each query scans 64 lists of √n/4 codes), both fitted by non-negative least
   squares over the fit sizes; the rest of the driver
   (pooling, the noise prior, the table) ``ρ · n``; the CSV ``bytes / write rate``;
-* an index cut into S shards (Ray's default above 2 GiB: 3 at 10M rows, 27 at 100M) replaces the search
-  pass and most of the driver's index: the driver only trains (``τ₁ · n + τ₂ · n^1.5``); a fill pass (one
-  task per shard, ``f₀ + f₁ · √n`` per row: projection, encoding, assignment to one of 4√n lists); S
-  candidate passes over every row at ``a₀ + a₁ · √n + a₂ · √n / S`` per row each (every shard repeats the
-  coarse search over all 4√n lists; the 64 scanned lists hold a shard's rows only); one re-rank pass.
-  Fitted by non-negative least squares on the sharded runs at the fit sizes (2 and 4 shards each);
+* an index cut into S shards of its inverted lists (Ray's default above 2 GiB: 3 at 10M rows, 27 at
+  100M) replaces the search pass and most of the driver's index: the driver only trains
+  (``τ₁ · n + τ₂ · n^1.5``); a probe pass (every row's 64 nearest of the 4√n lists, once:
+  ``p₀ + p₁ · √n`` per row); a fill pass (one task per shard, ``f₀ + f₁ · √n`` per row: projection,
+  encoding, assignment to a list); S candidate passes over every row at ``a₀ + a₁ · √n + a₂ · √n / S``
+  per row each (a fixed part; ``a₁`` what every shard repeats of a query's search, were it to grow
+  with the lists; the scan of the query's lists that the shard holds, √n/4 codes each and about 64/S
+  of them); one re-rank pass. Fitted by non-negative least squares on the sharded runs at the fit
+  sizes (2 and 4 shards each);
 * a Ray run adds its start-up (measured) and the bytes it moves over ``--bandwidth`` (default 1.25 GB/s,
   a 10 GbE link or a shared file server: assumed, not measured; on one node the object store is
   shared memory): each pass's rows read from the features file, arguments and results, and the
@@ -60,7 +63,7 @@ from benchmarks.common import REPO
 RESULTS = REPO / "benchmarks" / "results"
 WORK = REPO / "benchmarks" / "work" / "scale"
 PASSES = ("fold_probs_block", "search_block", "coreset_gram_block", "coreset_draw_block")
-SHARD_PASSES = ("fill_shard_block", "candidates_block", "rerank_block")
+SHARD_PASSES = ("probe_block", "fill_shard_block", "candidates_block", "rerank_block")
 _FOLDS = 5
 _MAX_FIT = 200_000
 _PILOT = 50_000
@@ -107,10 +110,11 @@ def _one(args: argparse.Namespace) -> None:
 
 
 def _bytes_for_shards(n: int, shards: int) -> int:
-    """A ``max_index_bytes`` that cuts the index over ``n`` rows into ``shards`` shards."""
+    """A ``max_index_bytes`` that cuts the index over ``n`` rows into ``shards`` shards (2% over an even share:
+    shards of whole inverted lists are only about even)."""
     from coreclean._internal.knn import shard_bytes
 
-    return shard_bytes(n, -(-n // shards))
+    return shard_bytes(n, math.ceil(1.02 * n / shards))
 
 
 def _coreset_block_costs(features: np.ndarray, labels: np.ndarray, rows: int = 32768) -> dict:
@@ -171,11 +175,12 @@ def _pass_totals(run: dict) -> dict:
         t["rows"] += p["rows"]
         t["tasks"] += p["blocks"]
         # what each block's rows cost on the wire (their arguments, results and file reads); the search
-        # pass's arguments are the index, which every worker needs whole: counted apart
+        # passes' shared values are the index (or a shard), which every worker needs whole: counted apart
         to_tasks = p.get("bytes_to_tasks", 0)
         index_pass = p["fn"] in ("search_block", "candidates_block")
-        t["shared"] += to_tasks if index_pass else 0
-        t["bytes"] += (0 if index_pass else to_tasks) + p.get("bytes_from_tasks", 0) + p.get("bytes_read_from_file", 0)
+        own = p.get("per_block_bytes", 0) if index_pass else to_tasks
+        t["shared"] += to_tasks - own
+        t["bytes"] += own + p.get("bytes_from_tasks", 0) + p.get("bytes_read_from_file", 0)
     return totals
 
 
@@ -259,13 +264,16 @@ def fit_model(runs: list[dict], fit_sizes: list[int], bandwidth: float) -> dict:
 def _fit_shards(runs: list[dict]) -> dict:
     """The sharded index's parameters, from Ray runs whose index was cut into shards (module docstring)."""
     points = [(r["n"], r["shards"], _pass_totals(r), _driver_parts(r)) for r in runs]
+    probe = [(n, t["probe_block"]) for n, _, t, _ in points]
     fill = [(n, t["fill_shard_block"]) for n, _, t, _ in points]
     candidates = [(n, shards, t["candidates_block"]) for n, shards, t, _ in points]
     return {
+        "probe_s_per_row_1_and_root_n": _nonnegative_fit([[1.0, math.sqrt(n)] for n, _ in probe],
+                                                         [t["task_s"] / t["rows"] for _, t in probe]),
         "fill_s_per_row_1_and_root_n": _nonnegative_fit([[1.0, math.sqrt(n)] for n, _ in fill],
                                                         [t["task_s"] / t["rows"] for _, t in fill]),
-        # per row and shard pass: a fixed part, the coarse search over all 4√n lists (every shard has them
-        # all), and the scan of 64 lists of the shard's rows (√n/4 codes each, shared among the shards)
+        # per row and shard pass: a fixed part, a part every shard repeats that grows with the lists, and
+        # the scan of the query's lists the shard holds (√n/4 codes each, divided among the shards)
         "candidates_s_per_row_1_root_n_root_n_per_shard": _nonnegative_fit(
             [[1.0, math.sqrt(n), math.sqrt(n) / shards] for n, shards, _ in candidates],
             [t["task_s"] / t["rows"] for _, _, t in candidates]),
@@ -284,7 +292,8 @@ def predict(params: dict, engine: str, n: int, workers: int, shards: int | None 
 
     On Ray the neighbour index is cut into ``shards`` (default: as ``RayBlocks``' 2 GiB limit cuts it,
     :func:`coreclean._internal.knn.shard_count`); with more than one, the search is priced as the
-    sharded runs measured it: a fill pass (one task per shard), one candidates pass per shard, a re-rank pass.
+    sharded runs measured it: a probe pass, a fill pass (one task per shard), one candidates pass per shard,
+    a re-rank pass.
     """
     from coreclean._internal.knn import shard_count
     from coreclean.engines.ray_blocks import MAX_INDEX_BYTES
@@ -315,17 +324,20 @@ def predict(params: dict, engine: str, n: int, workers: int, shards: int | None 
                     for name, count in passes.items())
         index_bytes = p.get("index_bytes_per_row", 0.0) * n
     if sharded:
+        q0, q1 = sharded["probe_s_per_row_1_and_root_n"]
         f0, f1 = sharded["fill_s_per_row_1_and_root_n"]
         a0, a1, a2 = sharded["candidates_s_per_row_1_root_n_root_n_per_shard"]
         root = math.sqrt(n)
         fill_s = math.ceil(shards / workers) * (n / shards * (f0 + f1 * root) + p["task_overhead_s"])
         candidates_s = shards * ((a0 + a1 * root + a2 * root / shards) * n / workers + rounds * p["task_overhead_s"])
-        pass_s += fill_s + candidates_s + sharded["rerank_s_per_row"] * n / workers + rounds * p["task_overhead_s"]
+        probe_s = (q0 + q1 * root) * n / workers + rounds * p["task_overhead_s"]
+        pass_s += probe_s + fill_s + candidates_s + sharded["rerank_s_per_row"] * n / workers \
+            + rounds * p["task_overhead_s"]
         t1, t2 = sharded["training_s_per_n_and_n15"]
         driver_index = t1 * n + t2 * n ** 1.5
         bytes_per_row = sharded["pass_bytes_per_row"]
-        moved += n * (bytes_per_row["fill_shard_block"] + shards * bytes_per_row["candidates_block"]
-                      + bytes_per_row["rerank_block"])
+        moved += n * (bytes_per_row["probe_block"] + bytes_per_row["fill_shard_block"]
+                      + shards * bytes_per_row["candidates_block"] + bytes_per_row["rerank_block"])
         index_bytes = sharded["index_bytes_per_row"] * n / shards  # what one task holds: one shard
         moved += sharded["index_bytes_per_row"] * n * workers  # every worker reads every shard once
     elif engine == "ray":

@@ -47,16 +47,19 @@ def _sharded_run(n: int, shards: int) -> dict:
     """A Ray run whose index was cut into ``shards``, made from known costs (module docstring's model)."""
     run = _run(n, "ray")
     root = math.sqrt(n)
+    probe = (2e-6 + 3e-8 * root) * n  # a row's 64 nearest of 4√n lists, found once
     fill = (3e-6 + 4e-9 * root) * n  # projecting and encoding a row, assigning it to one of 4√n lists
-    per_pass_row = 1e-5 + 5e-8 * root + 6e-8 * root / shards  # fixed, coarse search, scan of the shard's lists
+    per_pass_row = 1e-5 + 5e-9 * root + 6e-8 * root / shards  # fixed, repeated per shard, scan of the shard's lists
     rerank = 2e-6 * n
     training = 4e-7 * n + 1e-10 * n ** 1.5
     passes = [p for p in run["info"]["passes"] if p["fn"] != "search_block"]
+    passes.append({"fn": "probe_block", "wall_s": probe, "task_s": [probe], "rows": n, "blocks": 1})
     passes.append({"fn": "fill_shard_block", "wall_s": fill, "task_s": [fill], "rows": n, "blocks": shards})
     passes += [{"fn": "candidates_block", "wall_s": per_pass_row * n, "task_s": [per_pass_row * n], "rows": n,
-                "blocks": 1, "bytes_to_tasks": 600 * n // shards} for _ in range(shards)]
+                "blocks": 1, "bytes_to_tasks": 600 * n // shards + 256 * n, "per_block_bytes": 256 * n}
+               for _ in range(shards)]
     passes.append({"fn": "rerank_block", "wall_s": rerank, "task_s": [rerank], "rows": n, "blocks": 1})
-    neighbors = training + fill + shards * per_pass_row * n + rerank
+    neighbors = training + probe + fill + shards * per_pass_row * n + rerank
     run["fit_s"] += neighbors - run["timings"]["neighbors"]
     run["timings"]["neighbors"] = neighbors
     run["info"]["passes"] = passes

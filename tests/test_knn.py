@@ -7,6 +7,7 @@ import re
 import numpy as np
 import pytest
 
+from coreclean._internal.blocks import LocalBlocks
 from coreclean._internal.knn import knn_graph, reduced_rows
 
 
@@ -71,23 +72,33 @@ def test_neighbours_found_in_a_reduced_space_are_ranked_by_their_full_space_cosi
     assert _recall(indices, _brute_force(features, 10)) >= 0.95  # the 32 columns alone found 0.75
 
 
+class _SerialisingBlocks(LocalBlocks):
+    """Runs here, but hands the block functions what another process would get (serialised indexes)."""
+
+    in_process = False
+
+
+@pytest.mark.parametrize("runner_type", [LocalBlocks, _SerialisingBlocks], ids=["in-process", "serialised"])
 @pytest.mark.parametrize("exact_limit", [10**9, 0], ids=["exact", "approximate"])
-def test_an_index_cut_into_shards_finds_what_one_index_finds_and_each_shard_keeps_to_its_bytes(exact_limit: int) -> None:
+def test_an_index_cut_into_shards_finds_what_one_index_finds_and_each_shard_keeps_to_its_bytes(
+        exact_limit: int, runner_type: type) -> None:
     """A runner's ``max_index_bytes`` cuts the index into shards (filled in one pass, a block per shard;
     searched one pass each, then a re-rank pass): exact shards give exactly the one index's
     neighbours; approximate ones at least its recall."""
-    from coreclean._internal.blocks import LocalBlocks
-
     features = _clusters(6000, 300, seed=3)
     whole_indices, whole_similarities = knn_graph(features, 10, exact_limit=exact_limit, search_dims=64)
     limit = 600_000
-    runner = LocalBlocks(block_rows=1700, max_index_bytes=limit)
+    runner = runner_type(block_rows=1700, max_index_bytes=limit)
     indices, similarities = knn_graph(features, 10, exact_limit=exact_limit, search_dims=64, runner=runner)
     shard_bytes = runner.info["index_shard_bytes"]
     assert len(shard_bytes) >= 3 and max(shard_bytes) <= limit
     passes = runner.info["passes"]
-    assert [p["fn"] for p in passes] == ["fill_shard_block"] + ["candidates_block"] * len(shard_bytes) + ["rerank_block"]
-    assert passes[0]["blocks"] == len(shard_bytes) and passes[0]["rows"] == 6000
+    # The approximate index is cut by its inverted lists: one coarse search of every row (the probe pass) first.
+    probes = [] if exact_limit else ["probe_block"]
+    assert [p["fn"] for p in passes] == probes + ["fill_shard_block"] + ["candidates_block"] * len(shard_bytes) + [
+        "rerank_block"]
+    fill = passes[len(probes)]
+    assert fill["blocks"] == len(shard_bytes) and fill["rows"] == 6000
     assert not (indices == np.arange(6000)[:, None]).any()
     if exact_limit:
         np.testing.assert_array_equal(indices, whole_indices)
@@ -95,10 +106,27 @@ def test_an_index_cut_into_shards_finds_what_one_index_finds_and_each_shard_keep
     else:
         exact = _brute_force(features, 10)
         assert _recall(indices, exact) >= _recall(whole_indices, exact) - 0.01
+        # the shards scan the lists one index scans, divided among them: nearly the same neighbours
+        assert _recall(indices, whole_indices) >= 0.98
+
+
+def test_shards_of_inverted_lists_hold_whole_runs_of_lists_each_row_once_and_none_over_its_capacity() -> None:
+    from coreclean._internal.knn import _list_shards
+
+    rng = np.random.default_rng(1)
+    for _ in range(50):  # lists from even to very uneven (where even cuts cannot keep to the capacity)
+        n_lists, n_rows = int(rng.integers(2, 60)), int(rng.integers(100, 5000))
+        nearest_list = rng.choice(n_lists, size=n_rows, p=rng.dirichlet(np.ones(n_lists) * rng.uniform(0.1, 3)))
+        capacity = int(max(np.bincount(nearest_list).max(), rng.integers(n_rows // 6 + 1, n_rows + 1)))
+        shards = _list_shards(nearest_list, n_lists, -(-n_rows // capacity), capacity)
+        assert np.array_equal(np.sort(np.concatenate(shards)), np.arange(n_rows))
+        assert all(len(rows) <= capacity for rows in shards)
+        lists = [np.unique(nearest_list[rows]) for rows in shards]
+        assert all(a.max() < b.min() for a, b in zip(lists, lists[1:]))  # consecutive runs, no list in two shards
+        assert all(np.array_equal(rows, np.sort(rows)) for rows in shards)
 
 
 def test_a_shard_limit_too_small_for_the_index_says_how_many_bytes_it_needs() -> None:
-    from coreclean._internal.blocks import LocalBlocks
     from coreclean.exceptions import InputValidationError
 
     features = _clusters(3000, 300)

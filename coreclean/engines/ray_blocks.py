@@ -12,7 +12,8 @@ matrix, the models, the search index) is put in the object store once per pass; 
 from the store without the driver ever holding them.
 
 ``info`` records what ran: engine, blocks, tasks, the cluster's CPUs, and per pass the task times
-and the bytes that went to and came back from the tasks (what ``benchmarks/cost_model.py`` fits).
+and the bytes that went to and came back from the tasks (of those sent, ``per_block_bytes`` the blocks' own
+arguments; what ``benchmarks/cost_model.py`` fits).
 """
 
 from __future__ import annotations
@@ -78,7 +79,7 @@ class RayBlocks:
         Seconds to wait for the cluster at ``address`` before failing with one line.
     max_index_bytes : int, optional
         Most bytes of the neighbour search's index a task holds (default ``MAX_INDEX_BYTES``, 2 GiB);
-        a larger index is cut into shards over consecutive rows, searched one pass each.
+        a larger index is cut into shards (runs of its inverted lists), searched one pass each.
     """
 
     in_process = False
@@ -152,11 +153,13 @@ class RayBlocks:
             self._kept_bytes.update((ref.hex(), size) for ref, size in zip(results, result_bytes))
         rows = int(sum(b - a for a, b in blocks))
         row_bytes = int(np.prod(features.shape[1:])) * features.dtype.itemsize if path is not None else 0
-        shipped = source_bytes + array_bytes(list(per_block)) + sum(
+        per_block_bytes = array_bytes(list(per_block))
+        shipped = source_bytes + per_block_bytes + sum(
             self._kept_bytes.get(value.hex(), 0) if isinstance(value, ray.ObjectRef) else array_bytes(value)
             for value in shared)
         record_pass(self.info, fn, blocks, time.perf_counter() - began, [seconds for seconds, _ in measured],
-                    result_bytes=result_bytes, bytes_to_tasks=shipped, bytes_read_from_file=row_bytes * rows,
+                    result_bytes=result_bytes, bytes_to_tasks=shipped, per_block_bytes=per_block_bytes,
+                    bytes_read_from_file=row_bytes * rows,
                     bytes_from_tasks=0 if keep else sum(result_bytes))
         return results
 
