@@ -112,7 +112,7 @@ def _one(args: argparse.Namespace) -> None:
 def _bytes_for_shards(n: int, shards: int) -> int:
     """A ``max_index_bytes`` that cuts the index over ``n`` rows into ``shards`` shards (2% over an even share:
     shards of whole inverted lists are only about even)."""
-    from coreclean._internal.knn import shard_bytes
+    from coreclean._internal.knn_shards import shard_bytes
 
     return shard_bytes(n, math.ceil(1.02 * n / shards))
 
@@ -291,11 +291,11 @@ def predict(params: dict, engine: str, n: int, workers: int, shards: int | None 
     """Predicted seconds (and their parts) of ``rank`` on ``n`` rows with ``workers`` workers.
 
     On Ray the neighbour index is cut into ``shards`` (default: as ``RayBlocks``' 2 GiB limit cuts it,
-    :func:`coreclean._internal.knn.shard_count`); with more than one, the search is priced as the
+    :func:`coreclean._internal.knn_shards.shard_count`); with more than one, the search is priced as the
     sharded runs measured it: a probe pass, a fill pass (one task per shard), one candidates pass per shard,
     a re-rank pass.
     """
-    from coreclean._internal.knn import shard_count
+    from coreclean._internal.knn_shards import shard_count
     from coreclean.engines.ray_blocks import MAX_INDEX_BYTES
 
     p = params[engine]

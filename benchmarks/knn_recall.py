@@ -4,7 +4,7 @@
 as far as any other and recall says little. This compares coreclean's kNN graph on CIFAR-10 train
 embeddings with exact cosine neighbours in the *full* embedding space (brute force over the unit
 rows), on both of its branches, whatever the data's size: candidates by exact search in the reduced
-space (``exact`` forced on; what data up to :data:`coreclean._internal.knn.EXACT_SEARCH_LIMIT`
+space (``exact`` forced on; what data up to :data:`coreclean._internal.knn_index.EXACT_SEARCH_LIMIT`
 samples get) and by the IVF-PQ fast-scan index (``approximate``, forced on; what larger data get), each re-ranked in the
 full space. It reports recall@10 and recall@k and what the kNN signal actually uses, the share of
 neighbours that carry the sample's own label.

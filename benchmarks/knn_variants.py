@@ -28,7 +28,7 @@ from sklearn.metrics import roc_auc_score
 
 from benchmarks.common import machine_info, write_json
 from benchmarks.scale import _knn_recall, generate
-from coreclean._internal import knn
+from coreclean._internal import knn_index as knn
 from coreclean._internal.threads import limit_graph_search_threads
 from coreclean.scoring.signals import neighbor_label_distribution
 

@@ -474,7 +474,7 @@ def _engine(name: str):
 
 
 def _exact_limit() -> int:
-    from coreclean._internal.knn import EXACT_SEARCH_LIMIT
+    from coreclean._internal.knn_index import EXACT_SEARCH_LIMIT
 
     return EXACT_SEARCH_LIMIT
 

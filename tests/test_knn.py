@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from coreclean._internal.blocks import LocalBlocks
-from coreclean._internal.knn import knn_graph, reduced_rows
+from coreclean._internal.knn import knn_graph
+from coreclean._internal.knn_index import reduced_rows
 
 
 def _clusters(n_samples: int, n_features: int, seed: int = 0) -> np.ndarray:
@@ -111,7 +112,7 @@ def test_an_index_cut_into_shards_finds_what_one_index_finds_and_each_shard_keep
 
 
 def test_shards_of_inverted_lists_hold_whole_runs_of_lists_each_row_once_and_none_over_its_capacity() -> None:
-    from coreclean._internal.knn import _list_shards
+    from coreclean._internal.knn_shards import _list_shards
 
     rng = np.random.default_rng(1)
     for _ in range(50):  # lists from even to very uneven (where even cuts cannot keep to the capacity)
