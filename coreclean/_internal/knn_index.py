@@ -11,7 +11,7 @@ import logging
 
 import numpy as np
 
-__all__ = ["reduced_rows", "rerank_block", "EXACT_SEARCH_LIMIT", "SEARCH_DIMS", "CANDIDATE_FACTOR", "REFINE_FACTOR",
+__all__ = ["reduced_rows", "rerank_block", "most_similar", "EXACT_SEARCH_LIMIT", "SEARCH_DIMS", "CANDIDATE_FACTOR", "REFINE_FACTOR",
            "IVF_LISTS_PER_ROOT", "IVF_PROBES"]
 
 logger = logging.getLogger(__name__)
@@ -165,7 +165,11 @@ def rerank_block(features: np.ndarray, start: int, stop: int, found: np.ndarray,
                                          faiss.swig_ptr(candidates), database.shape[1], end - chunk, n_candidates)
         cosines = products / (norms[chunk:end, None] * norms[candidates])
         cosines[missing] = -np.inf
-        best = np.argsort(-cosines, axis=1, kind="stable")[:, :k]
-        indices[chunk - start:end - start] = np.take_along_axis(hits, best, axis=1)
-        similarities[chunk - start:end - start] = np.take_along_axis(cosines, best, axis=1)
+        similarities[chunk - start:end - start], indices[chunk - start:end - start] = most_similar(cosines, hits, k)
     return start, stop, indices, similarities
+
+
+def most_similar(similarities: np.ndarray, ids: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's ``n`` highest ``similarities`` and their ``ids``, highest first (ties in column order)."""
+    best = np.argsort(-similarities, axis=1, kind="stable")[:, :n]
+    return np.take_along_axis(similarities, best, axis=1), np.take_along_axis(ids, best, axis=1)

@@ -13,7 +13,7 @@ import numpy as np
 from coreclean._internal.blocks import BlockRunner
 from coreclean._internal.knn_index import (_CHUNK_ROWS, _MIN_SHARD_ROWS, _SHARD_HEADER_BYTES, SEARCH_DIMS, _index,
                                            _n_codes, _n_lists, _project, _projection_basis, _reduced_chunks,
-                                           _training_rows, rerank_block)
+                                           _training_rows, most_similar, rerank_block)
 from coreclean.exceptions import InputValidationError
 
 __all__ = ["shard_count", "shard_bytes", "sharded_graph", "probe_block", "fill_shard_block", "candidates_block"]
@@ -123,11 +123,9 @@ def sharded_graph(features: np.ndarray, runner: BlockRunner, *,
         shared = (faiss.deserialize_index(shard[0]), shard[1]) if in_process else shard
         for start, stop, sims, ids, block_norms in runner.map(candidates_block, features, blocks, per_block=per_block,
                                                               shared=(shared, basis, n_found, len(shards))):
-            merged_sims = np.concatenate([best_sims[start:stop], sims], axis=1)
-            merged_ids = np.concatenate([best_ids[start:stop], ids], axis=1)
-            top = np.argsort(-merged_sims, axis=1, kind="stable")[:, :n_found]
-            best_sims[start:stop] = np.take_along_axis(merged_sims, top, axis=1)
-            best_ids[start:stop] = np.take_along_axis(merged_ids, top, axis=1)
+            best_sims[start:stop], best_ids[start:stop] = most_similar(
+                np.concatenate([best_sims[start:stop], sims], axis=1),
+                np.concatenate([best_ids[start:stop], ids], axis=1), n_found)
             norms[start:stop] = block_norms
         del shared
     del shards, probes
@@ -271,10 +269,8 @@ def _refined(refine_index, queries: np.ndarray, found: np.ndarray, n_found: int)
     exact = np.empty(found.shape, dtype=np.float32)
     faiss.downcast_index(refine_index).compute_distance_subset(
         queries.shape[0], faiss.swig_ptr(queries), found.shape[1], faiss.swig_ptr(exact), faiss.swig_ptr(labels))
-    exact[found < 0] = -np.inf
-    best = np.argsort(-exact, axis=1, kind="stable")[:, :n_found]
-    best_sims = np.take_along_axis(exact, best, axis=1)
-    return best_sims, np.where(best_sims > -np.inf, np.take_along_axis(found, best, axis=1), -1)
+    exact[found < 0] = -np.inf  # so exactly the missing ones (-1) rank last
+    return most_similar(exact, found, n_found)
 
 
 def _coarse_similarities(queries: np.ndarray, held_centroids: np.ndarray, column: np.ndarray,
