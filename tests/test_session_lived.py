@@ -249,6 +249,7 @@ def test_export_tree_from_the_cli_gives_a_folder_to_train_on(tmp_path, capsys):
     from conftest import make_image_folder
 
     data = make_image_folder(tmp_path / "data", class_names=("ant", "bee"), per_class=12)
+    (data / "bee" / "broken.jpg").write_bytes(b"not an image")  # embed skips it; export must say it is not there
     cache = tmp_path / "cache"
     assert main(["-q", "embed", str(data), "--cache", str(cache), "--backbone", "pixels", "--image-size", "8"]) == 0
     session = tmp_path / "s.session"
@@ -261,7 +262,9 @@ def test_export_tree_from_the_cli_gives_a_folder_to_train_on(tmp_path, capsys):
     sheet["new_label"] = ["bee", "", "", ""]
     sheet.to_csv(tmp_path / "review" / "round-1.csv", index=False)
     assert main(["session", "apply", *common, str(tmp_path / "review" / "round-1.csv")]) == 0
+    capsys.readouterr()
     assert main(["session", "export", *common, "--format", "tree", "--out", str(tmp_path / "tree")]) == 0
+    assert "not in the tree: 1 file(s) `coreclean embed` could not read" in capsys.readouterr().out
     manifest = pd.read_csv(tmp_path / "tree" / "manifest.csv").set_index("id")
     moved, dropped = sheet["id"][0], sheet["id"][1]
     assert manifest.loc[moved, "label"] == "bee" and manifest.loc[moved, "path"].startswith("bee/")

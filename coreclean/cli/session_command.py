@@ -378,9 +378,15 @@ def _export(args: argparse.Namespace) -> int:
 
             table = session_table(session)
             manifest = export_tree(table, args.out, link=args.link)
+            from coreclean.embedding.cache import read_cache_info
+
             kept = int((table["weight"] > 0).sum())
             print(f"tree: {args.out} ({kept} images in {table.loc[table['weight'] > 0, 'label'].nunique()} class "
                   f"folders, {len(table) - kept} dropped left out; files {args.link})\nmanifest: {manifest}")
+            unread = read_cache_info(session.cache_dir, key=session.cache_key).get("n_skipped", 0)
+            if unread:
+                print(f"not in the tree: {unread} file(s) `coreclean embed` could not read (it listed them in "
+                      f"{Path(session.cache_dir) / 'errors.csv'} when it ran)")
             return 0
         paths = session.export(args.out)
         source = args.manifest

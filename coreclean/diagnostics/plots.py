@@ -1,8 +1,9 @@
-"""How do the rounds of a session look, and what is in this batch? PNG figures, written with matplotlib's Agg canvas.
+"""How do the rounds of a session look, and what is in this batch? PNG figures.
 
-matplotlib is imported inside each function (never at ``import coreclean``), and figures are drawn
+The plots are drawn with matplotlib, imported inside each function (never at ``import coreclean``),
 on :class:`matplotlib.figure.Figure` with the Agg canvas directly, so no global backend is switched
-(safe inside notebooks). Every function writes one PNG and returns its path.
+(safe inside notebooks). The batch's contact sheet is a grid of images, composed with PIL. Every
+function writes one PNG and returns its path.
 """
 
 from __future__ import annotations
@@ -114,6 +115,9 @@ def contact_sheet(batch: pd.DataFrame, path: str | os.PathLike, *, columns: int 
                   max_images: int = 200) -> Path:
     """A grid of the batch's images, each captioned with its id's position, label and suggestion.
 
+    The grid is composed with PIL (thumbnails pasted on one canvas, captions drawn with PIL's default
+    font): a matplotlib grid of 150 axes took 12.9 s of a 13.8 s ``session next``.
+
     Parameters
     ----------
     batch : DataFrame
@@ -127,35 +131,54 @@ def contact_sheet(batch: pd.DataFrame, path: str | os.PathLike, *, columns: int 
     -------
     Path
     """
-    from PIL import Image
+    from PIL import Image, ImageDraw, ImageFont
 
     rows_frame = batch.head(max_images)
-    n_images = max(len(rows_frame), 1)
-    n_rows = int(np.ceil(n_images / columns))
-    scale = thumb_size / 100.0
-    figure = _figure(columns * 1.25 * scale + 0.2, n_rows * 1.55 * scale + 0.2)
+    font = ImageFont.load_default(size=max(9, thumb_size // 9))
+    line = int(font.getbbox("#0 Ag")[3]) + 2
+    pad = 4
+    cell_width, cell_height = thumb_size + 2 * pad, thumb_size + 2 * line + 2 * pad
+    n_rows = max(1, -(-len(rows_frame) // columns))
+    sheet = Image.new("RGB", (columns * cell_width, n_rows * cell_height), "white")
+    draw = ImageDraw.Draw(sheet)
     for k, row in enumerate(rows_frame.itertuples(index=False)):
-        axis = figure.add_subplot(n_rows, columns, k + 1)
-        axis.set_axis_off()
+        left, top = (k % columns) * cell_width + pad, (k // columns) * cell_height + pad
         try:
             with Image.open(row.path) as image:
                 image = image.convert("RGB")
                 image.thumbnail((thumb_size, thumb_size))
-                axis.imshow(np.asarray(image), interpolation="nearest")
+                scale = thumb_size / max(image.size)
+                if scale > 1:  # small images (CIFAR's 32 px) are enlarged, pixels kept sharp
+                    image = image.resize((round(image.width * scale), round(image.height * scale)),
+                                         Image.Resampling.NEAREST)
+                sheet.paste(image, (left + (thumb_size - image.width) // 2, top + (thumb_size - image.height) // 2))
         except (OSError, ValueError):
-            axis.text(0.5, 0.5, "unreadable", ha="center", va="center", fontsize=7)
+            draw.rectangle((left, top, left + thumb_size - 1, top + thumb_size - 1), outline="grey")
+            draw.text((left + 4, top + thumb_size // 2 - line // 2), "unreadable", fill="grey", font=font)
         number = getattr(row, "position", k)
-        caption = f"#{number} {row.label}"
+        draw.text((left, top + thumb_size + 1), _fit(draw, f"#{number} {row.label}", font, thumb_size),
+                  fill="black", font=font)
         suggestion = getattr(row, "suggested_label", None)
         if suggestion is not None and str(suggestion) != str(row.label):
-            caption += f"\n-> {suggestion}"
+            caption = f"-> {suggestion}"
             prob = getattr(row, "suggested_prob", None)
             if prob is not None and np.isfinite(prob):
                 caption += f" {prob:.0%}"
-        axis.set_title(caption, fontsize=7, color="tab:red" if "->" in caption else "black")
-    if batch.empty:
-        axis = figure.add_subplot(1, 1, 1)
-        axis.set_axis_off()
-        axis.text(0.5, 0.5, "empty batch", ha="center", va="center")
-    figure.tight_layout(pad=0.3)
-    return _save(figure, path)
+            draw.text((left, top + thumb_size + 1 + line), _fit(draw, caption, font, thumb_size),
+                      fill=(214, 39, 40), font=font)
+    if rows_frame.empty:
+        draw.text((pad, pad), "empty batch", fill="black", font=font)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_open(path) as handle:
+        sheet.save(handle, format="PNG")
+    return path
+
+
+def _fit(draw, text: str, font, width: int) -> str:
+    """``text``, shortened with an ellipsis until it is at most ``width`` pixels wide in ``font``."""
+    if draw.textlength(text, font=font) <= width:
+        return text
+    while len(text) > 1 and draw.textlength(text + "…", font=font) > width:
+        text = text[:-1]
+    return text + "…"
