@@ -107,7 +107,7 @@ def clean(cache: Path, data: Path, truth: pd.DataFrame, classes: list[str], allo
                "found": 0, "reviewed": 0, "found_by_class": {c: 0 for c in classes}, "verdict": "baseline"}]
     steps = {"session start": start_s, "session next": [], "session apply": []}
     for round_number in range(1, max_rounds + 1):
-        next_s, _ = coreclean("session", "next", "--session", str(session), "--out", str(review_dir), "--no-sheet")
+        next_s, _ = coreclean("session", "next", "--session", str(session), "--out", str(review_dir))  # with its sheet
         sheet_path = review_dir / f"round-{round_number}.csv"
         if not sheet_path.is_file():
             break  # nothing left to review
@@ -244,7 +244,7 @@ def report(result: dict[str, Any]) -> str:
              f"reviews a class a round; MobileNetV2 trunk; commit {result['settings']['commit']}; "
              f"{result['settings']['cpus']} CPUs, load {result['settings']['load_before'][0]:.1f} at start.", ""]
     lines += ["| seed | classes | allocation | rounds | found | of planted there | stopped | embed s | classes s | "
-              "start s | median apply s | worst est-true gap from round 2 |", "|" + "---|" * 12]
+              "start s | median next s | median apply s | worst est-true gap from round 2 |", "|" + "---|" * 13]
     for entry in result["seeds"]:
         for s in entry["sessions"]:
             planted = sum(s["initial_errors"].values())
@@ -253,6 +253,7 @@ def report(result: dict[str, Any]) -> str:
                 f"| {entry['seed']} | {', '.join(s['classes'])} | {s['allocation']} | {len(s['rounds']) - 1} | "
                 f"{sum(r['found'] for r in s['rounds'])} | {planted} | {'yes' if s['stopped'] else 'no (cap)'} | "
                 f"{entry['steps']['embed']:.1f} | {entry['steps']['classes']:.1f} | {s['steps']['session start']:.1f} | "
+                f"{statistics.median(s['steps']['session next']):.1f} | "
                 f"{statistics.median(s['steps']['session apply']):.1f} | {max(gaps) if gaps else float('nan'):.1f} |")
     lines += ["", "Estimated vs true errors left per class, by round (allocation `errors`):", ""]
     for entry in result["seeds"]:
