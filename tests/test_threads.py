@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 
 import numpy as np
@@ -173,14 +174,41 @@ def test_graph_search_threads_follow_the_idle_cores_and_yield_to_an_explicit_cou
         assert count == 1
 
 
+_real_sleep = time.sleep
+
+
+def _next_sample_on_this_thread(stat, samples):
+    """A ``time.sleep`` that writes the next /proc/stat sample when the test's thread sleeps.
+
+    ``threads.time`` is the ``time`` module itself, so the patch reaches every thread: a client a
+    previous test left running (pymongo's, from FiftyOne) slept in it and used up the samples (CI,
+    stop 28). Other threads sleep for real.
+    """
+    test_thread = threading.current_thread()
+
+    def sleep(seconds: float) -> None:
+        if threading.current_thread() is test_thread:
+            stat.write_text(next(samples))
+        else:
+            _real_sleep(seconds)
+    return sleep
+
+
 def test_idle_cores_reads_the_kernels_idle_share(tmp_path, monkeypatch):
     stat = tmp_path / "stat"
     samples = iter(["cpu  100 0 100 800 0 0 0 0 0 0\n", "cpu  150 0 150 1000 0 0 0 0 0 0\n"])
-    monkeypatch.setattr(threads.time, "sleep", lambda seconds: stat.write_text(next(samples)))
+    monkeypatch.setattr(threads.time, "sleep", _next_sample_on_this_thread(stat, samples))
     monkeypatch.setattr(threads.os, "cpu_count", lambda: 4)
     monkeypatch.setattr(threads, "_own_cpu_ticks", lambda: 0)
     stat.write_text(next(samples))
-    assert threads.idle_cores(stat=stat) == pytest.approx(4 * 200 / 300)  # idle 200 of 300 ticks on 4 CPUs
+    done = threading.Event()
+    other = threading.Thread(target=lambda: [time.sleep(0.001) for _ in iter(done.is_set, True)], daemon=True)
+    other.start()  # another thread sleeping meanwhile must not read the samples
+    try:
+        assert threads.idle_cores(stat=stat) == pytest.approx(4 * 200 / 300)  # idle 200 of 300 ticks on 4 CPUs
+    finally:
+        done.set()
+        other.join(timeout=5)
     assert threads.idle_cores(stat=tmp_path / "missing") is None
 
 
@@ -190,7 +218,7 @@ def test_this_processs_own_spinning_workers_count_as_free_cores(tmp_path, monkey
     stat = tmp_path / "stat"
     samples = iter(["cpu  100 0 100 800 0 0 0 0 0 0\n", "cpu  200 0 100 900 0 0 0 0 0 0\n"])
     own = iter([1000, 1100])
-    monkeypatch.setattr(threads.time, "sleep", lambda seconds: stat.write_text(next(samples)))
+    monkeypatch.setattr(threads.time, "sleep", _next_sample_on_this_thread(stat, samples))
     monkeypatch.setattr(threads.os, "cpu_count", lambda: 2)
     monkeypatch.setattr(threads, "_own_cpu_ticks", lambda: next(own))
     stat.write_text(next(samples))
