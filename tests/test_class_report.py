@@ -42,6 +42,7 @@ def test_from_cache_and_cli(tmp_path, capsys):
     assert main(["classes", "--cache", str(cache), "--threads", "1"]) == 0
     out = capsys.readouterr().out
     assert "clean first:" in out and "confused_with" in out
+    assert "before any review" in out  # the count is not a tally of errors: the user is told so
     assert main(["classes", "--cache", str(cache), "--json", "--threads", "1"]) == 0
     records = json.loads(capsys.readouterr().out)
     assert records[0]["class"] == report.iloc[0]["class"]

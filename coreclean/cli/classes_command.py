@@ -67,7 +67,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def format_report(report) -> str:
-    """The report as an aligned text table, with a hint naming the class to clean first."""
+    """The report as an aligned text table, with a hint naming the class to clean first and what its counts are."""
     shown = report.copy()
     shown["accuracy"] = shown["accuracy"].map("{:.3f}".format)
     shown["auroc"] = shown["auroc"].map("{:.4f}".format)
@@ -78,7 +78,9 @@ def format_report(report) -> str:
                                   "estimated_error_rate": "est_error_%"})
     first = report.iloc[0]
     hint = (f"\nclean first: {first['class']!r} (~{first['estimated_errors']:.0f} errors, most confused with "
-            f"{first['confused_with']!r}): coreclean session start --class {_quote(first['class'])} ...")
+            f"{first['confused_with']!r}): coreclean session start --class {_quote(first['class'])} ..."
+            "\nest_errors is the ranker's own count before any review: it orders the classes, but can be off "
+            "several-fold (README, 'what a score means'); in a session the reviewer's verdicts recalibrate it.")
     return shown.to_string(index=False) + hint
 
 
