@@ -56,6 +56,18 @@ def test_round_events_close_and_reopen(tmp_path):
     assert len(store.round_events()) == 3
 
 
+def test_a_prepared_batch_is_handed_out_only_while_the_log_is_as_it_was_drawn(tmp_path):
+    store = new_store(tmp_path / "s.session")
+    rows = [(0, 3, 0, 0.9, 1, 0.8), (1, 1, 0, 0.5, 0, 0.6)]
+    version = store.log_version()
+    assert store.prepare_batch(1, version, rows) and store.prepared_batch(1) == rows
+    assert store.prepared_batch(2) is None
+    store.add_decisions([{"round": 1, "idx": 0, "action": "keep"}])  # the log moved: drawn from another state
+    assert store.prepared_batch(1) is None
+    assert not store.prepare_batch(1, version, rows)  # a draw from before that decision is not kept either
+    assert store.prepared_batch(1) is None and store.batch(1).empty  # never counted as shown
+
+
 def test_failed_write_rolls_back(tmp_path):
     store = new_store(tmp_path / "s.session")
     with pytest.raises(SessionError, match="rolled back"):

@@ -32,7 +32,7 @@ import pandas as pd
 from coreclean.embedding.cache import derived_dir
 from coreclean.exceptions import DecisionError, SessionError
 from coreclean.sessions import corrections, reporting, state
-from coreclean.sessions.batches import batch_frame, choose_batch
+from coreclean.sessions.batches import batch_frame
 from coreclean.sessions.decisions import read_decisions, resolve_class, validate_decisions
 from coreclean.sessions.rounds import RoundResult
 from coreclean.sessions.setup import bind_cache, plan_session
@@ -276,18 +276,9 @@ class CleaningSession:
         round_number = self.round
         stored = self._store.batch(round_number)
         if stored.empty:
-            live = self._store.live_decisions()
-            applied = state.decided_before(live, round_number)
-            ranker = self._model.ranker(self._store, applied)
-            decided = np.zeros(self._sample_ids.size, dtype=bool)
-            decided[live["idx"].to_numpy(np.int64)] = True
-            labels, weights = self._replay(applied)
-            scores = self._model.scores(ranker)
-            classes = self._model.class_indices()
-            per_class = self._model.reviews_per_class(scores, labels, weights, decided)
-            chosen = choose_batch(scores, labels, weights, decided, classes, per_class)
-            rows = [(k, i, c, float(scores[i]), int(ranker.suggested_labels_[i]), float(ranker.suggested_probs_[i]))
-                    for k, (i, c) in enumerate(chosen)]
+            rows = self._store.prepared_batch(round_number)
+            if rows is None:
+                rows = self._model.draw_batch(self._store, round_number)
             if rows:
                 self._store.add_batch(round_number, rows)
             stored = self._store.batch(round_number)
@@ -442,6 +433,8 @@ class CleaningSession:
                 raise
             self._model.mark_current(self._store)
             logger.debug("round %d: %s", round_number, result.verdict.summary)
+            if round_number == self.round - 1:
+                self._model.prepare_batch(self._store, self.round)
             return result
         raise SessionError(f"round {round_number} kept changing while it was being closed (another reviewer is "
                            "deciding?); close it again when the batch is done.")

@@ -7,7 +7,10 @@ probabilities behind its AUROC in ``evaluations``), and the caller's own model p
 the session ranks with them (``pred_probs``, fixed for its life). Nothing is ever updated or deleted: an undo is
 an appended ``decisions`` row with ``action='undo'`` pointing at the decision it revokes, and a
 reopened round is an appended ``rounds`` row with ``event='reopen'``. So the audit trail is
-complete and the current state is a fold over the log.
+complete and the current state is a fold over the log. The one table rewritten is a cache, not the
+log: ``prepared_batches``, the next round's batch drawn ahead by the process that closed a round
+(with its fitted ranker in hand), so that a new ``session next`` process need not refit; it is read
+only while the log is exactly as it was drawn from.
 
 Every write goes through :meth:`SessionStore._write`, one ``BEGIN IMMEDIATE`` ... ``COMMIT``
 transaction with ``synchronous=FULL`` in WAL mode: a process killed at any moment loses nothing
@@ -109,6 +112,11 @@ CREATE TABLE IF NOT EXISTS rounds (          -- append-only; a 'reopen' row revo
 CREATE TABLE IF NOT EXISTS pred_probs (      -- the caller's model probabilities (samples x classes), if given
     id    INTEGER PRIMARY KEY CHECK (id = 1),
     probs BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS prepared_batches ( -- a round's batch drawn ahead by the process that closed the round before
+    round   INTEGER PRIMARY KEY,
+    version TEXT NOT NULL,                   -- the log version it was drawn at (JSON): used only while the log is so
+    items   TEXT NOT NULL                    -- JSON [[position, idx, class_index, score, suggested, prob], ...]
 );
 CREATE TABLE IF NOT EXISTS evaluations (     -- out-of-fold probabilities behind a round's AUROC (paired bootstrap)
     rounds_id INTEGER PRIMARY KEY REFERENCES rounds(id),
@@ -385,6 +393,33 @@ class SessionStore:
         frame = self.decisions()
         live = frame[(frame["action"] != "undo") & ~frame["revoked"]]
         return live.drop_duplicates("idx", keep="last").sort_values("id").reset_index(drop=True)
+
+    def prepare_batch(self, round_number: int, version: tuple[int, int],
+                      rows: Sequence[tuple[int, int, int, float, int, float]]) -> bool:
+        """Keep ``rows`` (as :meth:`add_batch` takes them) as ``round_number``'s batch drawn at log ``version``.
+
+        Written only while the log is still at ``version`` (returns whether it was); :meth:`prepared_batch`
+        hands the rows out only while it still is, so a batch drawn ahead is exactly the one a later
+        process would draw from the same log.
+        """
+        items = json.dumps([[int(p), int(i), int(c), float(s), int(g), float(q)] for p, i, c, s, g, q in rows])
+        with self._write() as conn:
+            if self._version(conn) != tuple(version):
+                return False
+            conn.execute("INSERT OR REPLACE INTO prepared_batches (round, version, items) VALUES (?, ?, ?)",
+                         (round_number, json.dumps(list(version)), items))
+        return True
+
+    def prepared_batch(self, round_number: int) -> list[tuple[int, int, int, float, int, float]] | None:
+        """The rows :meth:`prepare_batch` kept for ``round_number`` if the log has not moved since; else None."""
+        try:
+            row = self._conn.execute("SELECT version, items FROM prepared_batches WHERE round = ?",
+                                     (round_number,)).fetchone()
+        except sqlite3.OperationalError:  # a file from before prepared batches, opened read-only
+            return None
+        if row is None or tuple(json.loads(row[0])) != self.log_version():
+            return None
+        return [(int(p), int(i), int(c), float(s), int(g), float(q)) for p, i, c, s, g, q in json.loads(row[1])]
 
     def batch(self, round_number: int) -> pd.DataFrame:
         """The batch shown in ``round_number`` (empty if none yet), in display order."""
