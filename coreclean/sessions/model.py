@@ -134,9 +134,10 @@ class SessionModel:
         """Draw the open ``round_number``'s batch now, while the ranker that closed the round before is in hand.
 
         Kept beside the log (:meth:`SessionStore.prepare_batch`), not shown: ``next_batch`` records it
-        as shown when it is, and only while the log is unchanged, so it is the batch a new process
-        would draw, without that process's refit (3.7 s of a 3,000-image ``session next``, 0.9 s with
-        it drawn ahead). A batch already shown is left as it is.
+        as shown when it is, and only while the log is unchanged. It comes from the ranker whose
+        numbers the round reports; a new process's refit ranks the same up to floating-point rounding
+        (which can swap near-ties), and is no longer needed (3.7 s of a 3,000-image ``session next``,
+        0.9 s with the batch drawn ahead). A batch already shown is left as it is.
         """
         if not store.batch(round_number).empty:
             return

@@ -399,8 +399,7 @@ class SessionStore:
         """Keep ``rows`` (as :meth:`add_batch` takes them) as ``round_number``'s batch drawn at log ``version``.
 
         Written only while the log is still at ``version`` (returns whether it was); :meth:`prepared_batch`
-        hands the rows out only while it still is, so a batch drawn ahead is exactly the one a later
-        process would draw from the same log.
+        hands the rows out only while it still is, so a batch drawn ahead is drawn from the log in force.
         """
         items = json.dumps([[int(p), int(i), int(c), float(s), int(g), float(q)] for p, i, c, s, g, q in rows])
         with self._write() as conn:
