@@ -53,9 +53,17 @@ def test_next_keeps_a_half_filled_batch_file(toy, tmp_path, capsys):
     sheet.to_csv(tmp_path / "round-1.csv", index=False)
     capsys.readouterr()
     assert main(["session", "next", *common, "--out", str(tmp_path)]) == 0
-    assert "already holds decisions" in capsys.readouterr().out
+    out = capsys.readouterr().out
     again = pd.read_csv(tmp_path / "round-1.csv", dtype=str, keep_default_na=False)
     assert (again["action"][:4] == "keep").all()
+    # What is printed last says the file was kept (a 50-row table used to scroll that line away, ending on
+    # "-> round-1.csv"), and the table shows the file's decisions, not blank actions.
+    lines = out.splitlines()
+    kept_line = next(i for i, line in enumerate(lines) if "kept as it is" in line)
+    assert "already holds 4 decision(s)" in lines[kept_line]
+    table_rows = [line for line in lines[:kept_line] if line.split()[1:2] and line.split()[1] in set(sheet["id"])]
+    assert sum(line.split()[-1] == "keep" for line in table_rows) == 4
+    assert not any("->" in line and "round-1.csv" in line for line in lines[kept_line:])
 
 
 def test_applying_an_unfilled_file_does_nothing_and_says_so(toy, tmp_path, capsys):

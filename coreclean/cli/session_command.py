@@ -227,23 +227,30 @@ def _next(args: argparse.Namespace) -> int:
         out = Path(args.out) if args.out else Path(session.path).with_name(Path(session.path).stem + "-review")
         out.mkdir(parents=True, exist_ok=True)
         csv_path = out / f"round-{session.round}.csv"
-        kept = csv_path.exists() and not read_decisions(csv_path).empty
-        if kept:
-            print(f"{csv_path} already holds decisions: kept as it is (not rewritten). Finish it, then "
-                  f"`coreclean session apply --session {session.path} {csv_path}`.")
-        else:
+        decided = read_decisions(csv_path) if csv_path.exists() else None
+        kept = decided is not None and not decided.empty
+        if not kept:
             atomic_write_text(csv_path, batch[BATCH_COLUMNS].to_csv(index=False))
         shown = batch[["position", "id", "label", "suggested_label", "suggested_prob", "score", "action"]].copy()
+        if kept:  # the table shows what the file holds, so a re-run never looks as if the decisions were cleared
+            shown["action"] = shown["id"].map(decided.drop_duplicates("id", keep="last").set_index("id")["action"])
+            shown["action"] = shown["action"].fillna("")
         shown["suggested_prob"] = shown["suggested_prob"].map("{:.2f}".format)
         shown["score"] = shown["score"].map("{:.3f}".format)
         print(shown.to_string(index=False, max_rows=60))
-        print(f"round {session.round}: {len(batch)} samples -> {csv_path}")
+        if kept:
+            print(f"round {session.round}: {len(batch)} samples; {csv_path} already holds {len(decided)} decision(s): "
+                  "kept as it is (not rewritten).")
+        else:
+            print(f"round {session.round}: {len(batch)} samples -> {csv_path}")
         if not args.no_sheet:
             from coreclean.diagnostics.plots import contact_sheet
 
             png = contact_sheet(batch, out / f"round-{session.round}.png")
             print(f"contact sheet -> {png}")
-        if not kept:
+        if kept:
+            print(f"finish it, then: coreclean session apply --session {session.path} {csv_path}")
+        else:
             print("fill in action (keep/relabel/drop/downweight/skip) and new_label, then: "
                   f"coreclean session apply --session {session.path} {csv_path}")
     return 0
