@@ -1,7 +1,7 @@
 """What does checking an embedding set against its checksums cost, next to ranking it?
 
 For each size, synthetic ``n × 512`` float32 features (:func:`benchmarks.scale.generate`) become a
-cache through :func:`coreclean.embedding.cache.write_feature_cache`. Then, interleaved
+cache through :func:`coreclean.embedding.own_features.write_feature_cache`. Then, interleaved
 ``--repeats`` times, :func:`coreclean.load_embeddings` is timed with the features' check forced
 (``verified.json`` removed: sha256 of every block) and remembered (the memo matches: one ``stat``);
 both include reading and checking ``samples.csv``. With ``--rank`` it also times ``coreclean rank
@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _cache(work: Path, n: int) -> Path:
     """A cache holding ``n`` synthetic 512-d vectors (built once, then reused)."""
-    from coreclean.embedding.cache import write_feature_cache
+    from coreclean.embedding.own_features import write_feature_cache
 
     cache = work / f"cache_n{n}"
     if (cache / "done").is_file():

@@ -91,7 +91,7 @@ def make_feature_cache(root: Path, *, n_per_class: int = 150, n_features: int = 
     """Write a feature cache with planted label errors; return ``(cache_dir, manifest_csv, true_labels, noisy_labels)``."""
     import pandas as pd
 
-    from coreclean.embedding.cache import write_feature_cache
+    from coreclean.embedding.own_features import write_feature_cache
     from coreclean.simulate.noise import inject_noise
 
     rng = np.random.default_rng(seed)
@@ -130,7 +130,7 @@ def build_review_session(root: Path, *, per_class: int = 8, batch_size: int = 3,
     """
     import pandas as pd
 
-    from coreclean.embedding.cache import write_feature_cache
+    from coreclean.embedding.own_features import write_feature_cache
     from coreclean.sessions.session import CleaningSession
 
     make_image_folder(root / "data", per_class=per_class, seed=1)

@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 from coreclean import embed_dataset, load_embeddings, read_samples
-from coreclean.embedding.cache import list_embedding_sets, read_cache_info, write_feature_cache
+from coreclean.embedding.cache import list_embedding_sets, read_cache_info
+from coreclean.embedding.own_features import write_feature_cache
 from coreclean.exceptions import CacheError, InputValidationError, ManifestError
 
 

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from coreclean import load_embeddings
+from coreclean.embedding.cache import list_embedding_sets
 from coreclean.cli import main
+from coreclean.embedding import reuse
 
 TINY = ["--backbone", "resnet18", "--weights", "none", "--image-size", "32", "--device", "cpu",
         "--workers", "0", "--precision", "fp32"]
@@ -20,6 +25,67 @@ def test_embed_folder(image_folder: Path, tmp_path: Path, capsys: pytest.Capture
     assert main(["-q", "embed", str(image_folder), "--cache", str(tmp_path / "c"), *TINY]) == 0
     assert "(0 newly computed)" in capsys.readouterr().out
     assert load_embeddings(tmp_path / "c").features.shape == (12, 512)
+
+
+def test_a_repeated_embed_with_nothing_new_answers_without_importing_torch(image_folder: Path, tmp_path: Path) -> None:
+    """A no-op `coreclean embed` spent 4.4 s of its 4.9 s importing torch and torchvision (3,000 images)."""
+    argv = ["-q", "embed", str(image_folder), "--cache", str(tmp_path / "c"), *TINY]
+    script = ("import sys; from coreclean.cli import main; code = main(sys.argv[1:]); "
+              "print('torch imported:', 'torch' in sys.modules); sys.exit(code)")
+
+    def run() -> str:
+        done = subprocess.run([sys.executable, "-c", script, *argv], capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    first = run()
+    assert "(12 newly computed)" in first and "torch imported: True" in first
+    second = run()
+    assert "embedded 12 images (0 newly computed)" in second and "torch imported: False" in second
+    assert load_embeddings(tmp_path / "c").features.shape == (12, 512)
+
+
+def test_the_torch_free_answer_gives_way_to_any_change(image_folder: Path, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    cache = tmp_path / "c"
+    argv = ["-q", "embed", str(image_folder), "--cache", str(cache), *TINY]
+
+    def request() -> dict | None:
+        return reuse.embed_request(str(image_folder), backbone="resnet18", weights="none", image_size=32,
+                                   precision="fp32", device="cpu", tta="none")
+
+    assert main(argv) == 0
+    key = list_embedding_sets(cache)[0]
+    assert reuse.find_up_to_date_set(cache, request()).key == key
+    # a file moved to another class: its label changes, so the model path republishes the set
+    source_dir, target_dir = sorted(d for d in image_folder.iterdir() if d.is_dir())[:2]
+    moved = sorted(source_dir.iterdir())[0]
+    moved = moved.rename(target_dir / f"moved-{moved.name}")
+    assert reuse.find_up_to_date_set(cache, request()) is None
+    assert main(argv) == 0
+    labels = load_embeddings(cache)
+    assert labels.class_names[labels.labels[list(labels.sample_ids).index(f"{target_dir.name}/{moved.name}")]] \
+        == target_dir.name
+    assert reuse.find_up_to_date_set(cache, request()) is not None
+    # damaged vectors: not answered from the cache, repaired by the ordinary path
+    features = cache / "embeddings" / key / "features.npy"
+    features.write_bytes(features.read_bytes()[:-64] + b"\0" * 64)
+    assert reuse.find_up_to_date_set(cache, request()) is None
+    assert main(argv) == 0 and load_embeddings(cache).features.shape == (12, 512)
+    # another torch, other settings, a damaged request file: never answered from the cache
+    monkeypatch.setattr(reuse.metadata, "version", lambda name: "0.0-other")
+    assert reuse.find_up_to_date_set(cache, request()) is None
+    monkeypatch.undo()
+    assert reuse.embed_request(str(image_folder), backbone="resnet18", weights="none", image_size=64,
+                               precision="fp32", device="cpu", tta="none") != request()
+    assert reuse.embed_request(str(image_folder), backbone="resnet18", weights="none", image_size=32,
+                               precision="fp32", device="cuda", tta="none") is None
+    (cache / reuse.REQUESTS_FILE).write_text("{not json", encoding="utf-8")
+    assert reuse.find_up_to_date_set(cache, request()) is None
+    capsys.readouterr()
+    assert main(argv) == 0 and "(0 newly computed)" in capsys.readouterr().out
+    assert json.loads((cache / reuse.REQUESTS_FILE).read_text(encoding="utf-8"))  # written anew
 
 
 def test_embed_reports_skipped_files(image_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -9,7 +9,7 @@ from conftest import make_feature_cache as make_cache
 from PIL import Image
 
 import coreclean
-from coreclean.embedding.cache import write_feature_cache
+from coreclean.embedding.own_features import write_feature_cache
 from coreclean.exceptions import ManifestError
 from coreclean.sessions.export import (
     apply_label_patch,

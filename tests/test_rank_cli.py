@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from coreclean.embedding.cache import write_feature_cache
+from coreclean.embedding.own_features import write_feature_cache
 from coreclean.cli import main
 
 CLASS_NAMES = ["cat", "dog", "fox"]

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from coreclean.cli.argument_types import non_negative_int, positive_int
 from coreclean.embedding.views import TTA_CHOICES
 from coreclean.exceptions import CorecleanError
+
+if TYPE_CHECKING:
+    from coreclean.embedding.reuse import EmbedResult
 
 __all__ = ["register"]
 
@@ -84,17 +87,34 @@ def _run(args: argparse.Namespace) -> int:
     if args.source is None and args.hf is None:
         raise CorecleanError("give a SOURCE folder or CSV manifest to embed, --hf PATH_OR_NAME, "
                              "or --features X.npy --manifest M.csv.")
-    from coreclean.embedding.embed import embed_dataset
-
     if args.address is not None and args.engine != "ray":
         raise CorecleanError("--address joins a Ray cluster: add --engine ray (or drop --address).")
+    result = None
+    if args.source is not None:  # nothing new: answered without importing torch (coreclean.embedding.reuse)
+        from coreclean.embedding.reuse import embed_request, find_up_to_date_set
+
+        result = find_up_to_date_set(args.cache, embed_request(
+            args.source, backbone=args.backbone, weights=args.weights, image_size=args.image_size,
+            precision=args.precision, device=args.device, tta=args.tta))
+    if result is None:
+        result = _embed(args)
+    skipped = f", {result.n_skipped} skipped (see {args.cache}/errors.csv)" if result.n_skipped else ""
+    print(f"embedded {result.n_samples} images ({result.n_computed} newly computed){skipped} -> {result.path}"
+          f" (--key {result.key})")
+    return 0
+
+
+def _embed(args: argparse.Namespace) -> EmbedResult:
+    """Embed SOURCE or --hf the ordinary way: the model loaded, what is new computed, what is damaged repaired."""
+    from coreclean.embedding.embed import embed_dataset
+
     compute = None
     if args.engine == "ray":
         from coreclean.engines.ray_embed import RayEmbedder
 
         compute = RayEmbedder(args.address)
 
-    result = embed_dataset(
+    return embed_dataset(
         _read_hf(args) if args.hf is not None else args.source,
         args.cache,
         backbone=args.backbone,
@@ -109,10 +129,6 @@ def _run(args: argparse.Namespace) -> int:
         compute=compute,
         tta=args.tta,
     )
-    skipped = f", {result.n_skipped} skipped (see {args.cache}/errors.csv)" if result.n_skipped else ""
-    print(f"embedded {result.n_samples} images ({result.n_computed} newly computed){skipped} -> {result.path}"
-          f" (--key {result.key})")
-    return 0
 
 
 def _read_hf(args: argparse.Namespace) -> Any:
@@ -131,7 +147,8 @@ def _run_features(args: argparse.Namespace) -> int:
         raise CorecleanError("--features and --manifest go together: pass both (and no SOURCE).")
     if args.source is not None or args.hf is not None:
         raise CorecleanError("pass either SOURCE, --hf or --features/--manifest, not several.")
-    from coreclean.embedding.cache import read_cache_info, write_feature_cache
+    from coreclean.embedding.cache import read_cache_info
+    from coreclean.embedding.own_features import write_feature_cache
 
     key = write_feature_cache(args.cache, args.features, args.manifest, name=args.name)
     info = read_cache_info(args.cache, key=key)

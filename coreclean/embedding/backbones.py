@@ -26,6 +26,7 @@ from torch import nn
 from coreclean._internal.hashing import sha256_file
 from coreclean.exceptions import WeightsError
 from coreclean.embedding.images import load_rgb
+from coreclean.embedding.reuse import looks_like_weights_file
 
 __all__ = ["Preprocess", "FeatureExtractor", "build_feature_extractor", "default_preprocess", "list_backbones"]
 
@@ -204,7 +205,7 @@ def build_feature_extractor(backbone: str = "resnet18", *, weights: str | os.Pat
             model = torchvision.models.get_model(backbone, weights=None)
         head = _drop_head(model, backbone)
         weights_id, weights_source = "none", "random init (seed 0)"
-    elif _looks_like_path(spec):
+    elif looks_like_weights_file(spec):
         model = torchvision.models.get_model(backbone, weights=None)
         head = _drop_head(model, backbone)
         weights_id, weights_source = _load_weights_file(model, Path(spec).expanduser(), backbone, head)
@@ -223,10 +224,6 @@ def build_feature_extractor(backbone: str = "resnet18", *, weights: str | os.Pat
     for parameter in model.parameters():
         parameter.requires_grad_(False)
     return FeatureExtractor(model, backbone, weights_id, weights_source, head)
-
-
-def _looks_like_path(spec: str) -> bool:
-    return os.sep in spec or "/" in spec or spec.endswith((".pth", ".pt", ".bin", ".ckpt")) or Path(spec).exists()
 
 
 def _resolve_enum(backbone: str, spec: str) -> torchvision.models.WeightsEnum:

@@ -6,6 +6,7 @@ CSV embedded) and combination of backbone, weights, preprocessing and precision 
     CACHE/
       hashes.csv                  path, size, mtime_ns -> sha256 memo (skips re-reading unchanged files)
       errors.csv                  samples skipped by the last run: id, path, reason
+      requests.json               which set each embed request made (coreclean.embedding.reuse)
       embeddings/<key>/
         settings.json             what the key stands for: settings and dataset (written at creation)
         chunks/chunk-*.npz        committed work: sha256 (n,), features (n, d) float32, failures
@@ -46,11 +47,10 @@ import pandas as pd
 from coreclean import __version__
 from coreclean._internal.atomic import atomic_open, atomic_path, atomic_write_text
 from coreclean._internal.hashing import sha256_file, sha256_text
-from coreclean._internal.validation import check_features
-from coreclean.exceptions import CacheError, InputValidationError
+from coreclean.exceptions import CacheError
 from coreclean.embedding.chunks import ChunkStore, shared_chunk_dirs
 from coreclean.embedding.integrity import FORMAT_VERSION, file_stamp, open_features, repair_hint
-from coreclean.embedding.manifest import Manifest, Problem, manifest_from_frame, read_manifest
+from coreclean.embedding.manifest import Manifest, Problem
 
 __all__ = [
     "Embeddings",
@@ -58,11 +58,11 @@ __all__ = [
     "read_samples",
     "read_cache_info",
     "list_embedding_sets",
-    "write_feature_cache",
     "ChunkStore",
     "make_key",
     "write_errors",
     "publish_embedding_set",
+    "set_is_current",
     "samples_frame",
     "dataset_dir",
     "shared_chunk_dirs",
@@ -184,7 +184,7 @@ def load_embeddings(cache_dir: str | os.PathLike, *, key: str | None = None) -> 
     ----------
     cache_dir : str or os.PathLike
         A folder written by ``coreclean embed`` / :func:`coreclean.embed_dataset` /
-        :func:`write_feature_cache`.
+        :func:`coreclean.embedding.own_features.write_feature_cache`.
     key : str, optional
         A sub-folder name of ``cache_dir/embeddings`` (see :func:`list_embedding_sets`); needed
         when the cache holds more than one set.
@@ -360,6 +360,17 @@ def publish_embedding_set(
     return info
 
 
+def set_is_current(set_dir: Path, samples: pd.DataFrame, class_names: list[str]) -> bool:
+    """Whether the published set in ``set_dir`` holds exactly ``samples`` (ids, content hashes, labels) of
+    ``class_names``, in this cache format, with files that match their checksums."""
+    try:
+        info = json.loads((set_dir / "info.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return (isinstance(info, dict) and info.get("fingerprint") == _fingerprint(set_dir.name, samples, class_names)
+            and _intact(set_dir, info))
+
+
 def _intact(set_dir: Path, info: dict[str, Any]) -> bool:
     """Whether a set's files are of this format and match the checksums in its sidecar ``info``."""
     if info.get("format_version") != FORMAT_VERSION:
@@ -408,92 +419,3 @@ def samples_frame(manifest: Manifest, positions: np.ndarray, shas: Sequence[str]
             "label_name": [manifest.class_names[k] for k in labels],
         }
     )
-
-
-# --------------------------------------------------------------------------------------------
-# bring your own features
-
-
-def write_feature_cache(
-    cache_dir: str | os.PathLike,
-    features: np.ndarray | str | os.PathLike,
-    manifest: str | os.PathLike | pd.DataFrame,
-    *,
-    name: str = "user",
-) -> str:
-    """Make an embedding set from your own vectors (CLIP, DINO, ...), so every command can use them.
-
-    Parameters
-    ----------
-    cache_dir : str or os.PathLike
-        The cache folder to write into (created if needed).
-    features : np.ndarray or path to a .npy file
-        ``(n_rows, n_features)`` numbers; row ``i`` belongs to the manifest's ``i``-th data row.
-    manifest : path to a CSV, or a pandas.DataFrame
-        Columns ``path,label`` and optionally ``id``. Paths are relative to the CSV's folder (or the
-        current folder for a DataFrame) and need not exist.
-    name : str
-        A prefix for the embedding set's key, e.g. ``"clip-vit-b32"``.
-
-    Returns
-    -------
-    str
-        The key of the embedding set (a folder under ``cache_dir/embeddings``).
-
-    Raises
-    ------
-    InputValidationError
-        If the features are not 2-D, hold NaN/inf, or their row count differs from the manifest's.
-    ManifestError
-        If the manifest lacks columns or has no usable row. Rows with an empty label or a duplicate
-        path/id are skipped and listed in ``cache_dir/errors.csv``.
-    """
-    cache_dir = Path(cache_dir)
-    if isinstance(features, (str, os.PathLike)):
-        try:
-            features = np.load(features, mmap_mode="r")
-        except (OSError, ValueError) as err:
-            raise InputValidationError(f"cannot read features file {features} as a .npy array: {err}") from err
-    if isinstance(manifest, pd.DataFrame):
-        table = manifest_from_frame(manifest, root=Path.cwd(), source=Path("<DataFrame>"), check_files=False)
-        n_rows, source = len(manifest), "<DataFrame>"
-    else:
-        table = read_manifest(manifest, check_files=False)
-        n_rows, source = _count_rows(Path(manifest)), str(Path(manifest).resolve())
-    array = check_features(features)
-    if array.shape[0] != n_rows:
-        raise InputValidationError(
-            f"features has {array.shape[0]} rows but the manifest {source} has {n_rows} data rows; "
-            "row i of the features must belong to row i of the manifest."
-        )
-    digest = _array_digest(array)
-    settings = {"backbone": name, "weights": f"features:{digest}", "transform": "user-provided features",
-                "image_size": None, "precision": str(array.dtype)}
-    set_dir, stored = dataset_dir(cache_dir, settings, source, prefix=name)
-    set_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(set_dir / "settings.json", json.dumps(stored, indent=2, sort_keys=True))
-    rows = table.rows
-    samples = samples_frame(table, np.arange(len(table)), [""] * len(table))
-
-    def fill(out: np.ndarray, block: slice) -> None:
-        out[:] = array[rows[block]]
-
-    write_errors(cache_dir, table.problems)
-    publish_embedding_set(
-        set_dir, samples=samples, class_names=table.class_names, dim=array.shape[1], fill=fill,
-        info={**settings, "weights_source": "user-provided features", "source": source,
-              "n_skipped": len(table.problems)},
-    )
-    logger.info("wrote %d user-provided vectors to %s (%d row(s) skipped)", len(table), set_dir, len(table.problems))
-    return set_dir.name
-
-
-def _count_rows(path: Path) -> int:
-    return len(pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig"))
-
-
-def _array_digest(array: np.ndarray) -> str:
-    digest = hashlib.sha256(f"{array.shape}".encode())
-    for start in range(0, array.shape[0], _ASSEMBLY_ROWS):
-        digest.update(np.ascontiguousarray(array[start : start + _ASSEMBLY_ROWS]).tobytes())
-    return digest.hexdigest()

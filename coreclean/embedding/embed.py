@@ -21,7 +21,6 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -34,6 +33,7 @@ from coreclean.embedding.cache import dataset_dir, publish_embedding_set, sample
 from coreclean.embedding.chunks import ChunkStore, DamagedChunkError, shared_chunk_dirs
 from coreclean.exceptions import CacheError, CorecleanError, ManifestError, WeightsError
 from coreclean.embedding.manifest import Manifest, Problem, read_manifest
+from coreclean.embedding.reuse import BF16_VALIDATED, EmbedResult, embed_request, remember_request
 from coreclean.embedding.views import ViewStores, check_tta, open_view_stores
 from coreclean._internal.hashing import hash_files
 
@@ -44,36 +44,6 @@ logger = logging.getLogger(__name__)
 COMMIT_SECONDS = 30.0
 """Finished vectors are committed at least this often (seconds of work), as well as every ``chunk_size``."""
 _REPAIR_ATTEMPTS = 3
-
-BF16_VALIDATED: frozenset[tuple[str, str]] = frozenset()
-"""(backbone, device type) pairs where bf16 autocast was measured to keep cosine >= 0.999 with fp32
-features; ``precision="auto"`` picks bf16 only for these. Empty for now: on CPU, mobilenet_v2 with
-ImageNet weights ran 2.5x faster in bf16 but its features fell to cosine 0.90 (min) / 0.98 (mean)
-at 128 px (benchmarks/results/embed_speed.json), so auto means fp32 until a pair passes."""
-
-
-class EmbedResult(NamedTuple):
-    """What :func:`embed_dataset` did.
-
-    Attributes
-    ----------
-    key : str
-        The embedding set's folder name under ``cache_dir/embeddings`` (pass to ``load_embeddings``).
-    path : Path
-        That folder.
-    n_samples : int
-        Samples in the finished set (successfully embedded).
-    n_computed : int
-        Distinct images run through the model in this call (0 when everything was cached).
-    n_skipped : int
-        Samples skipped (listed in ``cache_dir/errors.csv``).
-    """
-
-    key: str
-    path: Path
-    n_samples: int
-    n_computed: int
-    n_skipped: int
 
 
 def embed_dataset(
@@ -146,6 +116,8 @@ def embed_dataset(
             f"batch_size and chunk_size must be >= 1 and image_size >= 8; got {batch_size}, {chunk_size}, {image_size}."
         )
     cache_dir = Path(cache_dir).expanduser()
+    request = embed_request(source, backbone=backbone, weights=weights, image_size=image_size, precision=precision,
+                            device=device, tta=tta)
     manifest = source if isinstance(source, Manifest) else read_manifest(source)
     torch_device = resolve_device(device)
     extractor = build_feature_extractor(backbone, weights=weights)
@@ -219,6 +191,7 @@ def embed_dataset(
         except DamagedChunkError as err:
             err.store.drop(err.chunk, err)
             continue
+        remember_request(cache_dir, request, set_dir.name)
         return EmbedResult(set_dir.name, set_dir, n_samples, n_computed, n_skipped)
     raise CacheError(f"chunks of {set_dir} kept failing to read back after {_REPAIR_ATTEMPTS} repairs; "
                      "check the disk, then delete that folder and embed again.")

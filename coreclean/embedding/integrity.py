@@ -99,7 +99,7 @@ def repair_hint(set_dir: Path, info: dict[str, Any] | None = None) -> str:
     cache = shlex.quote(str(cache_dir))
     if settings.get("transform") == "user-provided features":
         if source == "<DataFrame>":
-            return "call coreclean.embedding.cache.write_feature_cache again with the same vectors and table"
+            return "call coreclean.embedding.own_features.write_feature_cache again with the same vectors and table"
         return (f"run `coreclean embed --features X.npy --manifest {shlex.quote(str(source))} --cache {cache}` "
                 "with the same vectors to rebuild it")
     weights = str(settings.get("weights", "DEFAULT"))
