@@ -5,8 +5,11 @@ Each test here failed on the code before issue #10/#11's fixes (the finding it c
 
 from __future__ import annotations
 
+import os
 import shutil
 import sqlite3
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -64,6 +67,20 @@ def test_next_keeps_a_half_filled_batch_file(toy, tmp_path, capsys):
     table_rows = [line for line in lines[:kept_line] if line.split()[1:2] and line.split()[1] in set(sheet["id"])]
     assert sum(line.split()[-1] == "keep" for line in table_rows) == 4
     assert not any("->" in line and "round-1.csv" in line for line in lines[kept_line:])
+
+
+def test_next_into_a_closed_pipe_writes_its_files_and_exits_without_a_traceback(toy, tmp_path):
+    """`coreclean session next | head` ended in a BrokenPipeError traceback, before the contact sheet was written."""
+    session, common = _start_cli(toy, tmp_path)
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before anything is printed
+    try:
+        done = subprocess.run([sys.executable, "-m", "coreclean", "session", "next", *common, "--out", str(tmp_path)],
+                              stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=300)
+    finally:
+        os.close(write_end)
+    assert done.returncode == 141 and "Traceback" not in done.stderr, done.stderr
+    assert (tmp_path / "round-1.csv").is_file() and (tmp_path / "round-1.png").is_file()
 
 
 def test_applying_an_unfilled_file_does_nothing_and_says_so(toy, tmp_path, capsys):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -59,10 +60,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0 if args.command is None else 2
     _configure_logging(args.verbose, args.quiet)
     try:
-        return int(args.handler(args) or 0)
+        code = int(args.handler(args) or 0)
+        sys.stdout.flush()  # inside the try: a reader that left is seen here, not as a traceback at exit
+        return code
     except CorecleanError as err:
         print(f"coreclean {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"coreclean {args.command}: interrupted; everything finished so far is saved.", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `coreclean ... | head`: the reader left; no traceback (Python docs, "Note on SIGPIPE")
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141

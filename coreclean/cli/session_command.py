@@ -237,16 +237,18 @@ def _next(args: argparse.Namespace) -> int:
             shown["action"] = shown["action"].fillna("")
         shown["suggested_prob"] = shown["suggested_prob"].map("{:.2f}".format)
         shown["score"] = shown["score"].map("{:.3f}".format)
+        png = None
+        if not args.no_sheet:  # every file is written before anything is printed (a closed pipe loses no file)
+            from coreclean.diagnostics.plots import contact_sheet
+
+            png = contact_sheet(batch, out / f"round-{session.round}.png")
         print(shown.to_string(index=False, max_rows=60))
         if kept:
             print(f"round {session.round}: {len(batch)} samples; {csv_path} already holds {len(decided)} decision(s): "
                   "kept as it is (not rewritten).")
         else:
             print(f"round {session.round}: {len(batch)} samples -> {csv_path}")
-        if not args.no_sheet:
-            from coreclean.diagnostics.plots import contact_sheet
-
-            png = contact_sheet(batch, out / f"round-{session.round}.png")
+        if png is not None:
             print(f"contact sheet -> {png}")
         if kept:
             print(f"finish it, then: coreclean session apply --session {session.path} {csv_path}")
