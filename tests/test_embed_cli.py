@@ -45,6 +45,30 @@ def test_a_repeated_embed_with_nothing_new_answers_without_importing_torch(image
     assert load_embeddings(tmp_path / "c").features.shape == (12, 512)
 
 
+def test_a_weights_file_is_read_once_per_embed_and_again_once_rewritten(
+        image_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI hashed a weights file three times per embed (the torch-free check, the request, the loaded model)."""
+    import torch
+
+    from coreclean._internal import hashing
+    from coreclean.embedding.backbones import build_feature_extractor
+
+    weights = tmp_path / "trunk.pth"
+    torch.save(build_feature_extractor("resnet18", weights="none").model.state_dict(), weights)
+    reads: list[Path] = []
+    real = hashing.sha256_file
+    monkeypatch.setattr(hashing, "sha256_file", lambda path: reads.append(Path(path)) or real(path))
+    argv = ["-q", "embed", str(image_folder), "--cache", str(tmp_path / "c"), *TINY[:2], "--weights", str(weights),
+            *TINY[4:]]
+    assert main(argv) == 0
+    assert reads.count(weights) == 1
+    torch.manual_seed(1)  # other random weights
+    torch.save(build_feature_extractor("resnet18", weights="none").model.state_dict(), weights)
+    assert main(argv) == 0
+    assert reads.count(weights) == 2
+    assert len(list_embedding_sets(tmp_path / "c")) == 2  # new weights, new vectors
+
+
 def test_the_torch_free_answer_gives_way_to_any_change(image_folder: Path, tmp_path: Path,
                                                        capsys: pytest.CaptureFixture,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:

@@ -327,7 +327,7 @@ def publish_embedding_set(
     with contextlib.suppress(OSError, ValueError):
         loaded = json.loads(info_path.read_text(encoding="utf-8"))
         previous = loaded if isinstance(loaded, dict) else {}
-    unchanged = previous.get("fingerprint") == fingerprint and _intact(set_dir, previous)
+    unchanged = _holds(set_dir, previous, fingerprint)
     if unchanged:
         checksums = previous["checksums"]
     else:
@@ -367,8 +367,12 @@ def set_is_current(set_dir: Path, samples: pd.DataFrame, class_names: list[str])
         info = json.loads((set_dir / "info.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
-    return (isinstance(info, dict) and info.get("fingerprint") == _fingerprint(set_dir.name, samples, class_names)
-            and _intact(set_dir, info))
+    return isinstance(info, dict) and _holds(set_dir, info, _fingerprint(set_dir.name, samples, class_names))
+
+
+def _holds(set_dir: Path, info: dict[str, Any], fingerprint: str) -> bool:
+    """Whether the set whose sidecar is ``info`` has content ``fingerprint`` and intact files of this format."""
+    return info.get("fingerprint") == fingerprint and _intact(set_dir, info)
 
 
 def _intact(set_dir: Path, info: dict[str, Any]) -> bool:
