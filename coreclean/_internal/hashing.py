@@ -17,9 +17,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from coreclean._internal.atomic import atomic_write_text
+from coreclean._internal.threads import usable_cores
 from coreclean._internal.validation import is_utf8
 
-__all__ = ["sha256_file", "sha256_text", "hash_files"]
+__all__ = ["sha256_file", "sha256_file_once", "sha256_text", "hash_files"]
 
 logger = logging.getLogger(__name__)
 
@@ -41,13 +42,34 @@ def sha256_file(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
+_ONCE: dict[tuple[int, int, int, int], str] = {}
+
+
+def sha256_file_once(path: str | os.PathLike) -> str:
+    """:func:`sha256_file`, read once per process while the file keeps its device, inode, size and mtime.
+
+    For a file several stages of one command name by content (a weights file: the embed request,
+    then the loaded model), so a 45 MB file is not read twice.
+
+    Raises
+    ------
+    OSError
+        If the file cannot be read.
+    """
+    stat = os.stat(path)
+    stamp = (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
+    if stamp not in _ONCE:
+        _ONCE[stamp] = sha256_file(path)
+    return _ONCE[stamp]
+
+
 def sha256_text(text: str) -> str:
     """Return the hex sha256 of ``text`` encoded as UTF-8."""
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def hash_files(
-    paths: Sequence[Path], *, memo_path: Path | None = None, n_threads: int = 4
+    paths: Sequence[Path], *, memo_path: Path | None = None, n_threads: int | None = None
 ) -> list[str | BaseException]:
     """Return the sha256 of each of ``paths``, or the error that stopped it being read.
 
@@ -59,14 +81,17 @@ def hash_files(
         A CSV remembering ``path, size, mtime_ns, sha256`` from earlier calls; a file whose size and
         modification time are unchanged is not read again. It is rewritten atomically at the end,
         keeping the rows of paths not asked for this time (other datasets in the same cache).
-    n_threads : int
-        Files are hashed in this many threads (hashlib releases the GIL).
+    n_threads : int, optional
+        Files are hashed in this many threads (hashlib releases the GIL); by default two per usable
+        core, at most 8 (reading files waits on the disk as much as it computes).
 
     Returns
     -------
     list
         One entry per path, in order: a hex digest, or the ``OSError`` raised while reading it.
     """
+    if n_threads is None:
+        n_threads = min(8, 2 * usable_cores())
     memo = _read_memo(memo_path) if memo_path is not None else {}
     results: list[str | BaseException] = [""] * len(paths)
     stats: list[tuple[int, int] | None] = [None] * len(paths)

@@ -23,7 +23,7 @@ import torchvision
 from PIL import Image
 from torch import nn
 
-from coreclean._internal.hashing import sha256_file
+from coreclean._internal.hashing import sha256_file_once
 from coreclean.exceptions import WeightsError
 from coreclean.embedding.images import load_rgb
 from coreclean.embedding.reuse import looks_like_weights_file
@@ -288,7 +288,7 @@ def _load_weights_file(model: nn.Module, path: Path, backbone: str, head: str) -
             f"weights file {path} does not fit {backbone}: {'; '.join(detail)}. "
             f"Pass a {backbone} state dict (the classifier {head!r} may be absent), or a matching --backbone."
         )
-    return f"sha256:{sha256_file(path)}", str(path.resolve())
+    return f"sha256:{sha256_file_once(path)}", str(path.resolve())
 
 
 def _unwrap_state_dict(state: object, path: Path) -> dict[str, torch.Tensor]:

@@ -36,6 +36,7 @@ from coreclean.embedding.manifest import Manifest, Problem, read_manifest
 from coreclean.embedding.reuse import BF16_VALIDATED, EmbedResult, embed_request, remember_request
 from coreclean.embedding.views import ViewStores, check_tta, open_view_stores
 from coreclean._internal.hashing import hash_files
+from coreclean._internal.threads import usable_cores
 
 __all__ = ["EmbedResult", "embed_dataset", "resolve_device", "resolve_precision", "BF16_VALIDATED"]
 
@@ -145,7 +146,7 @@ def embed_dataset(
         views = [(preprocess, store)]
 
     problems = list(manifest.problems)
-    hashed = hash_files(manifest.paths, memo_path=cache_dir / "hashes.csv", n_threads=min(8, _n_cpus() * 2))
+    hashed = hash_files(manifest.paths, memo_path=cache_dir / "hashes.csv")
     shas: list[str | None] = []
     for i, result in enumerate(hashed):
         if isinstance(result, BaseException):
@@ -279,15 +280,8 @@ def _cpu_has_native_bf16() -> bool:
         return False
 
 
-def _n_cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
-
-
 def _default_workers() -> int:
-    return min(8, _n_cpus())
+    return min(8, usable_cores())
 
 
 class _ImageFiles(Dataset):
@@ -410,7 +404,7 @@ def _prepare_model(model: nn.Module, device: torch.device) -> nn.Module:
 def _torch_threads() -> Iterator[None]:
     """Use one intra-op thread per usable core for the call, then restore torch's setting."""
     previous = torch.get_num_threads()
-    torch.set_num_threads(_n_cpus())
+    torch.set_num_threads(usable_cores())
     try:
         yield
     finally:

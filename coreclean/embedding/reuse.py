@@ -26,7 +26,7 @@ import numpy as np
 
 from coreclean import __version__
 from coreclean._internal.atomic import atomic_write_text
-from coreclean._internal.hashing import hash_files, sha256_file
+from coreclean._internal.hashing import hash_files, sha256_file_once
 from coreclean.embedding.cache import set_is_current, samples_frame, write_errors
 from coreclean.embedding.manifest import read_manifest
 
@@ -87,7 +87,7 @@ def embed_request(
     spec = "none" if weights is None else str(weights)
     if spec.lower() != "none" and looks_like_weights_file(spec):
         try:
-            spec = "sha256:" + sha256_file(Path(spec).expanduser())
+            spec = "sha256:" + sha256_file_once(Path(spec).expanduser())
         except OSError:
             return None
     try:
@@ -133,7 +133,7 @@ def find_up_to_date_set(cache_dir: str | os.PathLike, request: dict[str, Any] | 
     manifest = read_manifest(request["source"])
     if manifest.problems:
         return None
-    hashed = hash_files(manifest.paths, memo_path=cache_dir / "hashes.csv", n_threads=min(8, (os.cpu_count() or 1) * 2))
+    hashed = hash_files(manifest.paths, memo_path=cache_dir / "hashes.csv")
     if any(isinstance(result, BaseException) for result in hashed):
         return None
     samples = samples_frame(manifest, np.arange(len(manifest), dtype=np.int64), [str(sha) for sha in hashed])
