@@ -24,18 +24,23 @@ The model (per size n, N workers, K folds, m = ``max_fit_samples``):
   (pooling, the noise prior, the table) ``ρ · n``; the CSV ``bytes / write rate``;
 * an index cut into S shards of its inverted lists (Ray's default above 2 GiB: 3 at 10M rows, 27 at
   100M) replaces the search pass and most of the driver's index: the driver only trains
-  (``τ₁ · n + τ₂ · n^1.5``); a probe pass (every row's 64 nearest of the 4√n lists, once:
-  ``p₀ + p₁ · √n`` per row); a fill pass (one task per shard, ``f₀ + f₁ · √n`` per row: projection,
-  encoding, assignment to a list); S candidate passes over every row at ``a₀ + a₁ · √n + a₂ · √n / S``
-  per row each (a fixed part; ``a₁`` what every shard repeats of a query's search, were it to grow
-  with the lists; the scan of the query's lists that the shard holds, √n/4 codes each and about 64/S
-  of them); one re-rank pass. Fitted by non-negative least squares on the sharded runs at the fit
-  sizes (2 and 4 shards each);
+  (``τ₀ + τ₁ · n``: k-means on 128√n rows and 4√n centroids, linear in n); a probe pass (every row's
+  64 nearest of the 4√n lists, once: ``p₀ + p₁ · √n`` per row); a fill pass (one task per shard,
+  ``f₀ + f₁ · √n`` per row: projection, encoding, assignment to a list); S candidate passes over every
+  row at ``a₀ + (a₁ + a₂ · √n) / S`` per row each (a fixed part; the set-up of each of the ~64/S of a
+  query's lists that the shard holds, the residual's distance table; the scan of their codes, √n/4 a
+  list); one re-rank pass. Fitted by non-negative least squares on the sharded runs at the fit sizes
+  (2 and 4 shards each). An earlier form, ``a₀ + a₁ · √n + a₂ · √n / S`` with the training as
+  ``τ₁ · n + τ₂ · n^1.5``, had no per-list part: the fit put the 50k runs' list set-up into the scan,
+  whose √n then over-priced 1M by half (+47% and +51% in the back-test);
 * a Ray run adds its start-up (measured) and the bytes it moves over ``--bandwidth`` (default 1.25 GB/s,
   a 10 GbE link or a shared file server: assumed, not measured; on one node the object store is
   shared memory): each pass's rows read from the features file, arguments and results, and the
   serialised neighbour index once per worker (each search task holds the whole index; with shards,
-  one shard at a time).
+  one shard at a time). Workers are priced as separate nodes; the back-test's runs had all their
+  workers on one machine, where the object store is shared memory and the copies are inside the
+  measured per-row costs, so it prices no transfer (before, it added 21-34 s of network time that
+  the measured runs never paid).
 
 What a 2-core box can say: per-row task costs, per-task overhead, driver costs and their growth
 with n are measured; how passes speed up with N is *assumed* (perfectly parallel blocks, no
@@ -272,23 +277,28 @@ def _fit_shards(runs: list[dict]) -> dict:
                                                          [t["task_s"] / t["rows"] for _, t in probe]),
         "fill_s_per_row_1_and_root_n": _nonnegative_fit([[1.0, math.sqrt(n)] for n, _ in fill],
                                                         [t["task_s"] / t["rows"] for _, t in fill]),
-        # per row and shard pass: a fixed part, a part every shard repeats that grows with the lists, and
-        # the scan of the query's lists the shard holds (√n/4 codes each, divided among the shards)
-        "candidates_s_per_row_1_root_n_root_n_per_shard": _nonnegative_fit(
-            [[1.0, math.sqrt(n), math.sqrt(n) / shards] for n, shards, _ in candidates],
+        # per row and shard pass: a fixed part; the query's ~64/S lists that the shard holds, a set-up each
+        # (the residual's distance table); their codes, √n/4 each (module docstring)
+        "candidates_s_per_row_1_per_shard_root_n_per_shard": _nonnegative_fit(
+            [[1.0, 1.0 / shards, math.sqrt(n) / shards] for n, shards, _ in candidates],
             [t["task_s"] / t["rows"] for _, _, t in candidates]),
         "rerank_s_per_row": statistics.median(t["rerank_block"]["task_s"] / t["rerank_block"]["rows"]
                                               for _, _, t, _ in points),
-        "training_s_per_n_and_n15": _nonnegative_fit([[n, n ** 1.5] for n, *_ in points],
-                                                     [d["index"] for *_, d in points]),
+        # k-means on 32 rows per list of 4√n lists: 128√n rows x 4√n centroids, linear in n, plus a fixed part
+        "training_s_1_and_per_n": _nonnegative_fit([[1.0, n] for n, *_ in points], [d["index"] for *_, d in points]),
         "index_bytes_per_row": statistics.median(t["candidates_block"]["shared"] / n for n, _, t, _ in points),
         "pass_bytes_per_row": {name: statistics.median(t[name]["bytes"] / t[name]["rows"] for *_, t, _ in points)
                                for name in SHARD_PASSES},
     }
 
 
-def predict(params: dict, engine: str, n: int, workers: int, shards: int | None = None) -> dict:
+def predict(params: dict, engine: str, n: int, workers: int, shards: int | None = None, *,
+            one_node: bool = False) -> dict:
     """Predicted seconds (and their parts) of ``rank`` on ``n`` rows with ``workers`` workers.
+
+    ``workers`` are taken to be on separate nodes, so the bytes moved cross the network at the
+    assumed bandwidth; ``one_node=True`` prices them on one machine, where Ray's object store is
+    shared memory and the measured per-row costs already hold the copies (the back-test's case).
 
     On Ray the neighbour index is cut into ``shards`` (default: as ``RayBlocks``' 2 GiB limit cuts it,
     :func:`coreclean._internal.knn_shards.shard_count`); with more than one, the search is priced as the
@@ -326,15 +336,15 @@ def predict(params: dict, engine: str, n: int, workers: int, shards: int | None 
     if sharded:
         q0, q1 = sharded["probe_s_per_row_1_and_root_n"]
         f0, f1 = sharded["fill_s_per_row_1_and_root_n"]
-        a0, a1, a2 = sharded["candidates_s_per_row_1_root_n_root_n_per_shard"]
+        a0, a1, a2 = sharded["candidates_s_per_row_1_per_shard_root_n_per_shard"]
         root = math.sqrt(n)
         fill_s = math.ceil(shards / workers) * (n / shards * (f0 + f1 * root) + p["task_overhead_s"])
-        candidates_s = shards * ((a0 + a1 * root + a2 * root / shards) * n / workers + rounds * p["task_overhead_s"])
+        candidates_s = shards * ((a0 + (a1 + a2 * root) / shards) * n / workers + rounds * p["task_overhead_s"])
         probe_s = (q0 + q1 * root) * n / workers + rounds * p["task_overhead_s"]
         pass_s += probe_s + fill_s + candidates_s + sharded["rerank_s_per_row"] * n / workers \
             + rounds * p["task_overhead_s"]
-        t1, t2 = sharded["training_s_per_n_and_n15"]
-        driver_index = t1 * n + t2 * n ** 1.5
+        t0, t1 = sharded["training_s_1_and_per_n"]
+        driver_index = t0 + t1 * n
         bytes_per_row = sharded["pass_bytes_per_row"]
         moved += n * (bytes_per_row["probe_block"] + bytes_per_row["fill_shard_block"]
                       + shards * bytes_per_row["candidates_block"] + bytes_per_row["rerank_block"])
@@ -349,7 +359,8 @@ def predict(params: dict, engine: str, n: int, workers: int, shards: int | None 
         "driver_index_s": driver_index,
         "driver_rest_s": p["rest_s_per_row"] * n,
         "csv_write_s": p["csv_bytes_per_row"] * n / p["write_bytes_per_s"],
-        "transfer_s": moved / params["bandwidth_bytes_per_s"] if engine == "ray" and workers > 1 else 0.0,
+        "transfer_s": moved / params["bandwidth_bytes_per_s"] if engine == "ray" and workers > 1 and not one_node
+        else 0.0,
     }
     return {"total_s": sum(parts.values()), "bytes_moved": moved, "shards": shards,
             "index_bytes_per_worker": index_bytes, **parts}
@@ -396,7 +407,7 @@ def fit(args: argparse.Namespace) -> None:
     for r in runs:
         if r["n"] == held:
             workers = r["info"].get("cpus", 1) if r["engine"] == "ray" else 1
-            predicted = predict(params, r["engine"], held, workers, shards=r.get("shards", 1))
+            predicted = predict(params, r["engine"], held, workers, shards=r.get("shards", 1), one_node=True)
             guess = predicted["total_s"]
             actual = r["startup_s"] + r["fit_s"] + r["write_s"]
             driver = _driver_parts(r)

@@ -49,9 +49,9 @@ def _sharded_run(n: int, shards: int) -> dict:
     root = math.sqrt(n)
     probe = (2e-6 + 3e-8 * root) * n  # a row's 64 nearest of 4√n lists, found once
     fill = (3e-6 + 4e-9 * root) * n  # projecting and encoding a row, assigning it to one of 4√n lists
-    per_pass_row = 1e-5 + 5e-9 * root + 6e-8 * root / shards  # fixed, repeated per shard, scan of the shard's lists
+    per_pass_row = 1e-5 + (4e-6 + 6e-8 * root) / shards  # fixed; the set-up and codes of the shard's ~64/S lists
     rerank = 2e-6 * n
-    training = 4e-7 * n + 1e-10 * n ** 1.5
+    training = 0.5 + 4e-7 * n  # k-means on 128√n rows x 4√n centroids, and a fixed part
     passes = [p for p in run["info"]["passes"] if p["fn"] != "search_block"]
     passes.append({"fn": "probe_block", "wall_s": probe, "task_s": [probe], "rows": n, "blocks": 1})
     passes.append({"fn": "fill_shard_block", "wall_s": fill, "task_s": [fill], "rows": n, "blocks": shards})
@@ -75,6 +75,11 @@ def test_sharded_runs_price_the_shard_passes_and_predict_a_third_size() -> None:
     predicted = cost_model.predict(params, "ray", 1_000_000, 1, shards=4)
     assert predicted["total_s"] == pytest.approx(held["fit_s"] + held["write_s"], rel=0.02)
     assert predicted["index_bytes_per_worker"] == pytest.approx(600 * 1_000_000 / 4, rel=0.01)  # one shard a task
+    # two workers on one machine share memory: nothing crosses a network (the back-test's case)
+    apart = cost_model.predict(params, "ray", 1_000_000, 2, shards=4)
+    together = cost_model.predict(params, "ray", 1_000_000, 2, shards=4, one_node=True)
+    assert apart["transfer_s"] > 0 and together["transfer_s"] == 0
+    assert together["total_s"] == pytest.approx(apart["total_s"] - apart["transfer_s"])
     # one index over the same rows is priced from the one-index runs, not from the shards
     assert cost_model.predict(params, "ray", 1_000_000, 1, shards=1)["total_s"] == pytest.approx(
         _run(1_000_000, "ray")["fit_s"] + held["write_s"], rel=0.02)
