@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 
 import numpy as np
 import pytest
@@ -43,6 +44,14 @@ def test_from_cache_and_cli(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "clean first:" in out and "confused_with" in out
     assert "before any review" in out  # the count is not a tally of errors: the user is told so
+    # the hint is a command that runs as printed (it ended in "--class cat ...", with no --cache)
+    line = next(line for line in out.splitlines() if line.startswith("clean first:"))
+    command = line[line.index("coreclean session start"):]
+    argv = shlex.split(command)
+    assert argv[:3] == ["coreclean", "session", "start"] and argv[argv.index("--class") + 1] == report.iloc[0]["class"]
+    assert main([*argv[1:], "--threads", "1", "--no-evaluate"]) == 0
+    assert "started" in capsys.readouterr().out
+    assert list((cache / "sessions").glob("*.session"))
     assert main(["classes", "--cache", str(cache), "--json", "--threads", "1"]) == 0
     records = json.loads(capsys.readouterr().out)
     assert records[0]["class"] == report.iloc[0]["class"]

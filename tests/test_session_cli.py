@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 import pandas as pd
@@ -43,6 +44,11 @@ def test_headless_session(tmp_path, capsys):
     assert main(["session", "apply", *common, str(tmp_path / "decisions.csv"), "--reviewer", "me"]) == 0
     out = capsys.readouterr().out
     assert "round 1 closed" in out and "verdict:" in out
+    # the round's report ends on what to run next, and it runs as printed (apply used to stop at the verdict)
+    then = out.strip().splitlines()[-1]
+    assert then.startswith(("next: coreclean session next --session", "export: coreclean session export --session"))
+    assert main([*shlex.split(then.split(": ", 1)[1].split(" (")[0])[1:], "--threads", "1", "--out", str(review)]) == 0
+    capsys.readouterr()
     assert main(["session", "status", *common]) == 0
     out = capsys.readouterr().out
     assert "hit_rate" in out and Path(str(session).replace(".session", "-rounds.png")).is_file()

@@ -59,15 +59,19 @@ def _run(args: argparse.Namespace) -> int:
     if args.csv == "-":
         print(report.to_csv(index=False), end="")
         return 0
-    print(format_report(report))
+    print(format_report(report, cache=args.cache, key=args.key))
     if args.csv:
         report.to_csv(args.csv, index=False)
         print(f"wrote {args.csv}")
     return 0
 
 
-def format_report(report) -> str:
-    """The report as an aligned text table, with a hint naming the class to clean first and what its counts are."""
+def format_report(report, *, cache: str | None = None, key: str | None = None) -> str:
+    """The report as an aligned text table, with a hint naming the class to clean first and what its counts are.
+
+    Given the ``cache`` folder (and ``key``, where one was needed), the hint ends with the
+    ``coreclean session start`` command that cleans that class, ready to run; without, with ``...``.
+    """
     shown = report.copy()
     shown["accuracy"] = shown["accuracy"].map("{:.3f}".format)
     shown["auroc"] = shown["auroc"].map("{:.4f}".format)
@@ -78,10 +82,17 @@ def format_report(report) -> str:
                                   "estimated_error_rate": "est_error_%"})
     first = report.iloc[0]
     hint = (f"\nclean first: {first['class']!r} (~{first['estimated_errors']:.0f} errors, most confused with "
-            f"{first['confused_with']!r}): coreclean session start --class {_quote(first['class'])} ..."
+            f"{first['confused_with']!r}): {_start_command(first['class'], cache, key)}"
             "\nest_errors is the ranker's own count before any review: it orders the classes, but can be off "
             "several-fold (README, 'what a score means'); in a session the reviewer's verdicts recalibrate it.")
     return shown.to_string(index=False) + hint
+
+
+def _start_command(class_name: str, cache: str | None, key: str | None) -> str:
+    if cache is None:
+        return f"coreclean session start --class {_quote(class_name)} ..."
+    options = f"--cache {_quote(cache)}" + (f" --key {_quote(key)}" if key else "")
+    return f"coreclean session start {options} --class {_quote(class_name)}"
 
 
 def _quote(text: str) -> str:

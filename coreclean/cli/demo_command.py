@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 from typing import Any
 
 from coreclean.cli.argument_types import THREADS_HELP, RenamedOption, non_negative_int, positive_int
@@ -53,7 +54,7 @@ def _run(args: argparse.Namespace) -> int:
                       n_rounds=args.rounds, random_state=args.seed, progress=not args.quiet, on_round=on_round,
                       n_threads=args.threads)
     print(f"embedding: {result.note}")
-    print(f"\nwhich class to clean (coreclean classes):\n{format_report(result.report.head(5))}\n")
+    print(f"\nwhich class to clean (coreclean classes):\n{format_report(result.report.head(5), cache=str(Path(args.out) / 'cache'))}\n")
     print(f"cleaning {', '.join(result.classes)}: {result.n_errors} planted errors there "
           f"({result.n_errors_total} in all 10 classes); {args.per_class} per class per round\n")
     table = result.comparison.rename(columns={"coreclean_found": "coreclean", "random_found": "random",

@@ -299,7 +299,7 @@ def _apply(args: argparse.Namespace) -> int:
             print(f"{undecided} sample(s) of the batch left undecided; they can come back in a later round")
         with _progress(args, "apply", 1) as progress, progress.phase("closing the round: re-scoring, measuring"):
             result = session.close_round()
-        print(_result_line(result))
+        print(_result_line(result, session.path))
     return 0
 
 
@@ -309,14 +309,18 @@ def _revise(args: argparse.Namespace) -> int:
             result = session.revise(args.sample_id, args.action, new_label=args.new_label, weight=args.weight,
                                     reviewer=args.reviewer)
         print(f"revised {args.sample_id}: {args.action}" + (f" -> {args.new_label}" if args.new_label else ""))
-        print(_result_line(result))
+        print(_result_line(result, session.path))
     return 0
 
 
-def _result_line(result) -> str:
+def _result_line(result, path) -> str:
+    """The closed round, its verdict, and the command to run next: the next batch, or the export once it says stop."""
     auroc = f"; CV AUROC {result.auroc:.4f} [{result.auroc_low:.4f}, {result.auroc_high:.4f}]" if _finite(result.auroc) else ""
+    session = shlex.quote(str(path))
+    then = (f"export: coreclean session export --session {session} --out cleaned (--format tree for a "
+            "folder-per-class copy)" if result.verdict.plateau else f"next: coreclean session next --session {session}")
     return (f"round {result.round} closed: {result.n_errors_found} error(s) in {result.n_reviewed} reviewed{auroc}\n"
-            f"verdict: {result.verdict.summary}")
+            f"verdict: {result.verdict.summary}\n{then}")
 
 
 def _status(args: argparse.Namespace) -> int:
