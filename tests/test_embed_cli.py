@@ -27,6 +27,14 @@ def test_embed_folder(image_folder: Path, tmp_path: Path, capsys: pytest.Capture
     assert load_embeddings(tmp_path / "c").features.shape == (12, 512)
 
 
+def test_embed_into_a_log_writes_no_bar_redraws(image_folder: Path, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture) -> None:
+    # stderr here is not a terminal: tqdm drew its bar into it anyway, carriage returns ten times a second
+    assert main(["embed", str(image_folder), "--cache", str(tmp_path / "c"), *TINY, "--batch-size", "2"]) == 0
+    err = capsys.readouterr().err
+    assert "\r" not in err and "img/s" not in err
+
+
 def test_a_repeated_embed_with_nothing_new_answers_without_importing_torch(image_folder: Path, tmp_path: Path) -> None:
     """A no-op `coreclean embed` spent 4.4 s of its 4.9 s importing torch and torchvision (3,000 images)."""
     argv = ["-q", "embed", str(image_folder), "--cache", str(tmp_path / "c"), *TINY]

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from coreclean._internal import progress as progress_module
-from coreclean._internal.progress import Progress, progress_enabled
+from coreclean._internal.progress import Progress, count_bar, progress_enabled
 from coreclean.cli import main
 from conftest import make_feature_cache as make_cache
 
@@ -28,6 +28,31 @@ def test_quiet_when_not_a_terminal():
         with progress.phase("ranking"):
             pass
     assert stream.getvalue() == "" and progress.done == 2
+
+
+def test_a_count_in_a_log_writes_a_plain_line_a_minute(monkeypatch):
+    clock = [0.0]
+    monkeypatch.setattr(progress_module.time, "monotonic", lambda: clock[0])
+    stream = io.StringIO()
+    with count_bar(3000, "embedding", stream=stream) as bar:
+        for _ in range(30):  # 30 batches of 100, 5 s each: 150 s in all
+            clock[0] += 5.0
+            bar.update(100)
+    lines = stream.getvalue().splitlines()
+    assert "\r" not in stream.getvalue() and len(lines) == 3  # at 60 s, at 120 s, and where it ended
+    assert lines[0] == "embedding: 1,200 / 3,000 img (40%), 20.0 img/s, ~90 s left"
+    assert lines[-1].startswith("embedding: 3,000 / 3,000 img (100%)")
+    quiet, short = io.StringIO(), io.StringIO()
+    with count_bar(10, "embedding", enabled=False, stream=quiet) as bar:
+        clock[0] += 600.0
+        bar.update(10)
+    with count_bar(10, "embedding", stream=short) as bar:
+        bar.update(10)
+    assert quiet.getvalue() == "" and short.getvalue() == ""  # off, or too short to report
+    on_terminal = _Terminal()
+    with count_bar(10, "embedding", stream=on_terminal) as bar:
+        bar.update(10)
+    assert "10/10" in on_terminal.getvalue()
 
 
 def test_phases_bar_and_done_line_on_a_terminal(monkeypatch):

@@ -18,12 +18,14 @@ import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from typing import TextIO
+from typing import Any, TextIO
 
-__all__ = ["Progress", "progress_enabled", "QUIET_SECONDS"]
+__all__ = ["Progress", "count_bar", "progress_enabled", "LOG_LINE_SECONDS", "QUIET_SECONDS"]
 
 #: Steps shorter than this leave no progress line behind.
 QUIET_SECONDS = 2.0
+#: Where stderr is a log, not a terminal, a long count writes one plain line this often.
+LOG_LINE_SECONDS = 60.0
 _REDRAW_SECONDS = 0.5
 
 
@@ -35,6 +37,55 @@ def progress_enabled(stream: TextIO | None = None) -> bool:
         return bool(isatty and isatty())
     except ValueError:  # a closed stream
         return False
+
+
+def count_bar(total: int, desc: str, *, unit: str = "img", enabled: bool = True, stream: TextIO | None = None) -> Any:
+    """A counter of ``total`` items with tqdm's ``update``/``close`` and context manager.
+
+    On a terminal it is a tqdm bar. Elsewhere (a log file, a pipe) a tqdm bar would write ten carriage-return
+    redraws a second, megabytes over an hours-long embed; there it writes one plain line every
+    :data:`LOG_LINE_SECONDS` (count, rate, time left) and a last one at the end, if the count ran that long.
+    ``enabled=False``: nothing at all.
+    """
+    stream = sys.stderr if stream is None else stream
+    if enabled and progress_enabled(stream):
+        from tqdm.auto import tqdm
+
+        return tqdm(total=total, unit=unit, file=stream, desc=desc, smoothing=0.1)
+    return _LogLines(total, desc, unit, stream if enabled else None)
+
+
+class _LogLines:
+    """The log-file form of :func:`count_bar`: a plain line a minute."""
+
+    def __init__(self, total: int, desc: str, unit: str, stream: TextIO | None) -> None:
+        self.total, self.desc, self.unit, self.stream = total, desc, unit, stream
+        self.n = 0
+        self._started = self._last_line = time.monotonic()
+
+    def update(self, n: int = 1) -> None:
+        self.n += n
+        if self.stream is not None and time.monotonic() - self._last_line >= LOG_LINE_SECONDS:
+            self._line()
+
+    def close(self) -> None:
+        if self.stream is not None and self._last_line > self._started:  # it wrote lines: say where it ended
+            self._line()
+        self.stream = None
+
+    def __enter__(self) -> "_LogLines":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _line(self) -> None:
+        now = time.monotonic()
+        rate = self.n / max(now - self._started, 1e-9)
+        left = f", ~{(self.total - self.n) / rate:.0f} s left" if 0 < rate and self.n < self.total else ""
+        print(f"{self.desc}: {self.n:,} / {self.total:,} {self.unit} ({100 * self.n / max(self.total, 1):.0f}%), "
+              f"{rate:.1f} {self.unit}/s{left}", file=self.stream, flush=True)
+        self._last_line = now
 
 
 class Progress:

@@ -17,7 +17,6 @@ import contextlib
 import logging
 import os
 import platform
-import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -36,6 +35,7 @@ from coreclean.embedding.manifest import Manifest, Problem, read_manifest
 from coreclean.embedding.reuse import BF16_VALIDATED, EmbedResult, embed_request, remember_request
 from coreclean.embedding.views import ViewStores, check_tta, open_view_stores
 from coreclean._internal.hashing import hash_files
+from coreclean._internal.progress import count_bar
 from coreclean._internal.threads import usable_cores
 
 __all__ = ["EmbedResult", "embed_dataset", "resolve_device", "resolve_precision", "BF16_VALIDATED"]
@@ -90,7 +90,7 @@ def embed_dataset(
     chunk_size : int
         Vectors per committed chunk file: the most work a kill can lose.
     progress : bool
-        Show a tqdm bar (images/s) on stderr.
+        Report progress on stderr: a tqdm bar (images/s) on a terminal, a plain line a minute in a log.
     compute : callable, optional
         Who computes the uncached vectors: called like ``_run`` and commits into the store it is given
         (e.g. :class:`coreclean.engines.ray_embed.RayEmbedder`); its ``info`` dict is recorded in the set's
@@ -323,8 +323,6 @@ def _run(
     chunk_size: int,
     progress: bool,
 ) -> None:
-    from tqdm.auto import tqdm
-
     model = _prepare_model(extractor.model, device)
     loader = DataLoader(
         _ImageFiles([p for _, p in todo], preprocess),
@@ -339,7 +337,7 @@ def _run(
     pending_features: list[np.ndarray] = []
     pending_failed: list[tuple[str, str]] = []
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
-    bar = tqdm(total=len(todo), unit="img", file=sys.stderr, disable=not progress, desc="embedding", smoothing=0.1)
+    bar = count_bar(len(todo), "embedding", enabled=progress)
     last_commit = time.monotonic()
     with _torch_threads(), torch.inference_mode(), autocast, bar:
         try:

@@ -17,7 +17,6 @@ same path (shared storage such as NFS, or the same mount everywhere).
 from __future__ import annotations
 
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -183,8 +182,7 @@ class RayEmbedder:
 
     def _run(self, ray: Any, extractor: Any, preprocess: Any, todo: list[tuple[str, Path]], store: Any, *,
              precision: str, batch_size: int, chunk_size: int, progress: bool) -> None:
-        from tqdm.auto import tqdm
-
+        from coreclean._internal.progress import count_bar
         from coreclean.embedding.embed import COMMIT_SECONDS, _commit
 
         resources = ray.cluster_resources()
@@ -209,7 +207,7 @@ class RayEmbedder:
         in_flight: dict[Any, list[int]] = {}
         next_block = 0
         last_commit = time.monotonic()
-        bar = tqdm(total=len(todo), unit="img", file=sys.stderr, disable=not progress, desc="embedding (ray)")
+        bar = count_bar(len(todo), "embedding (ray)", enabled=progress)
         with bar:
             try:
                 while next_block < len(blocks) or in_flight:
