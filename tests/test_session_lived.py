@@ -341,3 +341,27 @@ def test_export_tree_from_the_cli_gives_a_folder_to_train_on(tmp_path, capsys):
     assert manifest.loc[moved, "label"] == "bee" and manifest.loc[moved, "path"].startswith("bee/")
     assert dropped not in manifest.index and len(manifest) == 23
     assert (tmp_path / "tree" / manifest.loc[moved, "path"]).read_bytes() == (data / moved).read_bytes()
+
+
+def test_random_reviews_rate_is_the_rounds_own_and_the_plot_draws_that_number(toy, tmp_path, monkeypatch):
+    """The verdict compared round 1's hit rate with the ranker's count from before any review (twice the truth on a
+    confusable class), and the plot drew each round's comparison one round late."""
+    from coreclean.diagnostics import plots
+    from coreclean.simulate.reviewer import SimulatedReviewer, run_simulation
+
+    with coreclean.CleaningSession.start(toy[0], tmp_path / "s.session", classes=["cat", "dog"], batch_size=10,
+                                         evaluate=False) as session:
+        reviewer = SimulatedReviewer(session.sample_ids, toy[2], session.class_names)
+        rounds = run_simulation(session, reviewer, 3, evaluate=False)
+    samples_at_start = rounds["samples_left"] + rounds["n_reviewed"]
+    errors_at_start = rounds["errors_left"] + rounds["n_errors_found"]
+    reviewed = rounds["round"] > 0
+    assert np.allclose(rounds.loc[reviewed, "base_rate"], (errors_at_start / samples_at_start)[reviewed])
+    assert not np.isclose(rounds.loc[1, "base_rate"], rounds.loc[0, "base_rate"])  # not the count before review
+    for k in rounds.index[reviewed]:
+        assert f"vs {rounds.loc[k, 'base_rate']:.1%} for random review" in rounds.loc[k, "verdict"]
+    drawn = {}
+    monkeypatch.setattr(plots, "_save", lambda figure, path: drawn.setdefault("figure", figure))
+    plots.plot_rounds(rounds, tmp_path / "r.png")
+    line = next(line for line in drawn["figure"].axes[1].get_lines() if line.get_label().startswith("random review"))
+    assert np.allclose(line.get_ydata(), rounds.loc[reviewed, "base_rate"])

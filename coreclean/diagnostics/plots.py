@@ -69,8 +69,8 @@ def plot_rounds(rounds: pd.DataFrame, path: str | os.PathLike, *, title: str | N
     axes[0].set_title("out-of-sample AUROC (current labels)", fontsize=10)
     reviewed = rounds[rounds["round"] > 0]
     axes[1].plot(reviewed["round"], reviewed["hit_rate"].astype(float), "o-", color="tab:green", label="hit rate")
-    base_at_start = rounds["base_rate"].astype(float).shift(1)[rounds["round"] > 0]
-    axes[1].plot(reviewed["round"], base_at_start, "s--", color="tab:gray", label="base rate at round start (random)")
+    axes[1].plot(reviewed["round"], reviewed["base_rate"].astype(float), "s--", color="tab:gray",
+                 label="random review (base rate)")
     plateau = reviewed[reviewed["plateau"].astype(bool)]
     if len(plateau):
         axes[1].plot(plateau["round"], plateau["hit_rate"].astype(float), "x", color="tab:red", markersize=10,

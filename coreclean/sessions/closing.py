@@ -68,7 +68,7 @@ def measure_labels(probs: np.ndarray, labels: np.ndarray, weights: np.ndarray, *
 
 
 def summarize_round(round_number: int, decisions: pd.DataFrame, *, errors_left: Mapping[int, float],
-                    samples_left: Mapping[int, int], base_rate_before: float | None,
+                    samples_left: Mapping[int, int],
                     errors_found: Mapping[int, int], auroc: tuple[float, float, float],
                     change: tuple[float, float, float] | None,
                     class_names: Sequence[str], update_seconds: float, eval_seconds: float) -> RoundResult:
@@ -82,8 +82,12 @@ def summarize_round(round_number: int, decisions: pd.DataFrame, *, errors_left: 
         After the round, per class being cleaned.
     errors_found : mapping of class index to int
         Errors found so far in each class being cleaned, this round included.
-    base_rate_before : float or None
-        Errors left / samples left when the round started (None for round 0).
+
+    The base rate of a reviewed round is the hit rate random review would have had in it: the errors
+    among the samples unreviewed when it started (those it found plus those estimated left) over
+    their number, both as known after the round. The estimate from before the round would carry the
+    ranker's uncalibrated count into round 1 (twice the truth on a confusable class), and the
+    comparison with random review is about the round just seen.
     """
     reviewed = decisions["action"] != "skip"
     n_reviewed = int(reviewed.sum())
@@ -100,7 +104,9 @@ def summarize_round(round_number: int, decisions: pd.DataFrame, *, errors_left: 
         verdict = stop_verdict(n_reviewed=n_reviewed, n_errors_found=n_found,
                                errors_left={class_names[c]: float(v) for c, v in errors_left.items()},
                                errors_found={class_names[c]: int(errors_found.get(c, 0)) for c in errors_left},
-                               samples_left=total_samples, auroc_change=change, base_rate=base_rate_before)
+                               samples_left=total_samples, auroc_change=change,
+                               base_rate=(n_found + total_left) / (total_samples + n_reviewed)
+                               if total_samples + n_reviewed else 0.0)
         base_rate = float(verdict.evidence["base_rate"])
     return RoundResult(
         round=round_number, n_reviewed=n_reviewed, n_errors_found=n_found, n_skipped=int((~reviewed).sum()),

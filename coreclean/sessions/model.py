@@ -168,16 +168,10 @@ class SessionModel:
             auroc, change, evaluation, eval_seconds = measure_labels(
                 ranker.probs_, labels, weights, previous=_previous_evaluation(store, round_number),
                 n_boot=self.meta["n_boot"], seed=self.meta["random_state"] + round_number)
-        before = store.closed_rounds()
-        before = before[before["round"] < round_number]
-        base_before = None
-        if round_number > 0 and len(before):
-            last = before.iloc[-1]
-            base_before = float(last["errors_left"]) / last["samples_left"] if last["samples_left"] else 0.0
         hits = live[(live["round"] <= round_number) & live["action"].isin(HIT_ACTIONS)]
         found = {int(c): int(n) for c, n in hits.groupby("old_label").size().items()}
         result = summarize_round(round_number, this_round, errors_left=errors, samples_left=samples, errors_found=found,
-                                 base_rate_before=base_before, auroc=auroc, change=change,
+                                 auroc=auroc, change=change,
                                  class_names=self.class_names, update_seconds=update_seconds,
                                  eval_seconds=eval_seconds)
         return result, evaluation

@@ -25,8 +25,9 @@ _COUNTS = ("round", "n_reviewed", "n_errors_found", "n_skipped", "samples_left")
 def rounds_table(closed: pd.DataFrame) -> pd.DataFrame:
     """The closed rounds (round 0 = baseline), one row each, with cumulative counts; counts are integers.
 
-    ``base_rate`` is the rate the round's verdict compared its hit rate with (errors left / samples
-    left when the round started); ``errors_left`` and ``samples_left`` are as of the round's end.
+    ``base_rate`` is the rate the round's verdict compared its hit rate with (the hit rate random
+    review would have had in the round, :attr:`RoundResult.base_rate`); ``errors_left`` and
+    ``samples_left`` are as of the round's end.
     """
     if closed.empty:
         return pd.DataFrame(columns=ROUND_TABLE_COLUMNS)

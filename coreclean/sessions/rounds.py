@@ -34,8 +34,9 @@ class RoundResult:
     samples_left : int
         Unreviewed kept samples of those classes, after the round.
     base_rate : float
-        The hit rate random review would have had in this round: estimated errors left / samples left
-        at the round's start (the number the verdict compares the hit rate with). Round 0: the rate at start.
+        The hit rate random review would have had in this round (the number the verdict compares the
+        hit rate with): (errors it found + errors estimated left) / samples unreviewed at its start,
+        as estimated after it. Round 0: errors estimated / samples.
     errors_left_by_class : dict of str to float
         ``errors_left`` split by class.
     verdict : Verdict

@@ -72,8 +72,8 @@ def stop_verdict(*, n_reviewed: int, n_errors_found: int, errors_left: Mapping[s
     samples_left : int
         Unreviewed kept samples of the classes.
     base_rate : float or None
-        Errors left / samples left when the round started: the hit rate random review would have
-        had (None: as after the round).
+        The hit rate random review would have had in the round (None: errors left / samples left
+        after it).
     auroc_change : (change, low, high), optional
         The paired-bootstrap AUROC change of the round (evidence only).
     stop_share : float
