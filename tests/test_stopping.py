@@ -47,3 +47,9 @@ def test_the_summary_never_contradicts_itself():
         verdict = _verdict(left, found, n_found=n_found)
         assert verdict.summary.startswith("stop") == verdict.plateau
         assert verdict.summary.startswith("go on") != verdict.plateau
+
+
+def test_one_error_left_reads_as_one_error():
+    assert "~1 error estimated left" in _verdict({"a": 0.8}, {"a": 30}, n_found=0).summary
+    assert "~0 errors estimated left" in _verdict({"a": 0.2}, {"a": 30}, n_found=0).summary
+    assert "~9 errors estimated left" in _verdict({"a": 9.0}, {"a": 3}, n_found=2).summary

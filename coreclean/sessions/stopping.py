@@ -92,7 +92,7 @@ def stop_verdict(*, n_reviewed: int, n_errors_found: int, errors_left: Mapping[s
     still_finding = bool(n_reviewed) and hit_rate >= 0.5
     stop = len(done) == len(errors_left) and not still_finding
     per_class = ", ".join(f"{name} ~{left:.0f}" for name, left in errors_left.items())
-    left_text = f"~{total_left:.0f} errors estimated left" + (f" ({per_class})" if len(errors_left) > 1 else "")
+    left_text = f"~{total_left:.0f} error{'' if f'{total_left:.0f}' == '1' else 's'} estimated left" + (f" ({per_class})" if len(errors_left) > 1 else "")
     hit_text = (f"the last round found {n_errors_found} of {n_reviewed} ({hit_rate:.0%}) vs {base_rate:.1%} for "
                 "random review" if n_reviewed else "nothing reviewed in the last round")
     reasons = []
