@@ -47,12 +47,12 @@ from benchmarks.data import cifar10n_labels, cifar_available, load_cifar10
 from coreclean.sessions.errors_left import PRIOR_STRENGTH, calibrated_error_probabilities
 from coreclean.sessions.session import CleaningSession
 from coreclean.sessions.state import reviewed_rows
+from coreclean.sessions.store import HIT_ACTIONS
 from coreclean.simulate.reviewer import SimulatedReviewer
 
 RESULTS = Path(__file__).resolve().parent / "results"
 BATCH = 50
 ESTIMATES = ("verdicts", "verdicts+audits", "verdicts+audits, slope", "audit ratio")
-ERROR_ACTIONS = ("relabel", "drop", "downweight")
 
 
 def within_bar(estimate: float, true: int) -> bool:
@@ -65,8 +65,12 @@ def audits_for_relative_error(rate: float, relative_error: float = 0.3) -> float
     return (1.0 - rate) / (rate * relative_error ** 2)
 
 
+def _clipped_logit(p: np.ndarray) -> np.ndarray:
+    return logit(np.clip(p, 1e-6, 1 - 1e-6))
+
+
 def _shift_and_slope(scores: np.ndarray, was_error: np.ndarray, prior: float = PRIOR_STRENGTH) -> tuple[float, float]:
-    x = logit(np.clip(scores, 1e-6, 1 - 1e-6))
+    x = _clipped_logit(scores)
     y = was_error.astype(np.float64)
 
     def loss(params: np.ndarray) -> tuple[float, np.ndarray]:
@@ -114,7 +118,7 @@ def simulate(dataset, noisy: np.ndarray, clean: np.ndarray, *, audits_per_class:
 
             decided = live[live["action"] != "skip"]
             shown = decided["score"].to_numpy(np.float64)
-            verdict = decided["action"].isin(ERROR_ACTIONS).to_numpy()
+            verdict = decided["action"].isin(HIT_ACTIONS).to_numpy()
             known = np.isfinite(shown)
             shown, verdict = shown[known], verdict[known]
             with_audits = (np.concatenate([shown, audit_scores]), np.concatenate([verdict, audit_error]))
@@ -122,7 +126,7 @@ def simulate(dataset, noisy: np.ndarray, clean: np.ndarray, *, audits_per_class:
             probabilities = {
                 "verdicts": calibrated_error_probabilities(shown, verdict, scores[pool]),
                 "verdicts+audits": calibrated_error_probabilities(*with_audits, scores[pool]),
-                "verdicts+audits, slope": expit(a + b * logit(np.clip(scores[pool], 1e-6, 1 - 1e-6))),
+                "verdicts+audits, slope": expit(a + b * _clipped_logit(scores[pool])),
             }
             pool_labels = labels[pool]
             audit_labels = labels[audit_rows]
