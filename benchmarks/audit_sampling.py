@@ -13,6 +13,11 @@ reviewer is CIFAR-10's clean labels), with four estimates each round:
 - ``verdicts``: the product's estimate (top-of-ranking verdicts, one logit shift);
 - ``verdicts+audits``: the same fit with the audits' verdicts added;
 - ``verdicts+audits, slope``: shift and slope, ``sigmoid(a + b logit(s))``, on the same verdicts;
+- ``audits' shift``: the one-shift calibration fitted on the audits alone;
+- ``difference``: the product's count plus the unreviewed count times the audits' mean residual
+  (verdict minus calibrated probability), the unbiased difference estimator;
+- ``shrunk difference``: that correction taken in proportion to its precision, what
+  ``session start --audit K`` does (:func:`coreclean.sessions.errors_left.audit_corrected_count`);
 - ``audit ratio``: per class, the unreviewed count times the audits' error rate (model-free).
 
 ``K = 0`` is the product as it is. A class's bar counts as met when its estimate is within
@@ -24,8 +29,9 @@ What it found (``benchmarks/results/audit_sampling.md``, 6 rounds): on worse (40
 product's estimate overcounts more each round (25,000 left where 17,000 are; 0-1 of 10 classes
 within the bar from round 3), because the top-of-ranking verdicts are nearly all errors and the
 shift they fit is applied to the bulk; 5 audits a class a round (10 % more reviews) bring 8 of 10
-classes within it, 20 bring all 10. On aggre (9 %) neither 5 nor 20 moves it (4-5 of 10): the
-audits are too few against the verdicts, and alone (``audit ratio``) too noisy at that rate.
+classes within it, 20 bring all 10; the shrunk difference brings 9-10 of 10 with 5. On aggre (9 %)
+adding the audits to the fit does not move it (4-5 of 10); the shrunk difference gives 5-6 of 10
+with 5 audits and 5-7 with 20: the audits are too few for that rate, alone (``audit ratio``) too noisy.
 
     python -m benchmarks.audit_sampling [--rounds 6] [--audits 0 5 20]   # ~1 min a setting on 2 cores
 """
@@ -44,7 +50,7 @@ from scipy.special import expit, logit
 
 from benchmarks.common import machine_info, write_json
 from benchmarks.data import cifar10n_labels, cifar_available, load_cifar10
-from coreclean.sessions.errors_left import PRIOR_STRENGTH, calibrated_error_probabilities
+from coreclean.sessions.errors_left import PRIOR_STRENGTH, audit_corrected_count, calibrated_error_probabilities
 from coreclean.sessions.session import CleaningSession
 from coreclean.sessions.state import reviewed_rows
 from coreclean.sessions.store import HIT_ACTIONS
@@ -52,7 +58,8 @@ from coreclean.simulate.reviewer import SimulatedReviewer
 
 RESULTS = Path(__file__).resolve().parent / "results"
 BATCH = 50
-ESTIMATES = ("verdicts", "verdicts+audits", "verdicts+audits, slope", "audit ratio")
+ESTIMATES = ("verdicts", "verdicts+audits", "verdicts+audits, slope", "audits' shift", "difference", "shrunk difference",
+             "audit ratio")
 
 
 def within_bar(estimate: float, true: int) -> bool:
@@ -128,6 +135,11 @@ def simulate(dataset, noisy: np.ndarray, clean: np.ndarray, *, audits_per_class:
                 "verdicts+audits": calibrated_error_probabilities(*with_audits, scores[pool]),
                 "verdicts+audits, slope": expit(a + b * _clipped_logit(scores[pool])),
             }
+            if audit_rows.size:
+                drawn = np.asarray(audit_scores)
+                probabilities["audits' shift"] = calibrated_error_probabilities(drawn, audit_error, scores[pool])
+                at_audits = calibrated_error_probabilities(shown, verdict, drawn)
+                residual = audit_error - at_audits
             pool_labels = labels[pool]
             audit_labels = labels[audit_rows]
             row: dict[str, Any] = {"round": round_number, "audits": int(audit_rows.size),
@@ -135,11 +147,19 @@ def simulate(dataset, noisy: np.ndarray, clean: np.ndarray, *, audits_per_class:
                                    "true_left_per_class": [int((wrong & (labels == c)).sum()) for c in range(n_classes)],
                                    "estimates": {}}
             for name in ESTIMATES:
+                if name in ESTIMATES[3:] and audit_rows.size == 0:
+                    continue
                 if name == "audit ratio":
-                    if audit_rows.size == 0:
-                        continue
                     per_class = [float((pool_labels == c).sum() * audit_error[audit_labels == c].mean())
                                  for c in range(n_classes)]
+                elif name == "difference":
+                    per_class = [max(0.0, float(probabilities["verdicts"][pool_labels == c].sum()
+                                                + (pool_labels == c).sum() * residual[audit_labels == c].mean()))
+                                 for c in range(n_classes)]
+                elif name == "shrunk difference":
+                    per_class = [audit_corrected_count(float(probabilities["verdicts"][pool_labels == c].sum()),
+                                                       int((pool_labels == c).sum()), audit_error[audit_labels == c],
+                                                       at_audits[audit_labels == c])[0] for c in range(n_classes)]
                 else:
                     per_class = [float(probabilities[name][pool_labels == c].sum()) for c in range(n_classes)]
                 row["estimates"][name] = {

@@ -58,7 +58,7 @@ def test_round_events_close_and_reopen(tmp_path):
 
 def test_a_prepared_batch_is_handed_out_only_while_the_log_is_as_it_was_drawn(tmp_path):
     store = new_store(tmp_path / "s.session")
-    rows = [(0, 3, 0, 0.9, 1, 0.8), (1, 1, 0, 0.5, 0, 0.6)]
+    rows = [(0, 3, 0, 0.9, 1, 0.8, False), (1, 1, 0, 0.5, 0, 0.6, True)]
     version = store.log_version()
     assert store.prepare_batch(1, version, rows) and store.prepared_batch(1) == rows
     assert store.prepared_batch(2) is None

@@ -49,6 +49,10 @@ def register(subparsers: Any) -> None:
     start.add_argument("--allocation", choices=("errors", "fixed"), default="errors",
                        help="share each round's reviews across the classes: a floor each, the rest to the samples "
                             "most likely wrong in any class (errors, the default), or --per-class of each (fixed)")
+    start.add_argument("--audit", type=non_negative_int, default=0, metavar="K",
+                       help="also show K samples of each class drawn at random each round (default: 0): their "
+                            "verdicts measure the errors left where the ranking does not reach, for a stop verdict "
+                            "that rests on evidence (K more reviews per class per round; not in the hit rate)")
     start.add_argument("--session", metavar="FILE", help="session file (default: CACHE/sessions/<classes>.session)")
     start.add_argument("--method", default="coreclean", help="ranker (default: coreclean; 'random' for a baseline)")
     start.add_argument("--no-evaluate", action="store_true", help="skip the out-of-sample AUROC at each round")
@@ -184,12 +188,13 @@ def _start(args: argparse.Namespace) -> int:
         session = CleaningSession.start(args.cache, path, classes=args.classes, against=args.against,
                                         batch_size=args.per_class, allocation=args.allocation, method=args.method,
                                         evaluate=not args.no_evaluate, key=args.key, random_state=args.seed,
-                                        n_threads=args.threads, pred_probs=pred_probs)
+                                        n_threads=args.threads, pred_probs=pred_probs, audit=args.audit)
     with session:
         baseline = session.rounds().iloc[0]
         print(f"started {path}: cleaning {', '.join(session.classes)}"
               + (f" against {session.against}" if session.against else "")
-              + f", {session.batch_size} per class per round")
+              + f", {session.batch_size} per class per round"
+              + (f" and {session.audit} random audit(s) per class" if session.audit else ""))
         print(f"{baseline['verdict']}" + (f"; CV AUROC {baseline['auroc']:.4f}"
                                                     if _finite(baseline["auroc"]) else ""))
         print(f"next: coreclean session next --session {path}")
@@ -230,7 +235,8 @@ def _next(args: argparse.Namespace) -> int:
         decided = read_decisions(csv_path) if csv_path.exists() else None
         kept = decided is not None and not decided.empty
         if not kept:
-            atomic_write_text(csv_path, batch[BATCH_COLUMNS].to_csv(index=False))
+            columns = BATCH_COLUMNS + (["audit"] if session.audit else [])  # audit: 1 = drawn at random
+            atomic_write_text(csv_path, batch[columns].to_csv(index=False))
         shown = batch[["position", "id", "label", "suggested_label", "suggested_prob", "score", "action"]].copy()
         if kept:  # the table shows what the file holds, so a re-run never looks as if the decisions were cleared
             shown["action"] = shown["id"].map(decided.drop_duplicates("id", keep="last").set_index("id")["action"])

@@ -14,7 +14,7 @@ from typing import Any
 
 __all__ = ["batch_records", "round_result", "jsonable", "sample_files"]
 
-_BATCH_FIELDS = ("id", "class", "label", "suggested_label", "suggested_prob", "score", "position")
+_BATCH_FIELDS = ("id", "class", "label", "suggested_label", "suggested_prob", "score", "position", "audit")
 
 
 def batch_records(session: Any) -> list[dict[str, Any]]:

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-__all__ = ["ALLOCATIONS", "allocate_by_score", "choose_batch"]
+__all__ = ["ALLOCATIONS", "allocate_by_score", "choose_audits", "choose_batch"]
 
 ALLOCATIONS = ("errors", "fixed")
 """``errors``: a floor per class, the rest of the round by score across classes; ``fixed``: ``batch_size`` per class."""
@@ -79,6 +79,33 @@ def choose_batch(scores: np.ndarray, labels: np.ndarray, weights: np.ndarray, de
     return chosen
 
 
+def choose_audits(labels: np.ndarray, weights: np.ndarray, decided: np.ndarray, class_indices: Sequence[int],
+                  ranked: Sequence[int], per_class: int, *, seed: tuple[int, int]) -> list[tuple[int, int]]:
+    """Random audits: for each class, ``per_class`` undecided kept samples drawn uniformly, outside ``ranked``.
+
+    An audit is a sample reviewed because chance picked it, not its score, so the audits' verdicts
+    are a random sample of the class's unreviewed pool: they measure its error rate where the
+    ranked reviews (all from the top) cannot. The draw is a function of ``seed`` (the session's
+    ``random_state`` and the round) and the pool, so a batch drawn again from the same log is the same.
+
+    Returns
+    -------
+    list of (row, class_index)
+        Class by class, in the draw's order.
+    """
+    if per_class <= 0:
+        return []
+    excluded = decided.copy()
+    excluded[np.asarray(ranked, dtype=np.int64)] = True
+    chosen: list[tuple[int, int]] = []
+    for class_index in class_indices:
+        pool = np.flatnonzero((labels == class_index) & (weights > 0) & ~excluded)
+        rng = np.random.default_rng([seed[0] % 2**32, seed[1], int(class_index)])
+        picked = rng.choice(pool, size=min(int(per_class), pool.size), replace=False)
+        chosen.extend((int(i), int(class_index)) for i in picked)
+    return chosen
+
+
 def batch_frame(stored: pd.DataFrame, decisions: pd.DataFrame, labels_at_start: np.ndarray, sample_ids: np.ndarray,
                 paths: np.ndarray, class_names: Sequence[str]) -> pd.DataFrame:
     """A stored batch as the table reviewers see, with each sample's live decision of the round.
@@ -96,7 +123,8 @@ def batch_frame(stored: pd.DataFrame, decisions: pd.DataFrame, labels_at_start: 
     -------
     pandas.DataFrame
         Columns ``round, position, index, id, path, class, label, suggested_label, suggested_prob,
-        score, action, new_label, weight, decision_id``; labels are class names, the decision
+        score, audit, action, new_label, weight, decision_id`` (``audit``: 1 for a random audit);
+        labels are class names, the decision
         columns empty (or NaN / NA) where the sample is undecided.
     """
     names = np.asarray(class_names, dtype=object)
@@ -113,6 +141,7 @@ def batch_frame(stored: pd.DataFrame, decisions: pd.DataFrame, labels_at_start: 
         "suggested_label": names[stored["suggested_label"].to_numpy(np.int64)],
         "suggested_prob": stored["suggested_prob"].to_numpy(np.float64),
         "score": stored["score"].to_numpy(np.float64),
+        "audit": stored["audit"].to_numpy(bool).astype(np.int64),
     })
     decided = [by_row.loc[i] if i in by_row.index else None for i in idx]
     frame["action"] = [d["action"] if d is not None else "" for d in decided]

@@ -69,7 +69,7 @@ def measure_labels(probs: np.ndarray, labels: np.ndarray, weights: np.ndarray, *
 
 def summarize_round(round_number: int, decisions: pd.DataFrame, *, errors_left: Mapping[int, float],
                     samples_left: Mapping[int, int],
-                    errors_found: Mapping[int, int], auroc: tuple[float, float, float],
+                    errors_found: Mapping[int, int], errors_left_sd: Mapping[int, float] | None = None, auroc: tuple[float, float, float],
                     change: tuple[float, float, float] | None,
                     class_names: Sequence[str], update_seconds: float, eval_seconds: float) -> RoundResult:
     """The round's :class:`RoundResult`: counts, errors left (total and by class), base rate and verdict.
@@ -77,11 +77,14 @@ def summarize_round(round_number: int, decisions: pd.DataFrame, *, errors_left: 
     Parameters
     ----------
     decisions : DataFrame
-        The round's live decisions (column ``action``).
+        The round's live decisions (columns ``action`` and, optionally, ``audit``: the hit rate is
+        the ranked reviews', the counts and the base rate include the audits).
     errors_left, samples_left : mapping of class index to number
         After the round, per class being cleaned.
     errors_found : mapping of class index to int
         Errors found so far in each class being cleaned, this round included.
+    errors_left_sd : mapping of class index to float, optional
+        The standard deviation of ``errors_left``, where random audits measured it.
 
     The base rate of a reviewed round is the hit rate random review would have had in it: the errors
     among the samples unreviewed when it started (those it found plus those estimated left) over
@@ -92,6 +95,9 @@ def summarize_round(round_number: int, decisions: pd.DataFrame, *, errors_left: 
     reviewed = decisions["action"] != "skip"
     n_reviewed = int(reviewed.sum())
     n_found = int(decisions["action"].isin(HIT_ACTIONS).sum())
+    audit = decisions["audit"].to_numpy(bool) if "audit" in decisions.columns else np.zeros(len(decisions), bool)
+    audits = (int((reviewed & audit).sum()), int((decisions["action"].isin(HIT_ACTIONS) & audit).sum()))
+    n_ranked, n_ranked_found = n_reviewed - audits[0], n_found - audits[1]
     total_left = float(sum(errors_left.values()))
     total_samples = int(sum(samples_left.values()))
     rate_after = total_left / total_samples if total_samples else 0.0
@@ -101,16 +107,17 @@ def summarize_round(round_number: int, decisions: pd.DataFrame, *, errors_left: 
                           evidence={"errors_left": total_left, "samples_left": total_samples, "base_rate": rate_after})
         base_rate = rate_after
     else:
-        verdict = stop_verdict(n_reviewed=n_reviewed, n_errors_found=n_found,
+        verdict = stop_verdict(n_reviewed=n_ranked, n_errors_found=n_ranked_found, audits=audits,
                                errors_left={class_names[c]: float(v) for c, v in errors_left.items()},
                                errors_found={class_names[c]: int(errors_found.get(c, 0)) for c in errors_left},
                                samples_left=total_samples, auroc_change=change,
+                               errors_left_sd={class_names[c]: float(v) for c, v in (errors_left_sd or {}).items()},
                                base_rate=(n_found + total_left) / (total_samples + n_reviewed)
                                if total_samples + n_reviewed else 0.0)
         base_rate = float(verdict.evidence["base_rate"])
     return RoundResult(
         round=round_number, n_reviewed=n_reviewed, n_errors_found=n_found, n_skipped=int((~reviewed).sum()),
-        hit_rate=n_found / n_reviewed if n_reviewed else float("nan"),
+        hit_rate=n_ranked_found / n_ranked if n_ranked else float("nan"),
         auroc=auroc[0], auroc_low=auroc[1], auroc_high=auroc[2], auroc_change=change,
         errors_left=total_left, samples_left=total_samples, base_rate=base_rate,
         errors_left_by_class={class_names[c]: float(v) for c, v in errors_left.items()},

@@ -24,11 +24,11 @@ import pandas as pd
 from coreclean._internal.threads import limit_threads
 from coreclean.exceptions import SessionError
 from coreclean.sessions import state
-from coreclean.sessions.batches import allocate_by_score, choose_batch
+from coreclean.sessions.batches import allocate_by_score, choose_audits, choose_batch
 from coreclean.sessions.closing import apply_round, measure_labels, summarize_round
 from coreclean.sessions.rounds import RoundResult
 from coreclean.sessions.stopping import errors_left_by_class
-from coreclean.sessions.store import HIT_ACTIONS, SessionStore
+from coreclean.sessions.store import HIT_ACTIONS, BatchRow, SessionStore
 
 __all__ = ["SessionModel"]
 
@@ -44,7 +44,7 @@ class SessionModel:
     class_names : list of str
     meta : dict
         The session's settings (``method``, ``ranker_params``, ``random_state``, ``classes``,
-        ``against``, ``evaluate``, ``n_boot``).
+        ``against``, ``evaluate``, ``n_boot``, ``batch_size``, ``allocation``, ``audit``).
     start_labels, start_weights : ndarray of shape (n_samples,)
     n_threads : int, optional
         Thread override for fits (None: automatic).
@@ -116,8 +116,12 @@ class SessionModel:
         left = [scores[(labels == c) & (weights > 0) & ~decided] for c in classes]
         return allocate_by_score(left, size * len(classes), floor=max(1, size // 5)).tolist()
 
-    def draw_batch(self, store: SessionStore, round_number: int) -> list[tuple[int, int, int, float, int, float]]:
-        """``round_number``'s batch as :meth:`SessionStore.add_batch` rows, drawn from the log as it is now."""
+    def draw_batch(self, store: SessionStore, round_number: int) -> list[BatchRow]:
+        """``round_number``'s batch as :meth:`SessionStore.add_batch` rows, drawn from the log as it is now.
+
+        Each class's ranked samples come first, then its ``audit`` samples drawn at random from the
+        rest (the same draw for the same log, seed and round: see :func:`choose_audits`).
+        """
         live = store.live_decisions()
         applied = state.decided_before(live, round_number)
         ranker = self.ranker(store, applied)
@@ -127,8 +131,13 @@ class SessionModel:
         scores = self.scores(ranker)
         per_class = self.reviews_per_class(scores, labels, weights, decided)
         chosen = choose_batch(scores, labels, weights, decided, self.class_indices(), per_class)
-        return [(k, i, c, float(scores[i]), int(ranker.suggested_labels_[i]), float(ranker.suggested_probs_[i]))
-                for k, (i, c) in enumerate(chosen)]
+        audits = choose_audits(labels, weights, decided, self.class_indices(), [i for i, _ in chosen],
+                               int(self.meta.get("audit", 0)), seed=(int(self.meta["random_state"]), round_number))
+        shown = [(i, c, False) for i, c in chosen] + [(i, c, True) for i, c in audits]
+        order = {c: k for k, c in enumerate(self.class_indices())}
+        shown.sort(key=lambda item: (order[item[1]], item[2]))  # stable: ranked order, then the draw's, per class
+        return [(k, i, c, float(scores[i]), int(ranker.suggested_labels_[i]), float(ranker.suggested_probs_[i]), a)
+                for k, (i, c, a) in enumerate(shown)]
 
     def prepare_batch(self, store: SessionStore, round_number: int) -> None:
         """Draw the open ``round_number``'s batch now, while the ranker that closed the round before is in hand.
@@ -161,8 +170,8 @@ class SessionModel:
         ranker = self.ranker(store, state.decided_before(live, round_number))
         update_seconds = apply_round(ranker, this_round)
         labels, weights = state.replay(self.start_labels, self.start_weights, live[live["round"] <= round_number])
-        errors, samples = errors_left_by_class(self.scores(ranker), labels, weights, live[live["action"] != "skip"],
-                                               self.class_indices())
+        errors, samples, spread = errors_left_by_class(self.scores(ranker), labels, weights,
+                                                       live[live["action"] != "skip"], self.class_indices())
         auroc, change, evaluation, eval_seconds = (float("nan"),) * 3, None, None, 0.0
         if self.meta["evaluate"] if evaluate is None else evaluate:
             auroc, change, evaluation, eval_seconds = measure_labels(
@@ -171,6 +180,7 @@ class SessionModel:
         hits = live[(live["round"] <= round_number) & live["action"].isin(HIT_ACTIONS)]
         found = {int(c): int(n) for c, n in hits.groupby("old_label").size().items()}
         result = summarize_round(round_number, this_round, errors_left=errors, samples_left=samples, errors_found=found,
+                                 errors_left_sd=spread,
                                  auroc=auroc, change=change,
                                  class_names=self.class_names, update_seconds=update_seconds,
                                  eval_seconds=eval_seconds)

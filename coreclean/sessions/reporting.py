@@ -48,7 +48,7 @@ def last_errors_left_by_class(closed: pd.DataFrame) -> dict[str, float]:
 
 
 def decision_table(log: pd.DataFrame, sample_ids: np.ndarray, class_names: list[str]) -> pd.DataFrame:
-    """Every decision and undo record of ``log``, with sample ids, class names and a ``revoked`` flag."""
+    """Every decision and undo record of ``log``, with sample ids, class names, ``revoked`` and ``audit`` flags."""
     names = np.asarray(class_names, dtype=object)
     return pd.DataFrame({
         "decision_id": log["id"], "round": log["round"],
@@ -56,7 +56,7 @@ def decision_table(log: pd.DataFrame, sample_ids: np.ndarray, class_names: list[
         "old_label": [names[int(v)] if not pd.isna(v) else "" for v in log["old_label"]],
         "new_label": [names[int(v)] if not pd.isna(v) else "" for v in log["new_label"]],
         "weight": log["weight"], "reviewer": log["reviewer"], "score": log["score"],
-        "decided_at": log["decided_at"], "undoes": log["undoes"], "revoked": log["revoked"],
+        "decided_at": log["decided_at"], "undoes": log["undoes"], "revoked": log["revoked"], "audit": log["audit"],
     })
 
 
@@ -67,7 +67,7 @@ def session_status(store: SessionStore, settings: dict[str, Any]) -> dict[str, A
     -------
     dict
         ``settings`` (the session's ``path, cache_dir, classes, against, batch_size, allocation,
-        method``), then ``round, batch_shown,
+        audit, method``), then ``round, batch_shown,
         batch_decided, pending_decisions, reviewed_total, errors_found_total, actions (counts per
         action), n_rounds_closed, last_verdict, plateau, errors_left, errors_left_by_class,
         samples_left, base_rate`` (the last five as of the last closed round, None before it).

@@ -19,12 +19,14 @@ class RoundResult:
     ----------
     round : int
     n_reviewed : int
-        Decisions of the round, skips excluded.
+        Decisions of the round, skips excluded (random audits included).
     n_errors_found : int
         Relabels, drops and down-weights among them.
     n_skipped : int
     hit_rate : float
-        ``n_errors_found / n_reviewed`` (NaN when nothing was reviewed).
+        The share of errors among the round's ranked reviews: ``n_errors_found / n_reviewed`` when
+        the session draws no audits; audits are left out, as they measure the pool, not the ranking
+        (NaN when nothing ranked was reviewed). The audits' counts are in ``verdict.evidence``.
     auroc, auroc_low, auroc_high : float
         Cross-validated macro AUROC on the current labels and its bootstrap interval (NaN when not evaluated).
     auroc_change : tuple of float or None

@@ -52,7 +52,7 @@ class CleaningSession:
     Read-only properties: ``path``, ``cache_dir`` / ``cache_key`` (the embedding set), ``class_names``
     (all), ``classes`` (being cleaned), ``against`` (partner class or None), ``batch_size`` (reviews
     per class per round), ``allocation`` (``"errors"`` or ``"fixed"``, see
-    :mod:`~coreclean.sessions.batches`), ``round`` (the open one; 0 is the baseline), ``sample_ids``,
+    :mod:`~coreclean.sessions.batches`), ``audit`` (random audits per class per round), ``round`` (the open one; 0 is the baseline), ``sample_ids``,
     ``paths``, ``labels`` / ``weights`` (now, open round included; weight 0 = dropped) and
     ``start_labels`` / ``start_weights``.
     """
@@ -98,6 +98,7 @@ class CleaningSession:
         random_state: int = 0,
         n_threads: int | None = None,
         pred_probs: np.ndarray | None = None,
+        audit: int = 0,
     ) -> "CleaningSession":
         """Start a session in a new file ``path`` on the embedding set in ``cache_dir``.
 
@@ -136,6 +137,12 @@ class CleaningSession:
             Not stored: pass it again to :meth:`open`.
         pred_probs : ndarray of shape (n_samples, n_classes), optional
             Your model's out-of-sample probabilities (cache row and class order), stored and fixed.
+        audit : int
+            Random audits per class per round, shown after the class's ranked samples: unreviewed
+            samples drawn at random, whose verdicts measure the error rate of the part of the class
+            the ranking does not reach, so the errors left there are measured, not extrapolated
+            (see :mod:`coreclean.sessions.stopping`). They cost ``audit`` more reviews a class a
+            round and are left out of the hit rate.
 
         Raises
         ------
@@ -145,7 +152,7 @@ class CleaningSession:
         meta, sample_ids, start_labels, pred_probs = plan_session(
             cache_dir, path, classes=classes, against=against, batch_size=batch_size, allocation=allocation,
             method=method, evaluate=evaluate, n_boot=n_boot, labels=labels, key=key,
-            ranker_params=ranker_params, random_state=random_state, pred_probs=pred_probs)
+            ranker_params=ranker_params, random_state=random_state, pred_probs=pred_probs, audit=audit)
         store = SessionStore(path, create=True)
         try:
             store.initialize(meta, sample_ids, start_labels, np.ones(start_labels.size), pred_probs)
@@ -218,6 +225,11 @@ class CleaningSession:
         return str(self._meta.get("allocation", "fixed"))  # sessions from before the budget were fixed
 
     @property
+    def audit(self) -> int:
+        """Random audits per class per round (0: none)."""
+        return int(self._meta.get("audit", 0))  # sessions from before audits drew none
+
+    @property
     def sample_ids(self) -> np.ndarray:
         return self._sample_ids.copy()
 
@@ -270,7 +282,7 @@ class CleaningSession:
         -------
         pandas.DataFrame
             Columns ``round, position, index, id, path, class, label, suggested_label, suggested_prob,
-            score, action, new_label, weight, decision_id`` (``action`` etc. are the live decision of
+            score, audit, action, new_label, weight, decision_id`` (``action`` etc. are the live decision of
             this round, or empty). Labels are class names. Empty when nothing is left to review.
         """
         round_number = self.round
@@ -478,7 +490,8 @@ class CleaningSession:
         """A summary for people and pages (see :func:`coreclean.sessions.reporting.session_status`)."""
         return reporting.session_status(self._store, {
             "path": self.path, "cache_dir": str(self.cache_dir), "classes": self.classes, "against": self.against,
-            "batch_size": self.batch_size, "allocation": self.allocation, "method": self._meta["method"]})
+            "batch_size": self.batch_size, "allocation": self.allocation, "audit": self.audit,
+            "method": self._meta["method"]})
 
     def export(self, out_dir: str | os.PathLike) -> dict[str, Path]:
         """Write the cleaned labels, the label patch, the audit trail and the rounds to ``out_dir``.

@@ -59,7 +59,7 @@ def bind_cache(cache_dir: Path, meta: dict[str, Any], session_path: str) -> Boun
 def plan_session(cache_dir: str | os.PathLike, path: str | os.PathLike, *, classes: list[str], against: str | None,
                  batch_size: int, allocation: str, method: str, evaluate: bool, n_boot: int,
                  labels: np.ndarray | None, key: str | None, ranker_params: dict[str, Any] | None,
-                 random_state: int, pred_probs: np.ndarray | None = None
+                 random_state: int, pred_probs: np.ndarray | None = None, audit: int = 0
                  ) -> tuple[dict[str, Any], list[str], np.ndarray, np.ndarray | None]:
     """Check a new session's settings against the cache: ``(meta, sample_ids, start_labels, pred_probs)``.
 
@@ -69,7 +69,7 @@ def plan_session(cache_dir: str | os.PathLike, path: str | os.PathLike, *, class
     Raises
     ------
     SessionError
-        Bad batch size, allocation or method; ``path`` exists; unreadable cache; unknown, repeated or
+        Bad batch size, audit count, allocation or method; ``path`` exists; unreadable cache; unknown, repeated or
         empty class; a partner class among the classes; labels of the wrong shape or range;
         ``pred_probs`` not (samples x classes) probabilities (see :func:`check_pred_probs`).
     """
@@ -78,6 +78,8 @@ def plan_session(cache_dir: str | os.PathLike, path: str | os.PathLike, *, class
 
     if int(batch_size) < 1:
         raise SessionError(f"batch_size must be >= 1; got {batch_size}.")
+    if isinstance(audit, bool) or not isinstance(audit, (int, np.integer)) or audit < 0:
+        raise SessionError(f"audit must be a whole number of samples >= 0 per class per round; got {audit!r}.")
     if allocation not in ALLOCATIONS:
         raise SessionError(f"allocation must be one of {list(ALLOCATIONS)}; got {allocation!r}.")
     if method not in REGISTRY:
@@ -118,6 +120,6 @@ def plan_session(cache_dir: str | os.PathLike, path: str | os.PathLike, *, class
         "batch_size": int(batch_size), "allocation": allocation, "method": method, "evaluate": bool(evaluate),
         "n_boot": int(n_boot),
         "ranker_params": dict(ranker_params or {}), "random_state": int(random_state), "created_at": time.time(),
-        "pred_probs": pred_probs is not None,
+        "pred_probs": pred_probs is not None, "audit": int(audit),
     }
     return meta, [str(s) for s in embeddings.sample_ids], start_labels, pred_probs

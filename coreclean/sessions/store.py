@@ -37,11 +37,11 @@ import pandas as pd
 
 from coreclean.exceptions import SessionError
 
-__all__ = ["SCHEMA", "SCHEMA_VERSION", "ACTIONS", "HIT_ACTIONS", "SessionStore", "RoundRaceError"]
+__all__ = ["SCHEMA", "SCHEMA_VERSION", "ACTIONS", "HIT_ACTIONS", "BatchRow", "SessionStore", "RoundRaceError"]
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2  # 2: the pred_probs table (an older coreclean would rank without it)
+SCHEMA_VERSION = 3  # 2: the pred_probs table; 3: batch_items.audit (an older coreclean would count audits as ranked)
 
 ACTIONS = ("keep", "relabel", "drop", "downweight", "skip")
 """What a reviewer can decide about a sample. ``skip`` = unsure: counted neither as a hit nor a miss."""
@@ -69,6 +69,7 @@ CREATE TABLE IF NOT EXISTS batch_items (     -- what each round showed, so next_
     suggested_label INTEGER NOT NULL,
     suggested_prob  REAL NOT NULL,
     shown_at        REAL NOT NULL,
+    audit           INTEGER NOT NULL DEFAULT 0, -- 1: drawn at random from the unreviewed pool, not by rank
     PRIMARY KEY (round, idx)
 );
 CREATE TABLE IF NOT EXISTS decisions (       -- append-only; 'undo' rows revoke an earlier row
@@ -116,7 +117,7 @@ CREATE TABLE IF NOT EXISTS pred_probs (      -- the caller's model probabilities
 CREATE TABLE IF NOT EXISTS prepared_batches ( -- a round's batch drawn ahead by the process that closed the round before
     round   INTEGER PRIMARY KEY,
     version TEXT NOT NULL,                   -- the log version it was drawn at (JSON): used only while the log is so
-    items   TEXT NOT NULL                    -- JSON [[position, idx, class_index, score, suggested, prob], ...]
+    items   TEXT NOT NULL                    -- JSON [[position, idx, class_index, score, suggested, prob, audit], ...]
 );
 CREATE TABLE IF NOT EXISTS evaluations (     -- out-of-fold probabilities behind a round's AUROC (paired bootstrap)
     rounds_id INTEGER PRIMARY KEY REFERENCES rounds(id),
@@ -131,6 +132,10 @@ ROUND_COLUMNS = (
     "auroc_change", "change_low", "change_high", "errors_left", "samples_left", "base_rate", "plateau", "verdict",
     "update_seconds", "eval_seconds", "evidence",
 )
+
+
+BatchRow = tuple[int, int, int, float, int, float, bool]
+"""One batch item: ``(position, idx, class_index, score, suggested_label, suggested_prob, audit)``."""
 
 
 class RoundRaceError(SessionError):
@@ -252,6 +257,8 @@ class SessionStore:
         with self._write() as conn:
             for statement in _statements(SCHEMA):
                 conn.execute(statement)
+            if "audit" not in {row[1] for row in conn.execute("PRAGMA table_info(batch_items)")}:  # a version-2 file
+                conn.execute("ALTER TABLE batch_items ADD COLUMN audit INTEGER NOT NULL DEFAULT 0")
             conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
                          (json.dumps(SCHEMA_VERSION),))
 
@@ -298,14 +305,15 @@ class SessionStore:
                 conn.execute("INSERT INTO pred_probs (id, probs) VALUES (1, ?)",
                              (_array_blob(np.asarray(pred_probs, dtype=np.float64)),))
 
-    def add_batch(self, round_number: int, rows: Iterable[tuple[int, int, int, float, int, float]]) -> None:
-        """Record the batch shown in ``round_number``: ``(position, idx, class_index, score, suggested, prob)`` rows."""
+    def add_batch(self, round_number: int, rows: Iterable[BatchRow]) -> None:
+        """Record the batch shown in ``round_number``: ``(position, idx, class_index, score, suggested, prob, audit)`` rows."""
         now = time.time()
         with self._write() as conn:
             conn.executemany(
                 "INSERT OR IGNORE INTO batch_items (round, position, idx, class_index, score, suggested_label, "
-                "suggested_prob, shown_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [(round_number, int(p), int(i), int(c), float(s), int(g), float(q), now) for p, i, c, s, g, q in rows],
+                "suggested_prob, shown_at, audit) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(round_number, int(p), int(i), int(c), float(s), int(g), float(q), now, int(bool(a)))
+                 for p, i, c, s, g, q, a in rows],
             )
 
     def add_decisions(self, rows: Sequence[dict[str, Any]]) -> list[int]:
@@ -382,10 +390,15 @@ class SessionStore:
         return pd.read_sql_query("SELECT idx, sample_id, label, weight FROM samples ORDER BY idx", self._conn)
 
     def decisions(self) -> pd.DataFrame:
-        """The whole decision log in order, with a ``revoked`` column (True when a later 'undo' row revokes it)."""
+        """The whole decision log in order, with ``revoked`` (True when a later 'undo' row revokes it) and
+        ``audit`` (True when the sample was in its round's batch as a random audit) columns."""
         frame = pd.read_sql_query("SELECT * FROM decisions ORDER BY id", self._conn)
         revoked = set(frame.loc[frame["action"] == "undo", "undoes"].dropna().astype(int))
         frame["revoked"] = frame["id"].isin(revoked)
+        audits = self.shown()
+        audits = audits.loc[audits["audit"], ["round", "idx"]]
+        frame["audit"] = pd.MultiIndex.from_frame(frame[["round", "idx"]]).isin(
+            pd.MultiIndex.from_frame(audits)) if len(frame) and len(audits) else False
         return frame
 
     def live_decisions(self) -> pd.DataFrame:
@@ -395,13 +408,14 @@ class SessionStore:
         return live.drop_duplicates("idx", keep="last").sort_values("id").reset_index(drop=True)
 
     def prepare_batch(self, round_number: int, version: tuple[int, int],
-                      rows: Sequence[tuple[int, int, int, float, int, float]]) -> bool:
+                      rows: Sequence[BatchRow]) -> bool:
         """Keep ``rows`` (as :meth:`add_batch` takes them) as ``round_number``'s batch drawn at log ``version``.
 
         Written only while the log is still at ``version`` (returns whether it was); :meth:`prepared_batch`
         hands the rows out only while it still is, so a batch drawn ahead is drawn from the log in force.
         """
-        items = json.dumps([[int(p), int(i), int(c), float(s), int(g), float(q)] for p, i, c, s, g, q in rows])
+        items = json.dumps([[int(p), int(i), int(c), float(s), int(g), float(q), int(bool(a))]
+                            for p, i, c, s, g, q, a in rows])
         with self._write() as conn:
             if self._version(conn) != tuple(version):
                 return False
@@ -409,7 +423,7 @@ class SessionStore:
                          (round_number, json.dumps(list(version)), items))
         return True
 
-    def prepared_batch(self, round_number: int) -> list[tuple[int, int, int, float, int, float]] | None:
+    def prepared_batch(self, round_number: int) -> list[BatchRow] | None:
         """The rows :meth:`prepare_batch` kept for ``round_number`` if the log has not moved since; else None."""
         try:
             row = self._conn.execute("SELECT version, items FROM prepared_batches WHERE round = ?",
@@ -418,16 +432,17 @@ class SessionStore:
             return None
         if row is None or tuple(json.loads(row[0])) != self.log_version():
             return None
-        return [(int(p), int(i), int(c), float(s), int(g), float(q)) for p, i, c, s, g, q in json.loads(row[1])]
+        return [(int(p), int(i), int(c), float(s), int(g), float(q), bool(a[0]) if a else False)
+                for p, i, c, s, g, q, *a in json.loads(row[1])]
 
     def batch(self, round_number: int) -> pd.DataFrame:
         """The batch shown in ``round_number`` (empty if none yet), in display order."""
-        return pd.read_sql_query("SELECT * FROM batch_items WHERE round = ? ORDER BY position", self._conn,
-                                 params=(round_number,))
+        return _with_audit(pd.read_sql_query("SELECT * FROM batch_items WHERE round = ? ORDER BY position",
+                                             self._conn, params=(round_number,)))
 
     def shown(self) -> pd.DataFrame:
         """Every batch item ever shown."""
-        return pd.read_sql_query("SELECT * FROM batch_items ORDER BY round, position", self._conn)
+        return _with_audit(pd.read_sql_query("SELECT * FROM batch_items ORDER BY round, position", self._conn))
 
     def round_events(self) -> pd.DataFrame:
         """The rounds log: every 'close' and 'reopen' row, in order."""
@@ -454,6 +469,12 @@ class SessionStore:
         row = self._conn.execute("SELECT probs, labels, weights FROM evaluations WHERE rounds_id = ?",
                                  (int(rounds_id),)).fetchone()
         return None if row is None else tuple(_blob_array(blob) for blob in row)  # type: ignore[return-value]
+
+
+def _with_audit(items: pd.DataFrame) -> pd.DataFrame:
+    """``batch_items`` rows with a boolean ``audit`` column (all False in a version-2 file opened read-only)."""
+    items["audit"] = items["audit"].astype(bool) if "audit" in items.columns else False
+    return items
 
 
 def _check_is_session_file(path: str) -> None:

@@ -36,7 +36,7 @@
         line("given", row.label),
         line(same ? "agrees" : "suggested", same ? `agrees ${percent(row.suggested_prob)}` : `→ ${row.suggested_label} ${percent(row.suggested_prob)}`),
       );
-      card.title = `${row.id}: given ${row.label}, suggested ${row.suggested_label} (${percent(row.suggested_prob)}), score ${formatNumber(row.score)}`;
+      card.title = `${row.id}: given ${row.label}, suggested ${row.suggested_label} (${percent(row.suggested_prob)}), score ${formatNumber(row.score)}${row.audit ? " (a random audit: drawn by chance, not by score)" : ""}`;
       let badge = card.querySelector(".badge");
       const undoing = view.undoing(row.id);
       if (decision || undoing) {

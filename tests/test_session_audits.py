@@ -1,0 +1,172 @@
+"""Random audits: samples drawn by chance beside the ranked ones, kept apart in the hit rate, drawn the same every time."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import make_feature_cache
+
+import coreclean
+from coreclean.cli import main
+from coreclean.exceptions import SessionError
+from coreclean.sessions.batches import choose_audits
+from coreclean.sessions.store import SCHEMA, SessionStore
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    return make_feature_cache(tmp_path_factory.mktemp("audits"), n_per_class=80)
+
+
+def start(toy, path, **kwargs):
+    options = {"classes": ["cat", "dog"], "batch_size": 6, "evaluate": False, "allocation": "fixed", "audit": 4,
+               "n_threads": 1}
+    options.update(kwargs)
+    return coreclean.CleaningSession.start(toy[0], path, **options)
+
+
+def test_choose_audits_draws_outside_the_ranked_decided_and_dropped():
+    labels = np.repeat([0, 1], 50)
+    weights = np.ones(100)
+    weights[[0, 1]] = 0.0
+    decided = np.zeros(100, dtype=bool)
+    decided[[2, 3]] = True
+    ranked = [4, 5, 50]
+    drawn = choose_audits(labels, weights, decided, [1, 0], ranked, 5, seed=(0, 1))
+    assert [c for _, c in drawn] == [1] * 5 + [0] * 5
+    rows = [i for i, _ in drawn]
+    assert len(set(rows)) == 10 and not set(rows) & {0, 1, 2, 3, 4, 5, 50}
+    assert all(labels[i] == c for i, c in drawn)
+    assert choose_audits(labels, weights, decided, [1, 0], ranked, 5, seed=(0, 1)) == drawn
+    assert choose_audits(labels, weights, decided, [1, 0], ranked, 5, seed=(0, 2)) != drawn  # a new round, a new draw
+    assert choose_audits(labels, weights, decided, [1, 0], ranked, 0, seed=(0, 1)) == []
+    small = choose_audits(labels, weights, decided, [0], list(range(4, 48)), 5, seed=(0, 1))
+    assert sorted(i for i, _ in small) == [48, 49]  # fewer where fewer are left
+
+
+def test_a_batch_shows_each_class_ranked_then_its_audits(toy, tmp_path):
+    with start(toy, tmp_path / "s.session") as session:
+        assert session.audit == 4
+        batch = session.next_batch()
+        assert len(batch) == 2 * (6 + 4)
+        for name, group in batch.groupby("class", sort=False):
+            assert group["audit"].tolist() == [0] * 6 + [1] * 4
+            ranked, audits = group[group["audit"] == 0], group[group["audit"] == 1]
+            assert np.all(np.diff(ranked["score"].to_numpy()) <= 1e-12)  # ranked: most suspicious first
+            assert (group["label"] == name).all()
+        assert batch["class"].tolist()[:10] == ["cat"] * 10
+        assert session.next_batch()["id"].tolist() == batch["id"].tolist()  # idempotent
+
+
+def test_the_hit_rate_leaves_audits_out_and_the_counts_keep_them(toy, tmp_path):
+    with start(toy, tmp_path / "s.session") as session:
+        batch = session.next_batch()
+        other = {"cat": "dog", "dog": "cat"}
+        decisions = pd.DataFrame({"id": batch["id"], "action": np.where(batch["audit"] == 1, "relabel", "keep"),
+                                  "new_label": np.where(batch["audit"] == 1, batch["class"].map(other), "")})
+        session.apply(decisions)
+        result = session.close_round()
+        assert result.n_reviewed == 20 and result.n_errors_found == 8
+        assert result.hit_rate == 0.0  # none of the 12 ranked reviews was an error
+        assert result.verdict.evidence["audits_reviewed"] == 8 and result.verdict.evidence["audit_errors"] == 8
+        assert "8 random audits found 8" in result.verdict.summary
+        log = session.decisions()
+        assert set(log.loc[log["audit"], "id"]) == set(batch.loc[batch["audit"] == 1, "id"])
+        assert session.status()["audit"] == 4
+
+
+def test_the_batch_drawn_ahead_is_the_batch_a_new_process_draws(toy, tmp_path):
+    path = tmp_path / "s.session"
+    with start(toy, path) as session:
+        session.apply(pd.DataFrame({"id": session.next_batch()["id"], "action": "keep"}))
+        session.close_round()
+        prepared = session._store.prepared_batch(2)
+        assert prepared is not None and sum(row[-1] for row in prepared) == 8
+    with coreclean.CleaningSession.open(path, cache_dir=toy[0], n_threads=1) as session:
+        drawn = session._model.draw_batch(session._store, 2)
+        assert [row[1] for row in drawn] == [row[1] for row in prepared]
+        assert [row[-1] for row in drawn] == [row[-1] for row in prepared]
+        batch = session.next_batch()
+        assert batch["audit"].tolist() == [int(row[-1]) for row in prepared]
+        assert not set(batch["id"]) & set(session.decisions()["id"])  # never a sample already reviewed
+
+
+def test_bad_audit_counts_are_refused(toy, tmp_path):
+    for bad in (-1, 1.5, True, "3"):
+        with pytest.raises(SessionError, match="audit must be"):
+            start(toy, tmp_path / f"bad-{bad}.session", audit=bad)
+    with pytest.raises(SystemExit):
+        main(["session", "start", "--cache", str(toy[0]), "--class", "cat", "--audit", "-2",
+              "--session", str(tmp_path / "cli.session")])
+    assert not (tmp_path / "cli.session").exists()
+
+
+def test_cli_writes_the_audit_column_and_says_so(toy, tmp_path, capsys):
+    session = tmp_path / "s.session"
+    common = ["--session", str(session), "--threads", "1"]
+    assert main(["session", "start", "--cache", str(toy[0]), "--class", "cat", "--per-class", "5", "--audit", "3",
+                 "--no-evaluate", *common]) == 0
+    assert "3 random audit(s) per class" in capsys.readouterr().out
+    assert main(["session", "next", *common, "--out", str(tmp_path), "--no-sheet"]) == 0
+    sheet = pd.read_csv(tmp_path / "round-1.csv")
+    assert sheet["audit"].tolist() == [0] * 5 + [1] * 3
+    sheet["action"] = "keep"
+    sheet.to_csv(tmp_path / "round-1.csv", index=False)
+    capsys.readouterr()
+    assert main(["session", "apply", *common, str(tmp_path / "round-1.csv")]) == 0
+    assert "3 random audits found 0" in capsys.readouterr().out
+
+
+def test_a_version_2_file_reads_with_no_audits_and_gains_the_column_when_written(tmp_path):
+    path = tmp_path / "old.session"
+    old_schema = SCHEMA.replace("    audit           INTEGER NOT NULL DEFAULT 0, -- 1: drawn at random from the "
+                                "unreviewed pool, not by rank\n", "")
+    assert old_schema != SCHEMA
+    conn = sqlite3.connect(path)
+    conn.executescript(old_schema)
+    conn.execute("INSERT INTO meta VALUES ('schema_version', '2')")
+    conn.execute("INSERT INTO samples VALUES (0, 'a', 0, 1.0)")
+    conn.execute("INSERT INTO batch_items VALUES (1, 0, 0, 0, 0.9, 1, 0.8, 0.0)")
+    conn.commit()
+    conn.close()
+    reader = SessionStore(path, read_only=True)
+    assert reader.batch(1)["audit"].tolist() == [False]
+    reader.close()
+    writer = SessionStore(path)
+    assert writer.batch(1)["audit"].tolist() == [False]
+    writer.add_batch(2, [(0, 0, 0, 0.5, 1, 0.6, True)])
+    assert writer.batch(2)["audit"].tolist() == [True]
+    writer.close()
+
+
+def test_audits_correct_a_count_in_proportion_to_their_evidence():
+    from coreclean.sessions.errors_left import audit_corrected_count
+
+    assert audit_corrected_count(100.0, 5000, np.array([True]), np.array([0.02])) == (100.0, 50.0)  # one audit: none
+    many_found = np.r_[np.ones(40, bool), np.zeros(60, bool)]
+    estimate, sd = audit_corrected_count(100.0, 5000, many_found, np.full(100, 0.02))
+    assert 1000 < estimate < 5000 * 0.4 and sd < 0.5 * estimate  # 40 % wrong in the audits: far above the 100 believed
+    small, _ = audit_corrected_count(5.0, 240, np.zeros(15, bool), np.full(15, 0.02))
+    assert 4.0 < small <= 5.0  # 15 clean audits of 240 barely move a count of 5
+    nothing, sd = audit_corrected_count(100.0, 5000, np.zeros(100, bool), np.full(100, 0.02))
+    assert nothing < 100.0 and sd >= 5000 * np.sqrt(0.02 * 0.98 / 100) * 0.5  # floored: finding none is not certainty
+
+
+def test_audits_that_find_errors_raise_the_estimate_and_show_its_spread(toy, tmp_path):
+    results = {}
+    for audit in (0, 20):
+        with start(toy, tmp_path / f"s{audit}.session", audit=audit, classes=["cat"]) as session:
+            batch = session.next_batch()
+            is_audit = batch["audit"] == 1
+            session.apply(pd.DataFrame({"id": batch["id"], "action": np.where(is_audit, "relabel", "keep"),
+                                        "new_label": np.where(is_audit, "dog", "")}))
+            results[audit] = session.close_round()
+    assert results[20].errors_left > 2 * results[0].errors_left + 5  # every audit was wrong: the pool holds many
+    assert "cat" in results[20].verdict.evidence["errors_left_sd_by_class"]
+    assert "one sd from the audits" in results[20].verdict.summary
+    assert results[0].verdict.evidence["errors_left_sd_by_class"] == {}
