@@ -58,6 +58,7 @@ def test_a_batch_shows_each_class_ranked_then_its_audits(toy, tmp_path):
             assert group["audit"].tolist() == [0] * 6 + [1] * 4
             ranked, audits = group[group["audit"] == 0], group[group["audit"] == 1]
             assert np.all(np.diff(ranked["score"].to_numpy()) <= 1e-12)  # ranked: most suspicious first
+            assert audits["score"].max() <= ranked["score"].min()  # drawn from what the ranking left
             assert (group["label"] == name).all()
         assert batch["class"].tolist()[:10] == ["cat"] * 10
         assert session.next_batch()["id"].tolist() == batch["id"].tolist()  # idempotent
