@@ -101,8 +101,9 @@ def audit_corrected_count(model_count: float, n_pool: int, audit_was_error: np.n
     model count is off by ``spread x model_count`` (at least 1), or by what the audits show beyond
     their noise where that is more (``tau^2 = max(belief^2, correction^2 - se^2)``, the positive-part
     empirical-Bayes estimate): ``w = tau^2 / (tau^2 + se^2)``, a normal-normal posterior. So a count
-    the audits contradict many times over is replaced, not nudged. A few audits on a few hundred samples barely move a good count; many
-    audits on a class whose count is far off move it most of the way.
+    the audits contradict many times over is replaced, not nudged. A few audits on a few hundred
+    samples barely move a good count; many audits on a class whose count is far off move it most of
+    the way.
 
     On CIFAR-10N (``benchmarks/audit_sampling.py``; 50 ranked reviews and 5 audits a class a round,
     simulated reviewer) the "worse" labels' classes within max(5, 30 %) of the truth rose from 0-1

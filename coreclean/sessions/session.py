@@ -138,11 +138,8 @@ class CleaningSession:
         pred_probs : ndarray of shape (n_samples, n_classes), optional
             Your model's out-of-sample probabilities (cache row and class order), stored and fixed.
         audit : int
-            Random audits per class per round, shown after the class's ranked samples: unreviewed
-            samples drawn at random, whose verdicts measure the error rate of the part of the class
-            the ranking does not reach, so the errors left there are measured, not extrapolated
-            (see :mod:`coreclean.sessions.stopping`). They cost ``audit`` more reviews a class a
-            round and are left out of the hit rate.
+            Samples per class per round drawn at random, shown after the ranked ones: they measure the
+            errors left (:func:`~coreclean.sessions.errors_left.audit_corrected_count`); not in the hit rate.
 
         Raises
         ------

@@ -2,8 +2,8 @@
 
 A class is done when the errors estimated left in it, raised by one Poisson standard deviation
 (``left + sqrt(left)``: the estimate is a count of a few, and a point estimate of 2 is as likely 4;
-in a session with random audits, their standard deviation where it is larger), are a small share of its errors (found so far plus estimated left), at most :data:`STOP_SHARE`, or
-less than one. Judged on the point estimate alone, in-process runs of the journey folders (seeds 0-2,
+in a session with random audits, their standard deviation where it is larger), are a small share
+of its errors (found so far plus estimated left), at most :data:`STOP_SHARE`, or less than one. Judged on the point estimate alone, in-process runs of the journey folders (seeds 0-2,
 both allocations) stopped seed 1 with 5 of a class's 20 errors left; with the margin every run
 stopped within a round of fewer than 10% being left and none with more than 20%. The session says
 *stop* when every class being cleaned is done, and never while the last round still found errors in
