@@ -19,6 +19,7 @@ import pandas as pd
 
 from coreclean.evaluation.auroc import bootstrap_auroc, paired_auroc_change
 from coreclean.sessions.rounds import RoundResult
+from coreclean.sessions.state import audited
 from coreclean.sessions.stopping import Verdict, stop_verdict
 from coreclean.sessions.store import HIT_ACTIONS
 
@@ -69,9 +70,10 @@ def measure_labels(probs: np.ndarray, labels: np.ndarray, weights: np.ndarray, *
 
 def summarize_round(round_number: int, decisions: pd.DataFrame, *, errors_left: Mapping[int, float],
                     samples_left: Mapping[int, int],
-                    errors_found: Mapping[int, int], errors_left_sd: Mapping[int, float] | None = None, auroc: tuple[float, float, float],
+                    errors_found: Mapping[int, int], auroc: tuple[float, float, float],
                     change: tuple[float, float, float] | None,
-                    class_names: Sequence[str], update_seconds: float, eval_seconds: float) -> RoundResult:
+                    class_names: Sequence[str], update_seconds: float, eval_seconds: float,
+                    errors_left_sd: Mapping[int, float] | None = None) -> RoundResult:
     """The round's :class:`RoundResult`: counts, errors left (total and by class), base rate and verdict.
 
     Parameters
@@ -95,7 +97,7 @@ def summarize_round(round_number: int, decisions: pd.DataFrame, *, errors_left: 
     reviewed = decisions["action"] != "skip"
     n_reviewed = int(reviewed.sum())
     n_found = int(decisions["action"].isin(HIT_ACTIONS).sum())
-    audit = decisions["audit"].to_numpy(bool) if "audit" in decisions.columns else np.zeros(len(decisions), bool)
+    audit = audited(decisions)
     audits = (int((reviewed & audit).sum()), int((decisions["action"].isin(HIT_ACTIONS) & audit).sum()))
     n_ranked, n_ranked_found = n_reviewed - audits[0], n_found - audits[1]
     total_left = float(sum(errors_left.values()))

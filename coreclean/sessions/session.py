@@ -52,8 +52,8 @@ class CleaningSession:
     Read-only properties: ``path``, ``cache_dir`` / ``cache_key`` (the embedding set), ``class_names``
     (all), ``classes`` (being cleaned), ``against`` (partner class or None), ``batch_size`` (reviews
     per class per round), ``allocation`` (``"errors"`` or ``"fixed"``, see
-    :mod:`~coreclean.sessions.batches`), ``audit`` (random audits per class per round), ``round`` (the open one; 0 is the baseline), ``sample_ids``,
-    ``paths``, ``labels`` / ``weights`` (now, open round included; weight 0 = dropped) and
+    :mod:`~coreclean.sessions.batches`), ``audit`` (random audits per class per round), ``round``
+    (the open one; 0 is the baseline), ``sample_ids``, ``paths``, ``labels`` / ``weights`` (now, open round included; weight 0 = dropped) and
     ``start_labels`` / ``start_weights``.
     """
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-__all__ = ["replay", "decided_before", "reviewed_rows", "TRUSTED_ACTIONS"]
+__all__ = ["replay", "decided_before", "reviewed_rows", "audited", "TRUSTED_ACTIONS"]
 
 TRUSTED_ACTIONS = ("keep", "relabel", "downweight")
 """Decisions after which a sample's (possibly new) label is known to be right."""
@@ -41,3 +41,10 @@ def reviewed_rows(live: pd.DataFrame, n_samples: int) -> np.ndarray:
     mask = np.zeros(n_samples, dtype=bool)
     mask[live.loc[live["action"] != "skip", "idx"].to_numpy(np.int64)] = True
     return mask
+
+
+def audited(decisions: pd.DataFrame) -> np.ndarray:
+    """Boolean mask of the rows of ``decisions`` made on random audits (none without an ``audit`` column)."""
+    if "audit" not in decisions.columns:
+        return np.zeros(len(decisions), dtype=bool)
+    return decisions["audit"].to_numpy(bool)

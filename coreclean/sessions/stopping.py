@@ -3,8 +3,8 @@
 A class is done when the errors estimated left in it, raised by one Poisson standard deviation
 (``left + sqrt(left)``: the estimate is a count of a few, and a point estimate of 2 is as likely 4;
 in a session with random audits, their standard deviation where it is larger), are a small share
-of its errors (found so far plus estimated left), at most :data:`STOP_SHARE`, or less than one. Judged on the point estimate alone, in-process runs of the journey folders (seeds 0-2,
-both allocations) stopped seed 1 with 5 of a class's 20 errors left; with the margin every run
+of its errors (found so far plus estimated left), at most :data:`STOP_SHARE`, or less than one.
+Judged on the point estimate alone, in-process runs of the journey folders (seeds 0-2, both allocations) stopped seed 1 with 5 of a class's 20 errors left; with the margin every run
 stopped within a round of fewer than 10% being left and none with more than 20%. The session says
 *stop* when every class being cleaned is done, and never while the last round still found errors in
 at least half of what it showed (the estimate is then confirmed by one more round). The last round's hit
@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 
-from coreclean.sessions.state import reviewed_rows
+from coreclean.sessions.state import audited, reviewed_rows
 from coreclean.sessions.store import HIT_ACTIONS
 
 __all__ = ["Verdict", "STOP_SHARE", "stop_verdict", "errors_left_by_class"]
@@ -101,7 +101,7 @@ def stop_verdict(*, n_reviewed: int, n_errors_found: int, errors_left: Mapping[s
     per_class = ", ".join(f"{name} ~{left:.0f}" + (f" ±{sd[name]:.0f}" if name in sd else "")
                           for name, left in errors_left.items())
     left_text = f"~{total_left:.0f} error{'' if f'{total_left:.0f}' == '1' else 's'} estimated left" + (
-        f" ({per_class})" if len(errors_left) > 1 else (f" (±{sd[next(iter(sd))]:.0f}, one sd from the audits)"
+        f" ({per_class})" if len(errors_left) > 1 else (f" (±{next(iter(sd.values())):.0f}, one sd from the audits)"
                                                        if sd else ""))
     hit_text = (f"the last round found {n_errors_found} of {n_reviewed} ({hit_rate:.0%}) vs {base_rate:.1%} for "
                 "random review" if n_reviewed else "nothing ranked was reviewed in the last round" if audits[0]
@@ -171,8 +171,7 @@ def errors_left_by_class(scores: np.ndarray, labels: np.ndarray, weights: np.nda
     pool = unreviewed & (weights > 0) & np.isin(labels, list(classes))
     shown = decided["score"].to_numpy(np.float64)
     was_error = decided["action"].isin(HIT_ACTIONS).to_numpy()
-    audit = (decided["audit"].to_numpy(bool) if "audit" in decided.columns else np.zeros(len(decided), bool)) \
-        & np.isfinite(shown)
+    audit = audited(decided) & np.isfinite(shown)
     at_pool_and_audits = calibrated_error_probabilities(shown, was_error, np.concatenate([scores[pool], shown[audit]]))
     per_sample = np.zeros(labels.size)
     per_sample[pool] = at_pool_and_audits[:int(pool.sum())]

@@ -257,7 +257,7 @@ class SessionStore:
         with self._write() as conn:
             for statement in _statements(SCHEMA):
                 conn.execute(statement)
-            if "audit" not in {row[1] for row in conn.execute("PRAGMA table_info(batch_items)")}:  # a version-2 file
+            if not _has_audit_column(conn):  # a version-2 file
                 conn.execute("ALTER TABLE batch_items ADD COLUMN audit INTEGER NOT NULL DEFAULT 0")
             conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
                          (json.dumps(SCHEMA_VERSION),))
@@ -392,13 +392,11 @@ class SessionStore:
     def decisions(self) -> pd.DataFrame:
         """The whole decision log in order, with ``revoked`` (True when a later 'undo' row revokes it) and
         ``audit`` (True when the sample was in its round's batch as a random audit) columns."""
-        frame = pd.read_sql_query("SELECT * FROM decisions ORDER BY id", self._conn)
+        audit = "COALESCE(b.audit, 0)" if _has_audit_column(self._conn) else "0"  # 0: a version-2 file, read-only
+        frame = pd.read_sql_query(f"SELECT d.*, {audit} AS audit FROM decisions d LEFT JOIN batch_items b "
+                                  "ON b.round = d.round AND b.idx = d.idx ORDER BY d.id", self._conn)
         revoked = set(frame.loc[frame["action"] == "undo", "undoes"].dropna().astype(int))
-        frame["revoked"] = frame["id"].isin(revoked)
-        audits = self.shown()
-        audits = audits.loc[audits["audit"], ["round", "idx"]]
-        frame["audit"] = pd.MultiIndex.from_frame(frame[["round", "idx"]]).isin(
-            pd.MultiIndex.from_frame(audits)) if len(frame) and len(audits) else False
+        frame["revoked"], frame["audit"] = frame["id"].isin(revoked), frame["audit"].astype(bool)
         return frame
 
     def live_decisions(self) -> pd.DataFrame:
@@ -437,12 +435,15 @@ class SessionStore:
 
     def batch(self, round_number: int) -> pd.DataFrame:
         """The batch shown in ``round_number`` (empty if none yet), in display order."""
-        return _with_audit(pd.read_sql_query("SELECT * FROM batch_items WHERE round = ? ORDER BY position",
-                                             self._conn, params=(round_number,)))
+        return self.shown(round_number)
 
-    def shown(self) -> pd.DataFrame:
-        """Every batch item ever shown."""
-        return _with_audit(pd.read_sql_query("SELECT * FROM batch_items ORDER BY round, position", self._conn))
+    def shown(self, round_number: int | None = None) -> pd.DataFrame:
+        """Every batch item shown (in ``round_number`` only, if given), in display order; ``audit`` as bool."""
+        audit = "" if _has_audit_column(self._conn) else ", 0 AS audit"  # a version-2 file opened read-only
+        where, params = ("", ()) if round_number is None else ("WHERE round = ?", (round_number,))
+        items = pd.read_sql_query(f"SELECT *{audit} FROM batch_items {where} ORDER BY round, position", self._conn,
+                                  params=params)
+        return items.assign(audit=items["audit"].astype(bool))
 
     def round_events(self) -> pd.DataFrame:
         """The rounds log: every 'close' and 'reopen' row, in order."""
@@ -471,10 +472,8 @@ class SessionStore:
         return None if row is None else tuple(_blob_array(blob) for blob in row)  # type: ignore[return-value]
 
 
-def _with_audit(items: pd.DataFrame) -> pd.DataFrame:
-    """``batch_items`` rows with a boolean ``audit`` column (all False in a version-2 file opened read-only)."""
-    items["audit"] = items["audit"].astype(bool) if "audit" in items.columns else False
-    return items
+def _has_audit_column(conn: sqlite3.Connection) -> bool:
+    return "audit" in {row[1] for row in conn.execute("PRAGMA table_info(batch_items)")}
 
 
 def _check_is_session_file(path: str) -> None:
