@@ -1,7 +1,7 @@
 """The journey: the product as a user runs it, the CLI in subprocesses with default settings.
 
     python -m benchmarks.journey [--seeds 0 1 2] [--per-class 300] [--noise 0.08] [--batch 20]
-                                 [--max-rounds 10] [--timing-repeats 3] [--no-readme]
+                                 [--max-rounds 10] [--timing-repeats 3] [--audit K] [--no-readme]
 
 For each seed: a real folder built from CIFAR-10 train (:func:`benchmarks.journey_data.build_journey_folder`:
 ``--per-class`` images a class, ``--noise`` of them moved into a wrong class folder), then
@@ -11,8 +11,8 @@ For each seed: a real folder built from CIFAR-10 train (:func:`benchmarks.journe
 2. ``coreclean classes --cache CACHE --json``: the three classes it recommends;
 3. ``coreclean session start`` over those three classes, once with each ``--allocation`` (``errors``,
    the default, and ``fixed``), each its own session; rounds of ``session next`` / ``session apply``
-   with a simulated reviewer filling the batch CSV from the truth, until the verdict says stop
-   (cap ``--max-rounds``);
+   with a simulated reviewer filling the batch CSV from the truth (audits too, where ``--audit K``
+   passes ``session start --audit K``), until the verdict says stop (cap ``--max-rounds``);
 4. ``coreclean session export`` (and ``--format tree`` where the command has it).
 
 Every step's wall time is recorded, and per round: errors found, estimated vs true errors left per
@@ -22,7 +22,9 @@ machine as found and once with one spinning process per core beside them.
 
 Results: ``benchmarks/results/journey.json`` (keys documented in :func:`run`) and
 ``benchmarks/results/journey.md``; the README block between ``<!-- journey:start -->`` and
-``<!-- journey:end -->`` is regenerated from them.
+``<!-- journey:end -->`` is regenerated from them. With ``--audit K`` (K > 0) the results go to
+``journey-auditK.json`` / ``.md`` and its folders to ``work/journey-auditK``; the README block is left
+as it is (it shows the default session).
 """
 
 from __future__ import annotations
@@ -90,8 +92,8 @@ def estimated_errors_left(session_file: Path) -> dict[str, float]:
         store.close()
 
 
-def clean(cache: Path, data: Path, truth: pd.DataFrame, classes: list[str], allocation: str, batch: int,
-          max_rounds: int, work: Path) -> dict[str, Any]:
+def clean(cache: Path, truth: pd.DataFrame, classes: list[str], allocation: str, batch: int,
+          max_rounds: int, work: Path, audit: int = 0) -> dict[str, Any]:
     """One session over ``classes`` driven through the CLI; returns its rounds and step times."""
     session = work / f"{allocation}.session"
     review_dir = work / f"{allocation}-review"
@@ -99,7 +101,7 @@ def clean(cache: Path, data: Path, truth: pd.DataFrame, classes: list[str], allo
         shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
     class_args = [arg for c in classes for arg in ("--class", c)]
     start_s, _ = coreclean("session", "start", "--cache", str(cache), *class_args, "--per-class", str(batch),
-                           "--allocation", allocation, "--session", str(session))
+                           "--allocation", allocation, "--audit", str(audit), "--session", str(session))
     truth_map = dict(zip(truth["id"], truth["true_label"]))
     reviewed: set[str] = set()
     initial = true_errors_left(truth, reviewed, classes)
@@ -164,12 +166,17 @@ def thread_timings(cache: Path, session: Path, sheet: Path, repeats: int, work: 
     return {step: {name: statistics.median(values) for name, values in by.items()} for step, by in times.items()}
 
 
+def results_stem(audit: int) -> str:
+    """The name results and work folders share: ``journey``, or ``journey-auditK`` for ``--audit K``."""
+    return "journey" if audit == 0 else f"journey-audit{audit}"
+
+
 def run(seeds: list[int], per_class: int, noise: float, batch: int, max_rounds: int,
-        timing_repeats: int) -> dict[str, Any]:
+        timing_repeats: int, audit: int = 0) -> dict[str, Any]:
     """Run the journey for each seed.
 
-    Returns (and writes to ``benchmarks/results/journey.json``) a dict with ``settings`` (the
-    arguments, backbone, weights file, git commit, CPU count, load average before and after),
+    Returns (and writes to ``benchmarks/results/<results_stem(audit)>.json``) a dict with ``settings`` (the
+    arguments (``audit`` included), backbone, weights file, git commit, CPU count, load average before and after),
     ``seeds`` (one entry per seed: ``seed``, ``n_images``, ``n_planted``, ``steps`` (seconds of
     ``embed`` and ``classes``), ``recommended`` (the three classes), ``sessions``: one per
     allocation, each with ``classes``, ``initial_errors`` (true, per class), ``rounds`` (per round:
@@ -182,10 +189,12 @@ def run(seeds: list[int], per_class: int, noise: float, batch: int, max_rounds: 
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO).stdout
     result: dict[str, Any] = {"settings": {
         "seeds": seeds, "per_class": per_class, "noise": noise, "batch": batch, "max_rounds": max_rounds,
+        "audit": audit,
         "backbone": "mobilenet_v2", "weights": DEFAULT_WEIGHTS.name, "commit": commit.strip(),
         "cpus": os.cpu_count(), "load_before": os.getloadavg()}, "seeds": []}
+    out = RESULTS / f"{results_stem(audit)}.json"
     for seed in seeds:
-        work = WORK / f"seed-{seed}"
+        work = WORK.parent / results_stem(audit) / f"seed-{seed}"
         data, cache = work / "data", work / "cache"
         truth = build_journey_folder(data, n_per_class=per_class, noise=noise, seed=seed, shared=SHARED)
         shutil.rmtree(cache, ignore_errors=True)
@@ -195,15 +204,15 @@ def run(seeds: list[int], per_class: int, noise: float, batch: int, max_rounds: 
         recommended = [row["class"] for row in json.loads(out)][:3]
         entry: dict[str, Any] = {"seed": seed, "n_images": len(truth), "n_planted": int(truth["flipped"].sum()),
                                  "steps": {"embed": embed_s, "classes": classes_s}, "recommended": recommended,
-                                 "sessions": [clean(cache, data, truth, recommended, allocation, batch, max_rounds, work)
-                                              for allocation in ALLOCATIONS]}
+                                 "sessions": [clean(cache, truth, recommended, allocation, batch, max_rounds, work,
+                                                    audit) for allocation in ALLOCATIONS]}
         if seed == seeds[0] and timing_repeats:
             entry["thread_timings"] = _time_first_round(cache, truth, recommended, batch, timing_repeats, work)
         result["seeds"].append(entry)
-        (RESULTS / "journey.json").write_text(json.dumps(result, indent=1))  # what is done survives a failure
+        out.write_text(json.dumps(result, indent=1))  # what is done survives a failure
         print(f"seed {seed}: done", file=sys.stderr)
     result["settings"]["load_after"] = os.getloadavg()
-    (RESULTS / "journey.json").write_text(json.dumps(result, indent=1))
+    out.write_text(json.dumps(result, indent=1))
     return result
 
 
@@ -239,9 +248,11 @@ def busy_cores(n: int):
 
 def report(result: dict[str, Any]) -> str:
     """The results as Markdown: steps, estimates against the truth, verdicts, budget vs fixed, thread timings."""
+    audit = result["settings"].get("audit", 0)
+    audit_note = f" plus {audit} random audits (`--audit {audit}`)" if audit else ""
     lines = [f"Journey: {len(result['seeds'])} seeds, {result['settings']['per_class']} images a class, "
              f"{result['settings']['noise']:.0%} moved to a wrong class folder, {result['settings']['batch']} "
-             f"reviews a class a round; MobileNetV2 trunk; commit {result['settings']['commit']}; "
+             f"reviews a class a round{audit_note}; MobileNetV2 trunk; commit {result['settings']['commit']}; "
              f"{result['settings']['cpus']} CPUs, load {result['settings']['load_before'][0]:.1f} at start.", ""]
     lines += ["| seed | classes | allocation | rounds | found | of planted there | stopped | embed s | classes s | "
               "start s | median next s | median apply s | worst est-true gap from round 2 |", "|" + "---|" * 13]
@@ -324,15 +335,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=20)
     parser.add_argument("--max-rounds", type=int, default=10)
     parser.add_argument("--timing-repeats", type=int, default=3)
+    parser.add_argument("--audit", type=int, default=0, help="session start --audit K (0: none, the default)")
     parser.add_argument("--no-readme", action="store_true", help="do not rewrite the README block")
     args = parser.parse_args(argv)
     if not (SHARED / "data" / "cifar10").is_dir():
         print(f"no CIFAR-10 data in {SHARED / 'data'}: the journey needs it", file=sys.stderr)
         return 2
-    result = run(args.seeds, args.per_class, args.noise, args.batch, args.max_rounds, args.timing_repeats)
+    result = run(args.seeds, args.per_class, args.noise, args.batch, args.max_rounds, args.timing_repeats, args.audit)
     markdown = report(result)
-    (RESULTS / "journey.md").write_text(markdown)
-    if not args.no_readme:
+    (RESULTS / f"{results_stem(args.audit)}.md").write_text(markdown)
+    if not args.no_readme and args.audit == 0:
         write_readme_block(markdown)
     print(markdown)
     return 0
