@@ -192,7 +192,7 @@ def run(seeds: list[int], per_class: int, noise: float, batch: int, max_rounds: 
         "audit": audit,
         "backbone": "mobilenet_v2", "weights": DEFAULT_WEIGHTS.name, "commit": commit.strip(),
         "cpus": os.cpu_count(), "load_before": os.getloadavg()}, "seeds": []}
-    out = RESULTS / f"{results_stem(audit)}.json"
+    results_path = RESULTS / f"{results_stem(audit)}.json"
     for seed in seeds:
         work = WORK.parent / results_stem(audit) / f"seed-{seed}"
         data, cache = work / "data", work / "cache"
@@ -209,10 +209,10 @@ def run(seeds: list[int], per_class: int, noise: float, batch: int, max_rounds: 
         if seed == seeds[0] and timing_repeats:
             entry["thread_timings"] = _time_first_round(cache, truth, recommended, batch, timing_repeats, work)
         result["seeds"].append(entry)
-        out.write_text(json.dumps(result, indent=1))  # what is done survives a failure
+        results_path.write_text(json.dumps(result, indent=1))  # what is done survives a failure
         print(f"seed {seed}: done", file=sys.stderr)
     result["settings"]["load_after"] = os.getloadavg()
-    out.write_text(json.dumps(result, indent=1))
+    results_path.write_text(json.dumps(result, indent=1))
     return result
 
 
