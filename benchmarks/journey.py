@@ -16,9 +16,9 @@ For each seed: a real folder built from CIFAR-10 train (:func:`benchmarks.journe
 4. ``coreclean session export`` (and ``--format tree`` where the command has it).
 
 Every step's wall time is recorded, and per round: errors found, estimated vs true errors left per
-class, the verdict. For seed 0 it also times ``classes`` and one ``session apply`` at ``--threads 1``,
-``--threads 2`` and the default, ``--timing-repeats`` interleaved runs each (medians), once on the
-machine as found and once with one spinning process per core beside them.
+class, the verdict. For seed 0 it also times ``classes``, ``rank``, ``session start`` and one ``session apply``
+at ``--threads 1``, ``--threads 2`` and the default, ``--timing-repeats`` interleaved runs each (medians), once
+on the machine as found and once with one spinning process per core beside them.
 
 Results: ``benchmarks/results/journey.json`` (keys documented in :func:`run`) and
 ``benchmarks/results/journey.md``; the README block between ``<!-- journey:start -->`` and
@@ -145,20 +145,29 @@ def _export_tree(session: Path, out: Path) -> tuple[float | None, str]:
     return (seconds, text) if (out / "manifest.csv").is_file() else (None, text)
 
 
-def thread_timings(cache: Path, session: Path, sheet: Path, repeats: int, work: Path) -> dict[str, dict[str, float]]:
-    """Median wall time of `classes` and of one `session apply` at --threads 1, --threads 2 and the default.
+def thread_timings(cache: Path, classes: list[str], batch: int, session: Path, sheet: Path, repeats: int,
+                   work: Path) -> dict[str, dict[str, float]]:
+    """Median wall time of `classes`, `rank`, `session start` and one `session apply` per thread setting.
 
-    The settings run interleaved (1, 2, default, 1, 2, default, ...) so machine drift hits all alike;
-    each apply runs on a fresh copy of the session as it was before the round closed.
+    The settings are ``--threads 1``, ``--threads 2`` and the default. They run interleaved (1, 2, default, 1, 2,
+    default, ...) so machine drift hits all alike; each start makes a new session over ``classes``, each
+    apply runs on a fresh copy of ``session`` as it was before its first round closed.
     """
     settings = {"--threads 1": ["--threads", "1"], "--threads 2": ["--threads", "2"], "default": []}
     coreclean("classes", "--cache", str(cache))  # untimed: the cache's derived/ folder exists for every setting
-    times: dict[str, dict[str, list[float]]] = {"classes": {k: [] for k in settings},
-                                                "session apply": {k: [] for k in settings}}
+    class_args = [arg for c in classes for arg in ("--class", c)]
+    steps = ("classes", "rank", "session start", "session apply")
+    times: dict[str, dict[str, list[float]]] = {step: {k: [] for k in settings} for step in steps}
+    started, copy = work / "timing-start.session", work / "timing.session"
     for _ in range(repeats):
         for name, flags in settings.items():
             times["classes"][name].append(coreclean("classes", "--cache", str(cache), *flags)[0])
-            copy = work / "timing.session"
+            times["rank"][name].append(coreclean("rank", "--cache", str(cache), "--out", str(work / "timing-rank.csv"),
+                                                 *flags)[0])
+            started.unlink(missing_ok=True)
+            times["session start"][name].append(coreclean("session", "start", "--cache", str(cache), *class_args,
+                                                          "--per-class", str(batch), "--session", str(started),
+                                                          *flags)[0])
             copy.unlink(missing_ok=True)
             shutil.copy(session, copy)
             times["session apply"][name].append(coreclean("session", "apply", "--session", str(copy), str(sheet),
@@ -183,7 +192,8 @@ def run(seeds: list[int], per_class: int, noise: float, batch: int, max_rounds: 
     ``reviewed``, ``found``, ``found_by_class``, ``estimated_left`` and ``true_left`` per class,
     ``verdict``), ``steps`` (seconds: ``session start``, lists for ``session next`` and ``session
     apply``, ``session export``) and ``stopped``) and ``thread_timings`` (seed 0: ``as found`` and
-    ``under load``, each the median seconds of ``classes`` and ``session apply`` per thread setting).
+    ``under load``, each the median seconds of ``classes``, ``rank``, ``session start`` and ``session apply`` per
+    thread setting).
     """
     RESULTS.mkdir(parents=True, exist_ok=True)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO).stdout
@@ -228,9 +238,9 @@ def _time_first_round(cache: Path, truth: pd.DataFrame, classes: list[str], batc
     sheet = review_dir / "round-1.csv"
     review(pd.read_csv(sheet, dtype=str, keep_default_na=False), dict(zip(truth["id"], truth["true_label"]))).to_csv(
         sheet, index=False)
-    timings = {"as found": thread_timings(cache, session, sheet, repeats, work)}
+    timings = {"as found": thread_timings(cache, classes, batch, session, sheet, repeats, work)}
     with busy_cores(os.cpu_count() or 2):
-        timings["under load"] = thread_timings(cache, session, sheet, repeats, work)
+        timings["under load"] = thread_timings(cache, classes, batch, session, sheet, repeats, work)
     return timings
 
 
