@@ -40,6 +40,22 @@ def test_every_ranker_scores_every_sample(method):
         assert flipped[top].mean() >= 0.8
 
 
+@pytest.mark.parametrize("method", ["coreclean", "pooled_confidence", "self_confidence", "normalized_margin",
+                                    "knn_disagreement"])
+def test_scores_under_a_label_are_the_scores_an_unreviewed_sample_has_with_it(method):
+    features, labels = _blobs(n_per_class=40)
+    noisy, flipped = inject_noise(labels, rate=0.15, random_state=0)
+    ranker = LabelIssueRanker(method, random_state=0).fit(features, noisy)
+    rows = np.arange(labels.size)
+    np.testing.assert_allclose(ranker.scores_under(rows, ranker.labels_), ranker.scores_, atol=1e-5)
+    wrong = np.flatnonzero(flipped)[:10]
+    ranker.relabel(wrong, labels[wrong]).rescore()
+    assert np.all(ranker.scores_[wrong] < 0.5)  # scored under the new, right label
+    under_old = ranker.scores_under(wrong, noisy[wrong])
+    assert np.all(under_old > ranker.scores_[wrong]) and np.median(under_old) > 0.5  # suspect under the label shown
+    assert np.isnan(LabelIssueRanker("random", random_state=0).fit(features, noisy).scores_under([0], [0])).all()
+
+
 def test_default_beats_label_blind_leverage_on_noisy_blobs():
     from sklearn.metrics import roc_auc_score
 

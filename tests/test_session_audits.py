@@ -171,3 +171,47 @@ def test_audits_that_find_errors_raise_the_estimate_and_show_its_spread(toy, tmp
     assert "cat" in results[20].verdict.evidence["errors_left_sd_by_class"]
     assert "one sd from the audits" in results[20].verdict.summary
     assert results[0].verdict.evidence["errors_left_sd_by_class"] == {}
+
+
+def test_audit_residuals_are_measured_at_the_pool_scores_of_now_not_when_shown():
+    """#10: residuals at the scores audits had when shown drifted the count low as the scores moved (15,000 for 17,250)."""
+    from coreclean.sessions.stopping import errors_left_by_class
+
+    labels = np.zeros(1000, dtype=np.int64)
+    scores = np.full(1000, 0.1)  # the pool is scored 0.1 now
+    audits = np.arange(900, 1000)  # 100 audits, 10 of them errors: the pool's rate now
+    decided = pd.DataFrame({"idx": audits, "action": np.where(np.arange(100) < 10, "relabel", "keep"),
+                            "score": 0.3, "audit": True, "old_label": 0})  # shown when the scale said 0.3
+    weights = np.ones(1000)
+    now = np.full(100, 0.1)
+    at_now, _, _ = errors_left_by_class(scores, labels, weights, decided, [0], audit_scores=now)
+    at_shown, _, _ = errors_left_by_class(scores, labels, weights, decided, [0])
+    assert abs(at_now[0] - 90) < 25  # 10 % of the 900 left, as the audits found
+    assert at_shown[0] < 0.5 * at_now[0]  # at the stale scores the audits look too clean: the count sinks
+
+
+def test_a_session_measures_its_audits_at_the_scores_of_now(toy, tmp_path, monkeypatch):
+    from coreclean.sessions import model
+
+    seen = {}
+    original = model.errors_left_by_class
+
+    def spy(*args, **kwargs):
+        seen["audit_scores"] = kwargs.get("audit_scores")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(model, "errors_left_by_class", spy)
+    with start(toy, tmp_path / "s.session", classes=["cat"]) as session:
+        batch = session.next_batch()
+        is_audit = (batch["audit"] == 1).to_numpy()
+        session.apply(pd.DataFrame({"id": batch["id"], "action": np.where(is_audit, "relabel", "keep"),
+                                    "new_label": np.where(is_audit, "dog", "")}))
+        session.close_round()
+        ranker = session.ranker()
+        ids = list(session.sample_ids)
+        rows = np.array([ids.index(i) for i in batch["id"][is_audit]])
+        cat = session.class_names.index("cat")
+    measured = seen["audit_scores"]
+    assert np.isfinite(measured).sum() == is_audit.sum()  # one score for each audit, NaN elsewhere
+    np.testing.assert_allclose(np.sort(measured[np.isfinite(measured)]),
+                               np.sort(ranker.scores_under(rows, np.full(rows.size, cat))))

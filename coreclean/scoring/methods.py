@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
@@ -34,11 +35,15 @@ class RankerOutput:
 
     ``probs`` are ``P(k | x)``, blind to the sample's own label (the confident joint needs that);
     ``posterior`` are ``P(true = k | x, given label)`` where the ranker has them (better suggestions).
+    ``score_under(probs_rows, labels)``, where the score is a function of those label-blind
+    probabilities, gives it for rows of ``probs`` under any labels: the score a reviewed sample would
+    have now, unreviewed, under the label it was shown with.
     """
 
     scores: np.ndarray
     probs: np.ndarray | None = None
     posterior: np.ndarray | None = None
+    score_under: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None
 
 
 Ranker = Callable[[SignalSet, np.random.Generator], RankerOutput]
@@ -93,14 +98,20 @@ def _coreclean(signals: SignalSet, rng: np.random.Generator) -> RankerOutput:
     else:
         joint = np.zeros((signals.n_classes,) * 2)
     posterior = true_label_posterior(probs, signals.labels, joint)
-    return RankerOutput(self_confidence_score(posterior, signals.labels), probs, posterior)
+    return RankerOutput(self_confidence_score(posterior, signals.labels), probs, posterior,
+                        score_under=partial(_posterior_score, joint))
+
+
+def _posterior_score(joint: np.ndarray, probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """The default's score of rows with label-blind ``probs`` under ``labels``, with the noise ``joint`` fixed."""
+    return self_confidence_score(true_label_posterior(probs, labels, joint), labels)
 
 
 @register_ranker("pooled_confidence")
 def _pooled_confidence(signals: SignalSet, rng: np.random.Generator) -> RankerOutput:
     """Ablation of the default without the noise prior: self-confidence of the pooled probabilities."""
     probs = pooled_probs(signals)
-    return RankerOutput(self_confidence_score(probs, signals.labels), probs)
+    return RankerOutput(self_confidence_score(probs, signals.labels), probs, score_under=self_confidence_score)
 
 
 @register_ranker("random")
@@ -113,21 +124,21 @@ def _random(signals: SignalSet, rng: np.random.Generator) -> RankerOutput:
 def _self_confidence(signals: SignalSet, rng: np.random.Generator) -> RankerOutput:
     """cleanlab's self-confidence on the model's probabilities (out-of-fold LR, or the caller's own)."""
     probs = signals.model_probs
-    return RankerOutput(self_confidence_score(probs, signals.labels), probs)
+    return RankerOutput(self_confidence_score(probs, signals.labels), probs, score_under=self_confidence_score)
 
 
 @register_ranker("normalized_margin")
 def _normalized_margin(signals: SignalSet, rng: np.random.Generator) -> RankerOutput:
     """cleanlab's normalised margin on the model's probabilities (out-of-fold LR, or the caller's own)."""
     probs = signals.model_probs
-    return RankerOutput(normalized_margin_score(probs, signals.labels), probs)
+    return RankerOutput(normalized_margin_score(probs, signals.labels), probs, score_under=normalized_margin_score)
 
 
 @register_ranker("knn_disagreement")
 def _knn_disagreement(signals: SignalSet, rng: np.random.Generator) -> RankerOutput:
     """Share of the k nearest neighbours (cosine, self excluded, equal votes) whose label differs."""
     probs = signals.neighbor_probs(None)
-    return RankerOutput(self_confidence_score(probs, signals.labels), probs)
+    return RankerOutput(self_confidence_score(probs, signals.labels), probs, score_under=self_confidence_score)
 
 
 @register_ranker("in_sample_loss")

@@ -234,6 +234,7 @@ class LabelIssueRanker(BaseEstimator):
             scores[small] = np.quantile(scores[~small], neighbor_score[small]) if (~small).any() else neighbor_score[small]
         self.scores_ = scores
         self.probs_ = np.asarray(probs, dtype=np.float32)
+        self._score_under = output.score_under
         suggestion = self.probs_ if output.posterior is None else np.where(self.small_class_[:, None], self.probs_, output.posterior)
         self.suggested_labels_ = suggestion.argmax(axis=1)
         self.suggested_probs_ = suggestion[np.arange(scores.size), self.suggested_labels_].astype(np.float64)
@@ -244,13 +245,15 @@ class LabelIssueRanker(BaseEstimator):
 
         return None if self.memory is None else check_memory(self.memory)
 
-    def _small_classes(self) -> np.ndarray:
+    def _small_classes(self, labels: np.ndarray | None = None) -> np.ndarray:
+        """Whether each of ``labels`` (default: every sample's current label) names a class too small for the model."""
+        labels = self.labels_ if labels is None else labels
         if self.pred_probs_ is not None:  # the caller's model judges every class; our folds played no part
-            return np.zeros(self.labels_.size, dtype=bool)
+            return np.zeros(labels.size, dtype=bool)
         minimum = self.min_class_size if self.min_class_size is not None else 2 * self.n_folds
         kept = self.sample_weight_ > 0
         sizes = np.bincount(self.labels_[kept], minlength=self.n_classes_)
-        return sizes[self.labels_] < minimum
+        return sizes[labels] < minimum
 
     def _validate_params(self) -> None:
         """Check every constructor parameter (called by ``fit``); raise :class:`InputValidationError` naming it."""
@@ -336,6 +339,23 @@ class LabelIssueRanker(BaseEstimator):
             mask &= self.labels_ == class_index
         members = np.flatnonzero(mask)
         return members[np.argsort(-self.scores_[members], kind="stable")]
+
+    def scores_under(self, indices, labels) -> np.ndarray:
+        """The scores samples ``indices`` would have now under ``labels``, as if unreviewed; NaN where it cannot say.
+
+        For methods whose score is a function of label-blind probabilities (the default, the
+        confidence and margin baselines, the neighbour vote) it is that function at ``labels``: a
+        reviewed sample's score under the label it was shown with, comparable with the unreviewed
+        samples' scores now (a session's random audits are measured this way). NaN for other methods
+        and for labels of classes too small for the model (their scores are mapped from the vote).
+        """
+        idx = self._indices(indices)
+        labels = check_labels(np.broadcast_to(np.asarray(labels), idx.shape), idx.size, n_classes=self.n_classes_)
+        out = np.full(idx.size, np.nan)
+        known = ~self._small_classes(labels)
+        if self._score_under is not None and known.any():
+            out[known] = self._score_under(self.probs_[idx[known]].astype(np.float64), labels[known])
+        return out
 
     def rank_in_class(self) -> np.ndarray:
         """1-based rank of each sample among the samples with its current label (1 = review first)."""

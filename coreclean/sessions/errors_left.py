@@ -121,7 +121,8 @@ def audit_corrected_count(model_count: float, n_pool: int, audit_was_error: np.n
     audit_was_error : ndarray of bool
         The verdicts on the class's audits.
     audit_probabilities : ndarray
-        ``P(error)`` of each audit under the same calibration, at the score it had when shown.
+        ``P(error)`` of each audit under the same calibration, at its score now under the label it
+        was drawn with (the scale the pool's count is on).
 
     Returns
     -------

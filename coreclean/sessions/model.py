@@ -106,6 +106,26 @@ class SessionModel:
             return ranker.scores_
         return ranker.probs_[:, self.class_names.index(self.meta["against"])].astype(np.float64)
 
+    def audit_scores(self, ranker, decided: pd.DataFrame) -> np.ndarray:
+        """Per row of ``decided``: an audit's score now under the label it was drawn with (NaN for other rows).
+
+        The unreviewed pool is scored by the ranker in hand, so an audit's residual is measured on the
+        same scale (:meth:`~coreclean.scoring.ranker.LabelIssueRanker.scores_under`), not at the score it
+        had when shown: the scores move as the labels are cleaned, and residuals at old scores made the
+        count drift (CIFAR-10N worse, ``benchmarks/audit_sampling.py``: 15,000 for 17,250 at round 5
+        with 20 audits a class a round, 17,400 at the scores now).
+        """
+        out = np.full(len(decided), np.nan)
+        rows = np.flatnonzero(state.audited(decided))
+        if rows.size == 0:
+            return out
+        idx = decided["idx"].to_numpy(np.int64)[rows]
+        if self.meta["against"] is None:
+            out[rows] = ranker.scores_under(idx, decided["old_label"].to_numpy(np.int64)[rows])
+        else:  # the partner class's probability does not depend on the sample's label
+            out[rows] = ranker.probs_[idx, self.class_names.index(self.meta["against"])].astype(np.float64)
+        return out
+
     def reviews_per_class(self, scores: np.ndarray, labels: np.ndarray, weights: np.ndarray,
                           decided: np.ndarray) -> list[int]:
         """How many samples of each class being cleaned the next batch shows (fixed, or by score past a floor)."""
@@ -170,8 +190,10 @@ class SessionModel:
         ranker = self.ranker(store, state.decided_before(live, round_number))
         update_seconds = apply_round(ranker, this_round)
         labels, weights = state.replay(self.start_labels, self.start_weights, live[live["round"] <= round_number])
-        errors, samples, spread = errors_left_by_class(self.scores(ranker), labels, weights,
-                                                       live[live["action"] != "skip"], self.class_indices())
+        decided = live[live["action"] != "skip"]
+        errors, samples, spread = errors_left_by_class(self.scores(ranker), labels, weights, decided,
+                                                       self.class_indices(),
+                                                       audit_scores=self.audit_scores(ranker, decided))
         auroc, change, evaluation, eval_seconds = (float("nan"),) * 3, None, None, 0.0
         if self.meta["evaluate"] if evaluate is None else evaluate:
             auroc, change, evaluation, eval_seconds = measure_labels(

@@ -138,7 +138,8 @@ def stop_verdict(*, n_reviewed: int, n_errors_found: int, errors_left: Mapping[s
 
 
 def errors_left_by_class(scores: np.ndarray, labels: np.ndarray, weights: np.ndarray, decided: pd.DataFrame,
-                         classes: Sequence[int]) -> tuple[dict[int, float], dict[int, int], dict[int, float]]:
+                         classes: Sequence[int], *, audit_scores: np.ndarray | None = None,
+                         ) -> tuple[dict[int, float], dict[int, int], dict[int, float]]:
     """Estimated label errors among the unreviewed kept samples of each class being cleaned.
 
     Per class, the sum of its unreviewed kept samples' scores, calibrated on the reviewer's
@@ -156,6 +157,9 @@ def errors_left_by_class(scores: np.ndarray, labels: np.ndarray, weights: np.nda
         ``audit`` and ``old_label``: the class the audit was drawn from).
     classes : sequence of int
         The classes being cleaned.
+    audit_scores : ndarray of shape (len(decided),), optional
+        Each audit's score now under the label it was drawn with, so its residual is measured on
+        the pool's scale (NaN, or not given: its score when shown).
 
     Returns
     -------
@@ -172,7 +176,8 @@ def errors_left_by_class(scores: np.ndarray, labels: np.ndarray, weights: np.nda
     shown = decided["score"].to_numpy(np.float64)
     was_error = decided["action"].isin(HIT_ACTIONS).to_numpy()
     audit = audited(decided) & np.isfinite(shown)
-    at_pool_and_audits = calibrated_error_probabilities(shown, was_error, np.concatenate([scores[pool], shown[audit]]))
+    now = shown if audit_scores is None else np.where(np.isfinite(audit_scores), audit_scores, shown)
+    at_pool_and_audits = calibrated_error_probabilities(shown, was_error, np.concatenate([scores[pool], now[audit]]))
     per_sample = np.zeros(labels.size)
     per_sample[pool] = at_pool_and_audits[:int(pool.sum())]
     at_audits = at_pool_and_audits[int(pool.sum()):]
