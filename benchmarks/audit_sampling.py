@@ -18,7 +18,10 @@ reviewer is CIFAR-10's clean labels), with four estimates each round:
   (verdict minus calibrated probability), the unbiased difference estimator;
 - ``shrunk difference``: that correction taken in proportion to its precision, what
   ``session start --audit K`` does (:func:`coreclean.sessions.errors_left.audit_corrected_count`);
-- ``audit ratio``: per class, the unreviewed count times the audits' error rate (model-free).
+- ``audit ratio``: per class, the unreviewed count times the audits' error rate (model-free);
+- ``difference, scores now`` / ``shrunk, scores now``: the two above with each audit's residual at its
+  score now (the ranker in hand, as the pool is scored) instead of its score when drawn — what the
+  product does since the drift below was traced to it.
 
 ``K = 0`` is the product as it is. A class's bar counts as met when its estimate is within
 max(5, 30 % of the truth). The lower bound printed beside it is statistics, not software: an audit
@@ -29,10 +32,12 @@ What it found (``benchmarks/results/audit_sampling.md``, 6 rounds): on worse (40
 product's estimate overcounts more each round (25,000 left where 17,000 are; 0-1 of 10 classes
 within the bar from round 3), because the top-of-ranking verdicts are nearly all errors and the
 shift they fit is applied to the bulk; 5 audits a class a round (10 % more reviews) bring 8 of 10
-classes within it, 20 bring all 10; the shrunk difference brings 9-10 of 10 with 5, and 8-10 of 10
-when run through the product (audits reviewed and applied: it drifts low, 15,100 for 17,500 at round 5). On aggre (9 %)
-adding the audits to the fit does not move it (4-5 of 10); the shrunk difference gives 5-6 of 10
-with 5 audits and 5-7 with 20 (through the product 3-7 and 3-6): the audits are too few for that rate, alone (``audit ratio``) too noisy.
+classes within it, 20 bring all 10; the shrunk difference brings 9-10 of 10 with 5. Residuals at the
+scores audits had when drawn drift low as the scores move with the cleaning (20 audits, round 5: 15,000
+for 17,250); at the scores now 17,600, and through the product (audits reviewed and applied) 9-10 of 10
+with 5 audits, 17,400 for 17,500 at round 5. On aggre (9 %) adding the audits to the fit does not move
+it (4-5 of 10); the shrunk difference gives 5-6 of 10 with 5 audits and 5-7 with 20 (through the
+product 2-7 and 4-7): the audits are too few for that rate, alone (``audit ratio``) too noisy.
 
     python -m benchmarks.audit_sampling [--rounds 6] [--audits 0 5 20]   # ~1 min a setting on 2 cores
     (the committed results: --audits 0 5 20 --rounds 5)
@@ -61,7 +66,7 @@ from coreclean.simulate.reviewer import SimulatedReviewer
 RESULTS = Path(__file__).resolve().parent / "results"
 BATCH = 50
 ESTIMATES = ("verdicts", "verdicts+audits", "verdicts+audits, slope", "audits' shift", "difference", "shrunk difference",
-             "audit ratio")
+             "audit ratio", "difference, scores now", "shrunk, scores now")
 
 
 def within_bar(estimate: float, true: int) -> bool:
@@ -142,6 +147,8 @@ def simulate(dataset, noisy: np.ndarray, clean: np.ndarray, *, audits_per_class:
                 probabilities["audits' shift"] = calibrated_error_probabilities(drawn, audit_error, scores[pool])
                 at_audits = calibrated_error_probabilities(shown, verdict, drawn)
                 residual = audit_error - at_audits
+                at_audits_now = calibrated_error_probabilities(shown, verdict, scores[audit_rows])
+                residual_now = audit_error - at_audits_now
             pool_labels = labels[pool]
             audit_labels = labels[audit_rows]
             row: dict[str, Any] = {"round": round_number, "audits": int(audit_rows.size),
@@ -158,6 +165,14 @@ def simulate(dataset, noisy: np.ndarray, clean: np.ndarray, *, audits_per_class:
                     per_class = [max(0.0, float(probabilities["verdicts"][pool_labels == c].sum()
                                                 + (pool_labels == c).sum() * residual[audit_labels == c].mean()))
                                  for c in range(n_classes)]
+                elif name == "difference, scores now":
+                    per_class = [max(0.0, float(probabilities["verdicts"][pool_labels == c].sum()
+                                                + (pool_labels == c).sum() * residual_now[audit_labels == c].mean()))
+                                 for c in range(n_classes)]
+                elif name == "shrunk, scores now":
+                    per_class = [audit_corrected_count(float(probabilities["verdicts"][pool_labels == c].sum()),
+                                                       int((pool_labels == c).sum()), audit_error[audit_labels == c],
+                                                       at_audits_now[audit_labels == c])[0] for c in range(n_classes)]
                 elif name == "shrunk difference":
                     per_class = [audit_corrected_count(float(probabilities["verdicts"][pool_labels == c].sum()),
                                                        int((pool_labels == c).sum()), audit_error[audit_labels == c],
@@ -219,8 +234,8 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
     lines = ["# Random audits and the per-class errors-left estimate (CIFAR-10N, simulated reviewer)", "",
              f"Command: `{results.get('command', 'python -m benchmarks.audit_sampling')}`; commit {(results['machine']['git']['commit'] or '?')[:7]}; "
              f"{results['wall_seconds'] / 60:.1f} min. One all-class session, {results['batch_per_class']} ranked reviews a "
-             "class a round, plus K random audits a class a round. `verdicts`: the product without audits; `shrunk "
-             "difference`: the product's estimate with `--audit K`. Cells: estimated errors left in all (classes of 10 "
+             "class a round, plus K random audits a class a round. `verdicts`: the product without audits; `shrunk, "
+             "scores now`: the product's estimate with `--audit K` (audits drawn but not applied here). Cells: estimated errors left in all (classes of 10 "
              "within max(5, 30 % of true)).", ""]
     for noise, setting in results["settings"].items():
         lines += [f"## {noise} ({setting['error_rate']:.1%} wrong; one standard error within 30 % needs "

@@ -107,8 +107,8 @@ def audit_corrected_count(model_count: float, n_pool: int, audit_was_error: np.n
 
     On CIFAR-10N (``benchmarks/audit_sampling.py``, "through the product": 50 ranked reviews and 5
     audits a class a round, reviewed and applied, simulated reviewer, 5 rounds) the "worse" labels'
-    classes within max(5, 30 %) of the truth went from 9 / 5 / 1 / 0 / 0 of 10 to 10 / 9 / 9 / 8 / 8
-    (round 5: 15,100 for 17,500, against 25,800 without audits); on "aggre" from 4-5 to 3-7 (7 from
+    classes within max(5, 30 %) of the truth went from 9 / 5 / 1 / 0 / 0 of 10 to 10 / 10 / 9 / 9 / 9
+    (round 5: 17,400 for 17,500, against 25,800 without audits); on "aggre" from 4-5 to 2-7 (7 from
     round 4): its count is too low by about a third, and 5 audits a class a round are too few to
     say so with confidence early on.
 
