@@ -215,3 +215,19 @@ def test_a_session_measures_its_audits_at_the_scores_of_now(toy, tmp_path, monke
     assert np.isfinite(measured).sum() == is_audit.sum()  # one score for each audit, NaN elsewhere
     np.testing.assert_allclose(np.sort(measured[np.isfinite(measured)]),
                                np.sort(ranker.scores_under(rows, np.full(rows.size, cat))))
+
+
+def test_start_suggests_audits_on_heavy_noise_and_the_suggestion_works(toy, tmp_path, capsys):
+    heavy = make_feature_cache(tmp_path / "heavy", n_per_class=80, rate=0.35)[0]
+    session = tmp_path / "s.session"
+    args = ["session", "start", "--class", "cat", "--class", "dog", "--per-class", "5", "--no-evaluate",
+            "--threads", "1", "--session", str(session)]
+    assert main([*args, "--cache", str(heavy)]) == 0
+    note = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("note:"))
+    assert "--audit 5" in note and str(session) in note
+    session.unlink()  # what the note says to do
+    assert main([*args, "--cache", str(heavy), "--audit", "5"]) == 0
+    assert "note:" not in capsys.readouterr().out
+    session.unlink()
+    assert main([*args, "--cache", str(toy[0])]) == 0  # 12 % planted: the ranking's own estimate is trusted
+    assert "note:" not in capsys.readouterr().out

@@ -28,7 +28,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.optimize import minimize
 
-__all__ = ["calibrated_error_probabilities", "audit_corrected_count", "PRIOR_STRENGTH", "MODEL_SPREAD"]
+__all__ = ["calibrated_error_probabilities", "audit_corrected_count", "PRIOR_STRENGTH", "MODEL_SPREAD", "HEAVY_NOISE_RATE"]
 
 _LOGIT_CLIP = 1e-6
 PRIOR_STRENGTH = 10.0
@@ -36,6 +36,13 @@ PRIOR_STRENGTH = 10.0
 
 MODEL_SPREAD = 0.5
 """How far the recalibrated count is believed to be off before audits say, as a share of itself (one sd)."""
+
+HEAVY_NOISE_RATE = 0.2
+"""The ranker's own error rate in the classes, before any review, from which ``session start`` suggests
+``--audit``. On CIFAR-10N "worse" (29 % by the ranker's count, 40 % true) the estimate without audits
+had 0 of 10 classes within max(5, 30 %) of the truth from round 4, 9-10 with ``--audit 5``
+(``benchmarks/results/audit_sampling.md``); on the journey's folders (14 % by the ranker, 8 % true) and
+on "aggre" (6 %, 9 % true) audits bought little (``journey-audit5.md``)."""
 
 
 def calibrated_error_probabilities(reviewed_scores: np.ndarray, reviewed_was_error: np.ndarray,
