@@ -161,22 +161,16 @@ def simulate(dataset, noisy: np.ndarray, clean: np.ndarray, *, audits_per_class:
                 if name == "audit ratio":
                     per_class = [float((pool_labels == c).sum() * audit_error[audit_labels == c].mean())
                                  for c in range(n_classes)]
-                elif name == "difference":
+                elif name in ("difference", "difference, scores now"):
+                    of = residual if name == "difference" else residual_now
                     per_class = [max(0.0, float(probabilities["verdicts"][pool_labels == c].sum()
-                                                + (pool_labels == c).sum() * residual[audit_labels == c].mean()))
+                                                + (pool_labels == c).sum() * of[audit_labels == c].mean()))
                                  for c in range(n_classes)]
-                elif name == "difference, scores now":
-                    per_class = [max(0.0, float(probabilities["verdicts"][pool_labels == c].sum()
-                                                + (pool_labels == c).sum() * residual_now[audit_labels == c].mean()))
-                                 for c in range(n_classes)]
-                elif name == "shrunk, scores now":
+                elif name in ("shrunk difference", "shrunk, scores now"):
+                    at = at_audits if name == "shrunk difference" else at_audits_now
                     per_class = [audit_corrected_count(float(probabilities["verdicts"][pool_labels == c].sum()),
                                                        int((pool_labels == c).sum()), audit_error[audit_labels == c],
-                                                       at_audits_now[audit_labels == c])[0] for c in range(n_classes)]
-                elif name == "shrunk difference":
-                    per_class = [audit_corrected_count(float(probabilities["verdicts"][pool_labels == c].sum()),
-                                                       int((pool_labels == c).sum()), audit_error[audit_labels == c],
-                                                       at_audits[audit_labels == c])[0] for c in range(n_classes)]
+                                                       at[audit_labels == c])[0] for c in range(n_classes)]
                 else:
                     per_class = [float(probabilities[name][pool_labels == c].sum()) for c in range(n_classes)]
                 row["estimates"][name] = {

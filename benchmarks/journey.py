@@ -47,7 +47,7 @@ import pandas as pd
 from benchmarks.data import DEFAULT_WEIGHTS, REPO, SHARED
 from benchmarks.journey_data import build_journey_folder
 
-WORK = REPO / "benchmarks" / "work" / "journey"
+WORK = REPO / "benchmarks" / "work"
 RESULTS = REPO / "benchmarks" / "results"
 README = REPO / "README.md"
 ALLOCATIONS = ("errors", "fixed")
@@ -62,6 +62,11 @@ def coreclean(*args: str, check: bool = True) -> tuple[float, str]:
     if check and done.returncode != 0:
         raise RuntimeError(f"coreclean {' '.join(args)} exited {done.returncode}:\n{done.stderr[-2000:]}")
     return seconds, done.stdout
+
+
+def class_flags(classes: list[str]) -> list[str]:
+    """``--class A --class B ...``: the classes as `session start` takes them."""
+    return [arg for c in classes for arg in ("--class", c)]
 
 
 def review(sheet: pd.DataFrame, truth: dict[str, str]) -> pd.DataFrame:
@@ -99,8 +104,7 @@ def clean(cache: Path, truth: pd.DataFrame, classes: list[str], allocation: str,
     review_dir = work / f"{allocation}-review"
     for path in (session, review_dir):
         shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
-    class_args = [arg for c in classes for arg in ("--class", c)]
-    start_s, _ = coreclean("session", "start", "--cache", str(cache), *class_args, "--per-class", str(batch),
+    start_s, _ = coreclean("session", "start", "--cache", str(cache), *class_flags(classes), "--per-class", str(batch),
                            "--allocation", allocation, "--audit", str(audit), "--session", str(session))
     truth_map = dict(zip(truth["id"], truth["true_label"]))
     reviewed: set[str] = set()
@@ -155,7 +159,6 @@ def thread_timings(cache: Path, classes: list[str], batch: int, session: Path, s
     """
     settings = {"--threads 1": ["--threads", "1"], "--threads 2": ["--threads", "2"], "default": []}
     coreclean("classes", "--cache", str(cache))  # untimed: the cache's derived/ folder exists for every setting
-    class_args = [arg for c in classes for arg in ("--class", c)]
     steps = ("classes", "rank", "session start", "session apply")
     times: dict[str, dict[str, list[float]]] = {step: {k: [] for k in settings} for step in steps}
     started, copy = work / "timing-start.session", work / "timing.session"
@@ -165,9 +168,9 @@ def thread_timings(cache: Path, classes: list[str], batch: int, session: Path, s
             times["rank"][name].append(coreclean("rank", "--cache", str(cache), "--out", str(work / "timing-rank.csv"),
                                                  *flags)[0])
             started.unlink(missing_ok=True)
-            times["session start"][name].append(coreclean("session", "start", "--cache", str(cache), *class_args,
-                                                          "--per-class", str(batch), "--session", str(started),
-                                                          *flags)[0])
+            times["session start"][name].append(coreclean("session", "start", "--cache", str(cache),
+                                                          *class_flags(classes), "--per-class", str(batch),
+                                                          "--session", str(started), *flags)[0])
             copy.unlink(missing_ok=True)
             shutil.copy(session, copy)
             times["session apply"][name].append(coreclean("session", "apply", "--session", str(copy), str(sheet),
@@ -204,7 +207,7 @@ def run(seeds: list[int], per_class: int, noise: float, batch: int, max_rounds: 
         "cpus": os.cpu_count(), "load_before": os.getloadavg()}, "seeds": []}
     results_path = RESULTS / f"{results_stem(audit)}.json"
     for seed in seeds:
-        work = WORK.parent / results_stem(audit) / f"seed-{seed}"
+        work = WORK / results_stem(audit) / f"seed-{seed}"
         data, cache = work / "data", work / "cache"
         truth = build_journey_folder(data, n_per_class=per_class, noise=noise, seed=seed, shared=SHARED)
         shutil.rmtree(cache, ignore_errors=True)
@@ -232,7 +235,7 @@ def _time_first_round(cache: Path, truth: pd.DataFrame, classes: list[str], batc
     session.unlink(missing_ok=True)
     review_dir = work / "timing-review"
     shutil.rmtree(review_dir, ignore_errors=True)
-    coreclean("session", "start", "--cache", str(cache), *[a for c in classes for a in ("--class", c)],
+    coreclean("session", "start", "--cache", str(cache), *class_flags(classes),
               "--per-class", str(batch), "--session", str(session))
     coreclean("session", "next", "--session", str(session), "--out", str(review_dir), "--no-sheet")
     sheet = review_dir / "round-1.csv"

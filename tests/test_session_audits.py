@@ -231,3 +231,20 @@ def test_start_suggests_audits_on_heavy_noise_and_the_suggestion_works(toy, tmp_
     session.unlink()
     assert main([*args, "--cache", str(toy[0])]) == 0  # 12 % planted: the ranking's own estimate is trusted
     assert "note:" not in capsys.readouterr().out
+
+
+def test_an_against_session_measures_its_audits_at_the_partner_probability_now(toy, tmp_path):
+    from coreclean.sessions.state import audited
+
+    with start(toy, tmp_path / "s.session", classes=["cat"], against="dog") as session:
+        batch = session.next_batch()
+        session.apply(pd.DataFrame({"id": batch["id"], "action": "keep"}))
+        session.close_round()
+        ranker = session.ranker()
+        decided = session.live_decisions()
+        measured = session._model.audit_scores(ranker, decided)
+        rows = decided.loc[audited(decided), "idx"].to_numpy(np.int64)
+        dog = session.class_names.index("dog")
+    assert rows.size == 4
+    np.testing.assert_allclose(measured[audited(decided)], ranker.probs_[rows, dog])
+    assert np.isnan(measured[~audited(decided)]).all()

@@ -123,7 +123,7 @@ class SessionModel:
         if self.meta["against"] is None:
             out[rows] = ranker.scores_under(idx, decided["old_label"].to_numpy(np.int64)[rows])
         else:  # the partner class's probability does not depend on the sample's label
-            out[rows] = ranker.probs_[idx, self.class_names.index(self.meta["against"])].astype(np.float64)
+            out[rows] = self.scores(ranker)[idx]
         return out
 
     def reviews_per_class(self, scores: np.ndarray, labels: np.ndarray, weights: np.ndarray,
