@@ -29,16 +29,31 @@ logger = logging.getLogger(__name__)
 
 def cleaning_run(dataset, noisy: np.ndarray, clean: np.ndarray, test_model: TestModel, *, method: str, seed: int,
                  batch_size: int = 50, max_rounds: int = 20, n_threads: int | None = 1) -> dict[str, Any]:
-    """One session over all classes until the stop rule fires; rounds, totals and the test LR on the result."""
+    """One session over all classes until the stop rule fires; rounds, totals and the test LR on the result.
+
+    The session is started as ``session start`` leaves a user: when its note suggests random audits
+    (:func:`coreclean.sessions.errors_left.suggested_audits`), it is started again with them, as the
+    note says to; ``audit`` in the result is the count it ran with.
+    """
+    from coreclean.sessions.errors_left import suggested_audits
     from coreclean.sessions.session import CleaningSession
     from coreclean.simulate.reviewer import SimulatedReviewer
+
+    def started(audit: int) -> CleaningSession:
+        return CleaningSession.start(dataset.cache_dir, ":memory:", classes=list(dataset.class_names),
+                                     batch_size=batch_size, method=method, evaluate=False, labels=noisy,
+                                     key=dataset.cache_key, random_state=seed, n_threads=n_threads, audit=audit)
 
     start = time.perf_counter()
     rounds = []
     stopped_by = "round cap"
-    with CleaningSession.start(dataset.cache_dir, ":memory:", classes=list(dataset.class_names), batch_size=batch_size,
-                               method=method, evaluate=False, labels=noisy, key=dataset.cache_key,
-                               random_state=seed, n_threads=n_threads) as session:
+    session = started(0)
+    with session:
+        audit = suggested_audits(float(session.rounds().iloc[0]["base_rate"]), session.audit)
+    if audit:
+        logger.info("P2 session %s: the start suggests --audit %d; started again with it", method, audit)
+        session = started(audit)
+    with session:
         fit_seconds = time.perf_counter() - start
         reviewer = SimulatedReviewer(session.sample_ids, clean, session.class_names)
         found_total = reviewed_total = 0
@@ -65,7 +80,7 @@ def cleaning_run(dataset, noisy: np.ndarray, clean: np.ndarray, test_model: Test
         labels, weights = session.labels, session.weights
     n_errors = int((noisy != clean).sum())
     remaining = int((labels != clean).sum())
-    out = {"method": method, "seed": seed, "batch_size_per_class": batch_size, "max_rounds": max_rounds,
+    out = {"method": method, "seed": seed, "batch_size_per_class": batch_size, "audit": audit, "max_rounds": max_rounds,
            "stopped_by": stopped_by, "rounds": rounds, "n_errors_start": n_errors, "n_errors_left": remaining,
            "reviewed": reviewed_total, "fixed": n_errors - remaining,
            "fixed_per_reviewed": (n_errors - remaining) / reviewed_total if reviewed_total else None,

@@ -192,7 +192,10 @@ def p2_markdown(result: dict[str, Any]) -> tuple[list[str], list[dict[str, Any]]
         for cleaning in entry.get("cleaning", []):
             rounds = cleaning["rounds"]
             lines += ["", f"End-to-end cleaning ({cleaning['method']} session over all classes, N = "
-                          f"{cleaning['batch_size_per_class']} per class per round, seed {cleaning['seed']}; stopped by "
+                          f"{cleaning['batch_size_per_class']} per class per round"
+                          + (f" and {cleaning['audit']} random audits (started again with them, as `session start`'s "
+                             "note suggests on heavy noise)" if cleaning.get("audit") else "")
+                          + f", seed {cleaning['seed']}; stopped by "
                           f"{cleaning['stopped_by']} after {len(rounds)} round(s); wall time "
                           f"{_minutes(cleaning['wall_seconds'])}): reviewed {cleaning['reviewed']}, fixed "
                           f"{cleaning['fixed']} of {cleaning['n_errors_start']} errors = "

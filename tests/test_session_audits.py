@@ -248,3 +248,12 @@ def test_an_against_session_measures_its_audits_at_the_partner_probability_now(t
     assert rows.size == 4
     np.testing.assert_allclose(measured[audited(decided)], ranker.probs_[rows, dog])
     assert np.isnan(measured[~audited(decided)]).all()
+
+
+def test_audits_are_suggested_only_for_heavy_noise_in_a_session_without_them():
+    from coreclean.sessions.errors_left import HEAVY_NOISE_RATE, SUGGESTED_AUDITS, suggested_audits
+
+    assert suggested_audits(HEAVY_NOISE_RATE, 0) == SUGGESTED_AUDITS
+    assert suggested_audits(HEAVY_NOISE_RATE - 0.01, 0) == 0
+    assert suggested_audits(0.4, 5) == 0  # already audited
+    assert suggested_audits(float("nan"), 0) == 0

@@ -173,7 +173,7 @@ def _progress(args: argparse.Namespace, step: str, phases: int):
 
 
 def _start(args: argparse.Namespace) -> int:
-    from coreclean.sessions.errors_left import HEAVY_NOISE_RATE
+    from coreclean.sessions.errors_left import suggested_audits
     from coreclean.sessions.session import CleaningSession
 
     path = args.session
@@ -199,10 +199,11 @@ def _start(args: argparse.Namespace) -> int:
         print(f"{baseline['verdict']}" + (f"; CV AUROC {baseline['auroc']:.4f}"
                                                     if _finite(baseline["auroc"]) else ""))
         rate = baseline["base_rate"]
-        if not session.audit and _finite(rate) and rate >= HEAVY_NOISE_RATE:
+        audits = suggested_audits(rate, session.audit)
+        if audits:
             print(f"note: ~{rate:.0%} of these labels look wrong; on noise this heavy the errors left are estimated "
                   "from the ranking alone and can be far off (README, 'Where the estimate is off'). To measure them, "
-                  f"start again with --audit 5 (after removing {path}).")
+                  f"start again with --audit {audits} (after removing {path}).")
         print(f"next: coreclean session next --session {path}")
     return 0
 

@@ -28,7 +28,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.optimize import minimize
 
-__all__ = ["calibrated_error_probabilities", "audit_corrected_count", "PRIOR_STRENGTH", "MODEL_SPREAD", "HEAVY_NOISE_RATE"]
+__all__ = ["calibrated_error_probabilities", "audit_corrected_count", "PRIOR_STRENGTH", "MODEL_SPREAD", "HEAVY_NOISE_RATE",
+           "SUGGESTED_AUDITS", "suggested_audits"]
 
 _LOGIT_CLIP = 1e-6
 PRIOR_STRENGTH = 10.0
@@ -43,6 +44,21 @@ HEAVY_NOISE_RATE = 0.2
 had 0 of 10 classes within max(5, 30 %) of the truth from round 4, 9-10 with ``--audit 5``
 (``benchmarks/results/audit_sampling.md``); on the journey's folders (14 % by the ranker, 8 % true) and
 on "aggre" (6 %, 9 % true) audits bought little (``journey-audit5.md``)."""
+
+SUGGESTED_AUDITS = 5
+"""Random audits per class a round that ``session start`` suggests on heavy noise."""
+
+
+def suggested_audits(base_rate: float, audits: int) -> int:
+    """Random audits per class a round a session should have been started with: 0 when it needs none.
+
+    :data:`SUGGESTED_AUDITS` when it was started without audits (``audits`` 0) and the ranker's own
+    error rate in its classes before any review, ``base_rate``, is at least :data:`HEAVY_NOISE_RATE`;
+    0 otherwise (also for a NaN rate).
+    """
+    if audits or not np.isfinite(base_rate) or base_rate < HEAVY_NOISE_RATE:
+        return 0
+    return SUGGESTED_AUDITS
 
 
 def calibrated_error_probabilities(reviewed_scores: np.ndarray, reviewed_was_error: np.ndarray,
