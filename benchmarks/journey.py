@@ -1,10 +1,11 @@
 """The journey: the product as a user runs it, the CLI in subprocesses with default settings.
 
     python -m benchmarks.journey [--seeds 0 1 2] [--per-class 300] [--noise 0.08] [--batch 20]
-                                 [--max-rounds 10] [--timing-repeats 3] [--audit K] [--no-readme]
+                                 [--max-rounds 10] [--timing-repeats 3] [--audit K] [--skew S] [--no-readme]
 
 For each seed: a real folder built from CIFAR-10 train (:func:`benchmarks.journey_data.build_journey_folder`:
-``--per-class`` images a class, ``--noise`` of them moved into a wrong class folder), then
+``--per-class`` images a class, ``--noise`` of them moved into a wrong class folder, uniformly or, with
+``--skew S``, mostly into a few classes), then
 
 1. ``coreclean embed DATA --cache CACHE --backbone mobilenet_v2 --weights W`` (the shared ImageNet
    MobileNetV2 trunk: ResNet18 weights cannot be had offline here);
@@ -23,8 +24,8 @@ on the machine as found and once with one spinning process per core beside them.
 Results: ``benchmarks/results/journey.json`` (keys documented in :func:`run`) and
 ``benchmarks/results/journey.md``; the README block between ``<!-- journey:start -->`` and
 ``<!-- journey:end -->`` is regenerated from them. With ``--audit K`` (K > 0) the results go to
-``journey-auditK.json`` / ``.md`` and its folders to ``work/journey-auditK``; the README block is left
-as it is (it shows the default session).
+``journey-auditK.json`` / ``.md`` and its folders to ``work/journey-auditK``, with ``--skew S`` to
+``journey-skewS``; the README block is left as it is (it shows the default session on uniform noise).
 """
 
 from __future__ import annotations
@@ -178,17 +179,17 @@ def thread_timings(cache: Path, classes: list[str], batch: int, session: Path, s
     return {step: {name: statistics.median(values) for name, values in by.items()} for step, by in times.items()}
 
 
-def results_stem(audit: int) -> str:
-    """The name results and work folders share: ``journey``, or ``journey-auditK`` for ``--audit K``."""
-    return "journey" if audit == 0 else f"journey-audit{audit}"
+def results_stem(audit: int, skew: float = 0.0) -> str:
+    """The name results and work folders share: ``journey``, plus ``-auditK`` for ``--audit K`` and ``-skewS`` for ``--skew S``."""
+    return "journey" + (f"-audit{audit}" if audit else "") + (f"-skew{skew:g}" if skew else "")
 
 
 def run(seeds: list[int], per_class: int, noise: float, batch: int, max_rounds: int,
-        timing_repeats: int, audit: int = 0) -> dict[str, Any]:
+        timing_repeats: int, audit: int = 0, skew: float = 0.0) -> dict[str, Any]:
     """Run the journey for each seed.
 
-    Returns (and writes to ``benchmarks/results/<results_stem(audit)>.json``) a dict with ``settings`` (the
-    arguments (``audit`` included), backbone, weights file, git commit, CPU count, load average before and after),
+    Returns (and writes to ``benchmarks/results/<results_stem(audit, skew)>.json``) a dict with ``settings`` (the
+    arguments (``audit`` and ``skew`` included), backbone, weights file, git commit, CPU count, load average before and after),
     ``seeds`` (one entry per seed: ``seed``, ``n_images``, ``n_planted``, ``steps`` (seconds of
     ``embed`` and ``classes``), ``recommended`` (the three classes), ``sessions``: one per
     allocation, each with ``classes``, ``initial_errors`` (true, per class), ``rounds`` (per round:
@@ -202,14 +203,14 @@ def run(seeds: list[int], per_class: int, noise: float, batch: int, max_rounds: 
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO).stdout
     result: dict[str, Any] = {"settings": {
         "seeds": seeds, "per_class": per_class, "noise": noise, "batch": batch, "max_rounds": max_rounds,
-        "audit": audit,
+        "audit": audit, "skew": skew,
         "backbone": "mobilenet_v2", "weights": DEFAULT_WEIGHTS.name, "commit": commit.strip(),
         "cpus": os.cpu_count(), "load_before": os.getloadavg()}, "seeds": []}
-    results_path = RESULTS / f"{results_stem(audit)}.json"
+    results_path = RESULTS / f"{results_stem(audit, skew)}.json"
     for seed in seeds:
-        work = WORK / results_stem(audit) / f"seed-{seed}"
+        work = WORK / results_stem(audit, skew) / f"seed-{seed}"
         data, cache = work / "data", work / "cache"
-        truth = build_journey_folder(data, n_per_class=per_class, noise=noise, seed=seed, shared=SHARED)
+        truth = build_journey_folder(data, n_per_class=per_class, noise=noise, seed=seed, skew=skew, shared=SHARED)
         shutil.rmtree(cache, ignore_errors=True)
         embed_s, _ = coreclean("embed", str(data), "--cache", str(cache), "--backbone", "mobilenet_v2",
                                "--weights", str(DEFAULT_WEIGHTS))
@@ -263,8 +264,10 @@ def report(result: dict[str, Any]) -> str:
     """The results as Markdown: steps, estimates against the truth, verdicts, budget vs fixed, thread timings."""
     audit = result["settings"].get("audit", 0)
     audit_note = f" plus {audit} random audits (`--audit {audit}`)" if audit else ""
+    skew = result["settings"].get("skew", 0)
+    skew_note = f" (skewed toward a few classes, `--skew {skew:g}`)" if skew else ""
     lines = [f"Journey: {len(result['seeds'])} seeds, {result['settings']['per_class']} images a class, "
-             f"{result['settings']['noise']:.0%} moved to a wrong class folder, {result['settings']['batch']} "
+             f"{result['settings']['noise']:.0%} moved to a wrong class folder{skew_note}, {result['settings']['batch']} "
              f"reviews a class a round{audit_note}; MobileNetV2 trunk; commit {result['settings']['commit']}; "
              f"{result['settings']['cpus']} CPUs, load {result['settings']['load_before'][0]:.1f} at start.", ""]
     lines += ["| seed | classes | allocation | rounds | found | of planted there | stopped | embed s | classes s | "
@@ -349,15 +352,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-rounds", type=int, default=10)
     parser.add_argument("--timing-repeats", type=int, default=3)
     parser.add_argument("--audit", type=int, default=0, help="session start --audit K (0: none, the default)")
+    parser.add_argument("--skew", type=float, default=0.0,
+                        help="wrong folders skewed toward a few classes (benchmarks.journey_data; 0: uniform)")
     parser.add_argument("--no-readme", action="store_true", help="do not rewrite the README block")
     args = parser.parse_args(argv)
     if not (SHARED / "data" / "cifar10").is_dir():
         print(f"no CIFAR-10 data in {SHARED / 'data'}: the journey needs it", file=sys.stderr)
         return 2
-    result = run(args.seeds, args.per_class, args.noise, args.batch, args.max_rounds, args.timing_repeats, args.audit)
+    result = run(args.seeds, args.per_class, args.noise, args.batch, args.max_rounds, args.timing_repeats, args.audit,
+                 args.skew)
     markdown = report(result)
-    (RESULTS / f"{results_stem(args.audit)}.md").write_text(markdown)
-    if not args.no_readme and args.audit == 0:
+    (RESULTS / f"{results_stem(args.audit, args.skew)}.md").write_text(markdown)
+    if not args.no_readme and args.audit == 0 and not args.skew:
         write_readme_block(markdown)
     print(markdown)
     return 0

@@ -129,3 +129,13 @@ def test_goals_table_uses_the_paired_verdict_over_seeds():
     assert [_goal_verdict(g) for g in _goal_comparison(summary(tie), tie)] == ["met (tie within interval)"] * 2
     assert [_goal_verdict(g) for g in _goal_comparison(summary(behind), behind)] == ["**missed**"] * 2
     assert [_goal_verdict(g) for g in _goal_comparison(summary(tie))] == ["**missed**"] * 2  # no seeds: the means
+
+
+def test_skewed_journey_noise_moves_the_planted_count_into_few_wrong_folders():
+    from benchmarks.journey_data import _skewed_noise
+
+    true = np.repeat(np.arange(10), 300)
+    given, flipped = _skewed_noise(true, 0.08, 1.0, np.random.default_rng(0))
+    assert flipped.sum() == 240 and (given[flipped] != true[flipped]).all() and (given[~flipped] == true[~flipped]).all()
+    received = np.sort(np.bincount(given[flipped], minlength=10))[::-1]
+    assert received[0] > 2.5 * received[2] and received[2] > 0  # a few classes hold most, all differ from uniform 24
