@@ -48,10 +48,10 @@ def cleaning_run(dataset, noisy: np.ndarray, clean: np.ndarray, test_model: Test
     rounds = []
     stopped_by = "round cap"
     session = started(0)
-    with session:
-        audit = suggested_audits(float(session.rounds().iloc[0]["base_rate"]), session.audit)
+    audit = suggested_audits(float(session.rounds().iloc[0]["base_rate"]), session.audit)
     if audit:
         logger.info("P2 session %s: the start suggests --audit %d; started again with it", method, audit)
+        session.close()
         session = started(audit)
     with session:
         fit_seconds = time.perf_counter() - start
