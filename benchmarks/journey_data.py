@@ -37,7 +37,7 @@ import pandas as pd
 
 from benchmarks.data import SHARED
 
-__all__ = ["build_journey_folder", "CIFAR10_CLASSES"]
+__all__ = ["build_journey_folder", "plant_errors", "CIFAR10_CLASSES"]
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 _TRUTH_COLUMNS = ["id", "true_label", "given_label", "flipped"]
@@ -52,8 +52,6 @@ def build_journey_folder(out_dir: str | os.PathLike, n_per_class: int = 300, noi
     ``flipped`` (given != true); exactly ``round(noise * 10 * n_per_class)`` rows are flipped, into
     wrong folders drawn uniformly (``skew`` 0) or skewed toward a few classes (see the module docstring).
     """
-    from coreclean.simulate.noise import inject_noise
-
     data = Path(shared) / "data" / "cifar10"
     tarball, order_file = data / "cifar10_train_jpg.tar.gz", data / "train_order.txt"
     if not tarball.is_file() or not order_file.is_file():
@@ -65,11 +63,7 @@ def build_journey_folder(out_dir: str | os.PathLike, n_per_class: int = 300, noi
     rng = np.random.default_rng(seed)
     chosen = np.sort(np.concatenate([rng.choice(np.flatnonzero(true == k), size=n_per_class, replace=False)
                                      for k in range(len(CIFAR10_CLASSES))]))
-    if skew > 0:
-        given, flipped = _skewed_noise(true[chosen], noise, skew, rng)
-    else:
-        given, flipped = inject_noise(true[chosen], rate=noise, kind="uniform", n_classes=len(CIFAR10_CLASSES),
-                                      random_state=rng)
+    given, flipped = plant_errors(true[chosen], noise, skew, rng)
     out = Path(out_dir)
     if out.exists():
         shutil.rmtree(out)
@@ -94,6 +88,15 @@ def build_journey_folder(out_dir: str | os.PathLike, n_per_class: int = 300, noi
                          columns=_TRUTH_COLUMNS)
     truth.to_csv(out / "truth.csv", index=False)
     return truth
+
+
+def plant_errors(true: np.ndarray, noise: float, skew: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """The journey's planted errors in labels ``true``: uniform into wrong classes (``skew`` 0) or skewed: (given, flipped)."""
+    if skew > 0:
+        return _skewed_noise(true, noise, skew, rng)
+    from coreclean.simulate.noise import inject_noise
+
+    return inject_noise(true, rate=noise, kind="uniform", n_classes=len(CIFAR10_CLASSES), random_state=rng)
 
 
 def _skewed_noise(true: np.ndarray, noise: float, skew: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

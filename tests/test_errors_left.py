@@ -77,3 +77,30 @@ def test_unscored_decisions_are_left_out():
                                               np.array([0.2, 0.3]))
     without = calibrated_error_probabilities(np.array([0.9, 0.8]), np.array([True, True]), np.array([0.2, 0.3]))
     assert np.allclose(with_nan, without)
+
+
+def test_each_class_gets_its_own_shift_when_its_verdicts_disagree_with_the_others():
+    """One class's ranker is overconfident (true odds e^-1.5 the score's), the other's underconfident
+    (e^+1.5): one shared shift splits the difference and misses both; each class's own shift finds each."""
+    rng = np.random.default_rng(3)
+    scores, is_error, classes = [], [], []
+    for c, shift in enumerate([-1.5, 1.5]):
+        s, e = _shifted_population(rng, shift, n=10_000)
+        scores.append(s), is_error.append(e), classes.append(np.full(s.size, c))
+    scores, is_error, classes = np.concatenate(scores), np.concatenate(is_error), np.concatenate(classes)
+    order = np.argsort(-scores)
+    reviewed, rest = order[:1_500], order[1_500:]
+    per_sample = calibrated_error_probabilities(scores[reviewed], is_error[reviewed], scores[rest],
+                                                reviewed_classes=classes[reviewed], unreviewed_classes=classes[rest])
+    shared = calibrated_error_probabilities(scores[reviewed], is_error[reviewed], scores[rest])
+    for c in (0, 1):
+        of_c = classes[rest] == c
+        truth = is_error[rest][of_c].sum()
+        assert abs(per_sample[of_c].sum() - truth) < 0.35 * truth
+        assert abs(shared[of_c].sum() - truth) > 0.5 * truth
+
+
+def test_classes_must_be_given_for_both_reviewed_and_unreviewed_samples():
+    with pytest.raises(ValueError, match="together"):
+        calibrated_error_probabilities(np.array([0.9]), np.array([True]), np.array([0.2]),
+                                       reviewed_classes=np.array([0]))

@@ -257,3 +257,17 @@ def test_audits_are_suggested_only_for_heavy_noise_in_a_session_without_them():
     assert suggested_audits(HEAVY_NOISE_RATE - 0.01, 0) == 0
     assert suggested_audits(0.4, 5) == 0  # already audited
     assert suggested_audits(float("nan"), 0) == 0
+
+
+def test_a_class_whose_top_was_all_right_is_estimated_below_one_whose_top_was_all_wrong():
+    """#10: with one shift shared by every class, the two estimates below were equal (same scores, same pool size)."""
+    from coreclean.sessions.stopping import errors_left_by_class
+
+    labels = np.repeat([0, 1], 500)
+    scores = np.full(1000, 0.1)
+    shown = np.concatenate([np.arange(0, 40), np.arange(500, 540)])  # 40 reviewed in each class at score 0.5
+    decided = pd.DataFrame({"idx": shown, "action": np.where(labels[shown] == 0, "relabel", "keep"),
+                            "score": 0.5, "old_label": labels[shown]})
+    errors, samples, _ = errors_left_by_class(scores, labels, np.ones(1000), decided, [0, 1])
+    assert samples == {0: 460, 1: 460}
+    assert errors[0] > 3 * errors[1]

@@ -154,7 +154,7 @@ def errors_left_by_class(scores: np.ndarray, labels: np.ndarray, weights: np.nda
         Current labels and weights.
     decided : DataFrame
         The live decisions other than ``skip`` (columns ``idx, action, score`` and, for audits,
-        ``audit`` and ``old_label``: the class the audit was drawn from).
+        ``old_label``: the class the sample was shown in, and for audits ``audit``).
     classes : sequence of int
         The classes being cleaned.
     audit_scores : ndarray of shape (len(decided),), optional
@@ -177,7 +177,11 @@ def errors_left_by_class(scores: np.ndarray, labels: np.ndarray, weights: np.nda
     was_error = decided["action"].isin(HIT_ACTIONS).to_numpy()
     audit = audited(decided) & np.isfinite(shown)
     now = shown if audit_scores is None else np.where(np.isfinite(audit_scores), audit_scores, shown)
-    at_pool_and_audits = calibrated_error_probabilities(shown, was_error, np.concatenate([scores[pool], now[audit]]))
+    shown_in = decided["old_label"].to_numpy(np.float64)
+    at_pool_and_audits = calibrated_error_probabilities(
+        shown, was_error, np.concatenate([scores[pool], now[audit]]),
+        reviewed_classes=np.where(np.isfinite(shown_in), shown_in, -1).astype(np.int64),
+        unreviewed_classes=np.concatenate([labels[pool], shown_in[audit].astype(np.int64)]))
     per_sample = np.zeros(labels.size)
     per_sample[pool] = at_pool_and_audits[:int(pool.sum())]
     at_audits = at_pool_and_audits[int(pool.sum()):]
