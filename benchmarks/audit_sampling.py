@@ -10,10 +10,11 @@ within max(5, 30 % of its true count) from round 2. The obvious cure is random a
 measured rather than extrapolated. This benchmark measures what that buys, by simulation (the
 reviewer is CIFAR-10's clean labels), with four estimates each round:
 
-- ``verdicts``: the product's estimate (top-of-ranking verdicts, one logit shift);
+- ``verdicts``: the product's estimate (top-of-ranking verdicts, a logit shift shared by the classes
+  and one per class);
 - ``verdicts+audits``: the same fit with the audits' verdicts added;
 - ``verdicts+audits, slope``: shift and slope, ``sigmoid(a + b logit(s))``, on the same verdicts;
-- ``audits' shift``: the one-shift calibration fitted on the audits alone;
+- ``audits' shift``: the same calibration fitted on the audits alone;
 - ``difference``: the product's count plus the unreviewed count times the audits' mean residual
   (verdict minus calibrated probability), the unbiased difference estimator;
 - ``shrunk difference``: that correction taken in proportion to its precision, what
@@ -98,6 +99,12 @@ def _shift_and_slope(scores: np.ndarray, was_error: np.ndarray, prior: float = P
     return float(a), float(b)
 
 
+def _calibrated(reviewed: tuple[np.ndarray, np.ndarray, np.ndarray], at: np.ndarray, at_classes: np.ndarray) -> np.ndarray:
+    """The product's recalibration (shared and per-class shift) of scores ``at`` on (scores, verdicts, classes)."""
+    return calibrated_error_probabilities(reviewed[0], reviewed[1], at, reviewed_classes=reviewed[2],
+                                          unreviewed_classes=at_classes)
+
+
 def simulate(dataset, noisy: np.ndarray, clean: np.ndarray, *, audits_per_class: int, rounds: int,
              seed: int = 0) -> list[dict[str, Any]]:
     """One all-class session of ``BATCH`` reviews a class a round, plus ``audits_per_class`` random audits; a row a round."""
@@ -135,22 +142,26 @@ def simulate(dataset, noisy: np.ndarray, clean: np.ndarray, *, audits_per_class:
             verdict = decided["action"].isin(HIT_ACTIONS).to_numpy()
             known = np.isfinite(shown)
             shown, verdict = shown[known], verdict[known]
-            with_audits = (np.concatenate([shown, audit_scores]), np.concatenate([verdict, audit_error]))
-            a, b = _shift_and_slope(*with_audits)
+            shown_in = decided["old_label"].to_numpy(np.int64)[known]
+            pool_labels = labels[pool]
+            audit_labels = labels[audit_rows]
+
+            verdicts = (shown, verdict, shown_in)
+            with_audits = (np.concatenate([shown, audit_scores]), np.concatenate([verdict, audit_error]),
+                           np.concatenate([shown_in, audit_labels]))
+            a, b = _shift_and_slope(*with_audits[:2])
             probabilities = {
-                "verdicts": calibrated_error_probabilities(shown, verdict, scores[pool]),
-                "verdicts+audits": calibrated_error_probabilities(*with_audits, scores[pool]),
+                "verdicts": _calibrated(verdicts, scores[pool], pool_labels),
+                "verdicts+audits": _calibrated(with_audits, scores[pool], pool_labels),
                 "verdicts+audits, slope": expit(a + b * _clipped_logit(scores[pool])),
             }
             if audit_rows.size:
                 drawn = np.asarray(audit_scores)
-                probabilities["audits' shift"] = calibrated_error_probabilities(drawn, audit_error, scores[pool])
-                at_audits = calibrated_error_probabilities(shown, verdict, drawn)
+                probabilities["audits' shift"] = _calibrated((drawn, audit_error, audit_labels), scores[pool], pool_labels)
+                at_audits = _calibrated(verdicts, drawn, audit_labels)
                 residual = audit_error - at_audits
-                at_audits_now = calibrated_error_probabilities(shown, verdict, scores[audit_rows])
+                at_audits_now = _calibrated(verdicts, scores[audit_rows], audit_labels)
                 residual_now = audit_error - at_audits_now
-            pool_labels = labels[pool]
-            audit_labels = labels[audit_rows]
             row: dict[str, Any] = {"round": round_number, "audits": int(audit_rows.size),
                                    "audit_errors": int(audit_error.sum()), "true_left": int(wrong.sum()),
                                    "true_left_per_class": [int((wrong & (labels == c)).sum()) for c in range(n_classes)],
