@@ -66,11 +66,16 @@ def pooled_probs(signals: SignalSet) -> np.ndarray:
     """Log-linear pool of the model's probabilities and the similarity-weighted kNN vote, fitted on the given labels.
 
     The model is the out-of-fold LR, or the caller's own probabilities; with no features (so no
-    neighbours) there is nothing to pool and those probabilities are returned as they are.
+    neighbours) there is nothing to pool and those probabilities are returned as they are. Where a
+    pilot finds that the vote would earn no weight (:attr:`SignalSet.neighbor_vote_pays`, above
+    250k samples) the model's probabilities are pooled alone, which is what the pool with a
+    zero-weight vote gives, without building the graph.
     """
     if signals.features is None:
         return signals.model_probs
-    sources = [signals.model_probs, signals.neighbor_probs(signals.config.temperature)]
+    sources = [signals.model_probs]
+    if signals.neighbor_vote_pays:
+        sources.append(signals.neighbor_probs(signals.config.temperature))
     pool = LogLinearPool().fit(sources, signals.labels, signals.fit_weight)
     return pool.predict_proba(sources)
 
