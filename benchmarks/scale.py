@@ -450,7 +450,8 @@ def _measure(args: argparse.Namespace, peak: _MemoryPeak, engine) -> dict:
     else:
         run["spearman"] = None
 
-    if args.recall_queries and args.size > _exact_limit():
+    run["neighbor_graph_built"] = "neighbors" in ranker.signals_.__dict__  # the pilot can skip it above 250k rows
+    if args.recall_queries and args.size > _exact_limit() and run["neighbor_graph_built"]:
         run["knn_recall_at_10"] = _knn_recall(features, ranker.signals_.neighbors[0], args.recall_queries, args.seed)
     if engine is None:
         run.update(blocks=1, tasks=None, workers=1)  # each pass is one block, here
