@@ -36,7 +36,7 @@ from coreclean.embedding.own_features import write_feature_cache
 from coreclean.sessions import errors_left
 from coreclean.sessions.session import CleaningSession
 from coreclean.sessions.state import reviewed_rows
-from coreclean.simulate.reviewer import SimulatedReviewer
+from coreclean.simulate.reviewer import SimulatedReviewer, simulated_rounds
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ALLOCATIONS = ("errors", "fixed")
@@ -49,12 +49,7 @@ def replay(cache: str, true: np.ndarray, classes: list[str], allocation: str, *,
     with CleaningSession.start(cache, ":memory:", classes=classes, batch_size=batch, allocation=allocation,
                                evaluate=False, random_state=0, n_threads=1) as session:
         reviewer = SimulatedReviewer(session.sample_ids, true, session.class_names)
-        for _ in range(rounds):
-            shown = session.next_batch()
-            if shown.empty:
-                break
-            session.apply(reviewer.review(shown))
-            result = session.close_round()
+        for result in simulated_rounds(session, reviewer, rounds):
             if result.round < 2:
                 continue
             reviewed = reviewed_rows(session.live_decisions(), true.size)

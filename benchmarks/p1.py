@@ -63,7 +63,7 @@ def session_run(dataset, noisy: np.ndarray, clean: np.ndarray, targets: list[int
                 n_rounds: int, per_class: int, test_model: TestModel | None, cv: CVEvaluator | None,
                 n_threads: int | None) -> dict[str, Any]:
     from coreclean.sessions.session import CleaningSession
-    from coreclean.simulate.reviewer import SimulatedReviewer
+    from coreclean.simulate.reviewer import SimulatedReviewer, simulated_rounds
 
     start = time.perf_counter()
     names = [dataset.class_names[t] for t in targets]
@@ -78,12 +78,7 @@ def session_run(dataset, noisy: np.ndarray, clean: np.ndarray, targets: list[int
         round0.update(_measure(test_model, cv, noisy, np.ones(noisy.size)))
         rounds.append(round0)
         found = reviewed = 0
-        for _ in range(n_rounds):
-            batch = session.next_batch()
-            if batch.empty:
-                break
-            session.apply(reviewer.review(batch))
-            result = session.close_round()
+        for result in simulated_rounds(session, reviewer, n_rounds):
             found += result.n_errors_found
             reviewed += result.n_reviewed
             row = {"round": result.round, "reviewed": reviewed, "found": found, "hit_rate": result.hit_rate,

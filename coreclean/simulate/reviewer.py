@@ -3,20 +3,20 @@
 :class:`SimulatedReviewer` turns a batch (:meth:`coreclean.CleaningSession.next_batch`) into the
 decisions a perfect reviewer would make: ``relabel`` to the true class where the label is wrong,
 ``keep`` where it is right. Feed them to :meth:`CleaningSession.apply` (one transaction per batch,
-so a simulated round costs one write) or use :func:`run_simulation` to drive whole rounds.
+so a simulated round costs one write) or use :func:`simulated_rounds` / :func:`run_simulation` to drive whole rounds.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import pandas as pd
 
 from coreclean.exceptions import InputValidationError
 
-__all__ = ["SimulatedReviewer", "run_simulation"]
+__all__ = ["SimulatedReviewer", "simulated_rounds", "run_simulation"]
 
 logger = logging.getLogger(__name__)
 
@@ -52,17 +52,27 @@ class SimulatedReviewer:
                              "new_label": np.where(wrong, truth, ""), "reviewer": self.name})
 
 
+def simulated_rounds(session, reviewer: SimulatedReviewer, n_rounds: int, *,
+                     evaluate: bool | None = None) -> Iterator:
+    """Run up to ``n_rounds`` rounds of ``session`` with ``reviewer``, yielding each closed round's result.
+
+    Each round is the session's next batch, reviewed, applied and closed; it stops early when a
+    batch comes back empty (nothing left to review). Between yields the caller can read the session.
+    """
+    for _ in range(n_rounds):
+        batch = session.next_batch()
+        if batch.empty:
+            return
+        session.apply(reviewer.review(batch))
+        yield session.close_round(evaluate=evaluate)
+
+
 def run_simulation(session, reviewer: SimulatedReviewer, n_rounds: int, *, evaluate: bool | None = None) -> pd.DataFrame:
     """Run ``n_rounds`` rounds of ``session`` with ``reviewer``; return :meth:`CleaningSession.rounds`.
 
     Stops early when a batch comes back empty (nothing left to review).
     """
-    for _ in range(n_rounds):
-        batch = session.next_batch()
-        if batch.empty:
-            break
-        session.apply(reviewer.review(batch))
-        result = session.close_round(evaluate=evaluate)
+    for result in simulated_rounds(session, reviewer, n_rounds, evaluate=evaluate):
         logger.info("round %d: %d of %d were errors; %s", result.round, result.n_errors_found, result.n_reviewed,
                     result.verdict.summary)
     return session.rounds()
