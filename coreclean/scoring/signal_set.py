@@ -138,9 +138,9 @@ class SignalSet:
     def neighbor_vote_pays(self) -> bool:
         """Whether the neighbour vote would add anything to the model's probabilities in the pool.
 
-        Up to :data:`NEIGHBOR_PILOT_ABOVE` samples the answer is yes (the graph is built). Above, a pilot answers first: the neighbour graph of a
-        seeded uniform sample of :data:`NEIGHBOR_PILOT_ROWS` kept samples, its vote pooled with the
-        model's probabilities of those samples (:class:`coreclean.scoring.pooling.LogLinearPool`); the
+        Up to :data:`NEIGHBOR_PILOT_ABOVE` samples the answer is yes (the graph is built). Above, a
+        pilot answers first: the neighbour graph of a seeded uniform sample of
+        :data:`NEIGHBOR_PILOT_ROWS` kept samples, its vote pooled with the model's probabilities of those samples (:class:`coreclean.scoring.pooling.LogLinearPool`); the
         vote pays when the pool gives it a weight above :data:`NEIGHBOR_PILOT_MIN_WEIGHT`. The sample's
         neighbours are sparser than the whole set's, so the pilot can only understate what they carry:
         on CIFAR-10 (MobileNetV2, 50k, CIFAR-10N aggre) a 20k pilot weighted the vote 0.47 (0.54 on all
