@@ -142,30 +142,41 @@ class SignalSet:
         pilot answers first: the neighbour graph of a seeded uniform sample of
         :data:`NEIGHBOR_PILOT_ROWS` kept samples, its vote pooled with the model's probabilities of those samples (:class:`coreclean.scoring.pooling.LogLinearPool`); the
         vote pays when the pool gives it a weight above :data:`NEIGHBOR_PILOT_MIN_WEIGHT`. The sample's
-        neighbours are sparser than the whole set's, so the pilot can only understate what they carry:
-        on CIFAR-10 (MobileNetV2, 50k, CIFAR-10N aggre) a 20k pilot weighted the vote 0.47 (0.54 on all
-        rows); on the synthetic 200k x 512 of ``benchmarks.scale``, whose neighbours carry no label
-        signal, 0.0, as on all rows, where the graph was 25 s of a 43 s ranking (``benchmarks.scale``
-        shows the saving at 1M). Answered once per :class:`SignalSet`, so a session does not switch.
+        neighbours are sparser than the whole set's, so the pilot tends to understate what they carry
+        (``python -m benchmarks.neighbor_pilot``): on CIFAR-10 (MobileNetV2, 50k) a 20k pilot weighted
+        the vote 0.45 with CIFAR-10N aggre labels (0.54 on all rows) and 0.33 with worse (0.34); on the
+        synthetic 200k x 512 of ``benchmarks.scale``, whose neighbours carry no label signal, 0.0, as on
+        all rows, where the graph took 24.5 s (``benchmarks.scale`` shows the saving at 1M). Answered once per :class:`SignalSet`, so a session does not switch.
         """
         if self.features is None:
             return False
         if self.n_samples <= NEIGHBOR_PILOT_ABOVE:
             return True
+        weight = self.neighbor_pilot_weight()
+        pays = bool(weight > NEIGHBOR_PILOT_MIN_WEIGHT)
+        logger.info("neighbour pilot: vote weight %.3f, %s", weight,
+                    "building the full graph" if pays else "the full graph is skipped")
+        return pays
+
+    def neighbor_pilot_weight(self) -> float:
+        """The pool weight of the neighbour vote on a seeded sample of :data:`NEIGHBOR_PILOT_ROWS` kept samples.
+
+        The sample gets its own neighbour graph; its vote is pooled with the model's probabilities of
+        those samples, fitted on their labels. What :attr:`neighbor_vote_pays` compares with
+        :data:`NEIGHBOR_PILOT_MIN_WEIGHT`.
+        """
+        features = self._require_features("the neighbour pilot")
         start = time.perf_counter()
         kept = np.flatnonzero(self.sample_weight > 0)
         rng = np.random.default_rng(self.config.random_state)
         rows = np.sort(rng.choice(kept, size=min(NEIGHBOR_PILOT_ROWS, kept.size), replace=False))
-        indices, similarities = knn_graph(np.asarray(self.features[rows], dtype=np.float32), self.config.n_neighbors,
+        indices, similarities = knn_graph(np.asarray(features[rows], dtype=np.float32), self.config.n_neighbors,
                                           random_state=self.config.random_state)
         vote = neighbor_label_distribution(indices, similarities, self.labels[rows], self.sample_weight[rows],
                                            self.n_classes, temperature=self.config.temperature)
         pool = LogLinearPool().fit([self.model_probs[rows], vote], self.labels[rows], self.fit_weight[rows])
-        pays = bool(pool.weights_[1] > NEIGHBOR_PILOT_MIN_WEIGHT)
         self._timed("neighbor_pilot", start)
-        logger.info("neighbour pilot on %d of %d samples: vote weight %.3f, %s", rows.size, self.n_samples,
-                    pool.weights_[1], "building the full graph" if pays else "the full graph is skipped")
-        return pays
+        return float(pool.weights_[1])
 
     @cached_property
     def neighbors(self) -> tuple[np.ndarray, np.ndarray]:
