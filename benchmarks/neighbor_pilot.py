@@ -41,9 +41,8 @@ def measure(name: str, features: np.ndarray, labels: np.ndarray, true: np.ndarra
     with limit_threads(1), mock.patch.object(signal_set, "NEIGHBOR_PILOT_ABOVE", sys.maxsize):
         signals = LabelIssueRanker(random_state=0).fit(features, labels).signals_
         sources = [signals.model_probs, signals.neighbor_probs(signals.config.temperature)]
-        weight = np.ones(labels.size)
-        with_vote = LogLinearPool().fit(sources, labels, weight)
-        without = LogLinearPool().fit(sources[:1], labels, weight)
+        with_vote = LogLinearPool().fit(sources, labels, signals.fit_weight)  # as methods.pooled_probs fits it
+        without = LogLinearPool().fit(sources[:1], labels, signals.fit_weight)
         pilot_weight = signals.neighbor_pilot_weight()
     is_error = labels != true
     return {"name": name, "n_samples": int(labels.size), "fit_seconds": time.perf_counter() - start,

@@ -139,14 +139,16 @@ class SignalSet:
         """Whether the neighbour vote would add anything to the model's probabilities in the pool.
 
         Up to :data:`NEIGHBOR_PILOT_ABOVE` samples the answer is yes (the graph is built). Above, a
-        pilot answers first: the neighbour graph of a seeded uniform sample of
-        :data:`NEIGHBOR_PILOT_ROWS` kept samples, its vote pooled with the model's probabilities of those samples (:class:`coreclean.scoring.pooling.LogLinearPool`); the
-        vote pays when the pool gives it a weight above :data:`NEIGHBOR_PILOT_MIN_WEIGHT`. The sample's
+        pilot answers first (:meth:`neighbor_pilot_weight`): the neighbour graph of a seeded uniform
+        sample of :data:`NEIGHBOR_PILOT_ROWS` kept samples, its vote pooled with the model's
+        probabilities of those samples (:class:`coreclean.scoring.pooling.LogLinearPool`); the vote
+        pays when the pool gives it a weight above :data:`NEIGHBOR_PILOT_MIN_WEIGHT`. The sample's
         neighbours are sparser than the whole set's, so the pilot tends to understate what they carry
         (``python -m benchmarks.neighbor_pilot``): on CIFAR-10 (MobileNetV2, 50k) a 20k pilot weighted
         the vote 0.45 with CIFAR-10N aggre labels (0.54 on all rows) and 0.33 with worse (0.34); on the
         synthetic 200k x 512 of ``benchmarks.scale``, whose neighbours carry no label signal, 0.0, as on
-        all rows, where the graph took 24.5 s (``benchmarks.scale`` shows the saving at 1M). Answered once per :class:`SignalSet`, so a session does not switch.
+        all rows, where the graph took 24.5 s (``benchmarks.scale`` shows the saving at 1M). Answered
+        once per :class:`SignalSet`, so a session does not switch.
         """
         if self.features is None:
             return False
